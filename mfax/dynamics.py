@@ -1,0 +1,143 @@
+"""Mean-field dynamics derived from a game's kernel: exact push-forward and sampled agents.
+
+Both updates read the same kernel rows ``(idx[S, A, K], prob[S, A, K])``:
+the push-forward update scatter-adds ``mu[s] pi[s, a] prob[s, a, k]`` onto
+``idx[s, a, k]``; the sample-based update lets every agent draw an action
+from ``pi[s]`` and a successor from its kernel row.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from mfax.games.base import Game
+from mfax.policies import MeanFieldPolicy, as_policy
+
+
+class Trajectory(NamedTuple):
+    """A rollout of ``E`` environments over ``T`` steps (time-major arrays)."""
+
+    mu: jax.Array  # [T, E, S] mean field at t = 0..T-1
+    mu_final: jax.Array  # [E, S] mean field at t = T
+    obs: jax.Array  # [T, E, d] normalised shared observation (the policy input)
+    raw_obs: jax.Array  # [T, E, d] shared observation in natural units
+    common_noise: jax.Array  # [T, E] the common noise z_t
+    aggregate: Any  # the game's aggregate state, each leaf [T, E]
+    policy: jax.Array  # [T, E, S, A] action probabilities used
+    reward: jax.Array  # [T, E, S, A] rewards R_t given the mean-field path
+
+    @property
+    def mu0(self) -> jax.Array:
+        return self.mu[0]
+
+
+def push_forward(mu: jax.Array, probs: jax.Array, idx: jax.Array, prob: jax.Array) -> jax.Array:
+    """Exact update ``mu'[s'] = sum_{s,a,k: idx[s,a,k]=s'} mu[s] pi[s,a] prob[s,a,k]``."""
+    weights = (mu[:, None, None] * probs[:, :, None] * prob).reshape(-1)
+    return jnp.zeros_like(mu).at[idx.reshape(-1)].add(weights)
+
+
+def expectation(values: jax.Array, idx: jax.Array, prob: jax.Array) -> jax.Array:
+    """``E[values(s')]`` for every kernel row: ``[S, A]``."""
+    return jnp.sum(prob * values[idx], axis=-1)
+
+
+def _inverse_cdf(key: jax.Array, rows: jax.Array) -> jax.Array:
+    """One categorical draw per row of ``rows[N, n]`` (rows need not be normalised)."""
+    cdf = jnp.cumsum(rows, axis=-1)
+    u = jax.random.uniform(key, rows.shape[:-1]) * cdf[..., -1]
+    return jnp.minimum(jnp.sum(cdf <= u[..., None], axis=-1), rows.shape[-1] - 1)
+
+
+def sample_successors(key, states, probs, idx, prob):
+    """Each agent draws an action from ``probs[state]`` and a successor from its kernel row."""
+    k_act, k_next = jax.random.split(key)
+    actions = _inverse_cdf(k_act, probs[states])
+    choice = _inverse_cdf(k_next, prob[states, actions])
+    return idx[states, actions, choice], actions
+
+
+def empirical(states: jax.Array, num_states: int) -> jax.Array:
+    return jnp.bincount(states, length=num_states).astype(jnp.float32) / states.shape[0]
+
+
+def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int,
+               num_agents: Optional[int] = None):
+    """A pure, jit-able ``(params, key) -> Trajectory`` for this game and policy.
+
+    The mean-field path is held constant for differentiation (stop-gradient):
+    gradients with respect to ``params`` flow only through the recorded
+    ``policy`` probabilities, as structural policy gradients require.
+    """
+    S = game.num_states
+    sampled = num_agents is not None
+
+    def run(params, key):
+        k_reset, k_init, k_steps = jax.random.split(key, 3)
+        agg, mu = jax.vmap(game.reset)(jax.random.split(k_reset, num_envs))
+        carry = jax.vmap(lambda _: policy.initial_carry())(jnp.arange(num_envs))
+        if sampled:
+            states = jax.vmap(lambda k, m: jax.random.choice(k, S, (num_agents,), p=m))(
+                jax.random.split(k_init, num_envs), mu)
+            mu = jax.vmap(empirical, (0, None))(states, S)
+        else:
+            states = jnp.zeros((num_envs, 0), jnp.int32)
+
+        def step(state, key_t):
+            agg, mu, carry, states = state
+            obs = jax.vmap(game.observation)(agg, mu)
+            raw_obs = jax.vmap(game.raw_observation)(agg, mu)
+            probs, carry = jax.vmap(policy.apply, (None, 0, 0, 0))(params, carry, obs, agg.t)
+            idx, prob = jax.vmap(game.kernel)(agg, mu)
+            k_noise, k_agents = jax.random.split(key_t)
+            agg_next = jax.vmap(game.next_aggregate)(jax.random.split(k_noise, num_envs), agg)
+            frozen = lax.stop_gradient(probs)
+            if sampled:
+                states, _ = jax.vmap(sample_successors)(
+                    jax.random.split(k_agents, num_envs), states, frozen, idx, prob)
+                mu_next = jax.vmap(empirical, (0, None))(states, S)
+            else:
+                mu_next = jax.vmap(push_forward)(mu, frozen, idx, prob)
+            reward = jax.vmap(game.reward)(agg, mu, agg_next, mu_next)
+            record = (mu, obs, raw_obs, agg.z, agg, probs, reward)
+            return (agg_next, mu_next, carry, states), record
+
+        (_, mu_final, _, _), rec = lax.scan(
+            step, (agg, mu, carry, states), jax.random.split(k_steps, game.horizon))
+        return Trajectory(mu=rec[0], mu_final=mu_final, obs=rec[1], raw_obs=rec[2],
+                          common_noise=rec[3], aggregate=rec[4], policy=rec[5], reward=rec[6])
+
+    return run
+
+
+def rollout(game: Game, policy: Any, key: jax.Array, num_envs: int,
+            num_agents: Optional[int] = None) -> Trajectory:
+    """Roll out ``num_envs`` environments with ``policy``.
+
+    ``num_agents=None`` runs the exact push-forward update; an integer runs
+    the sample-based update with that many agents per environment, ``mu``
+    being their empirical distribution.
+    """
+    _check_sizes(num_envs, num_agents)
+    pol = as_policy(policy, game)
+    return _jitted_rollout(game, pol.apply, pol.initial_carry, num_envs, num_agents)(pol.params, key)
+
+
+def _check_sizes(num_envs: int, num_agents: Optional[int] = None) -> None:
+    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+        raise ValueError(f"num_envs = {num_envs!r} is not allowed; expected an integer >= 1")
+    if num_agents is not None and (not isinstance(num_agents, int) or num_agents < 1):
+        raise ValueError(
+            f"num_agents = {num_agents!r} is not allowed; expected None (exact push-forward) "
+            "or an integer >= 1")
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_rollout(game, apply, initial_carry, num_envs, num_agents):
+    policy = MeanFieldPolicy(apply, None, initial_carry)
+    return jax.jit(rollout_fn(game, policy, num_envs, num_agents))

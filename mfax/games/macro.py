@@ -1,0 +1,178 @@
+"""Heterogeneous-agent economy with endogenous prices (ENVIRONMENTS.md section 3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mfax.games.base import Game, GameParams, check_probabilities
+
+
+@dataclasses.dataclass(frozen=True)
+class MacroParams(GameParams):
+    game_name = "macro"
+
+    horizon: int = 128
+    crra: float = 2.0
+    rho: float = 0.9
+    nu: float = 0.03
+    alpha: float = 0.36
+    num_actions: int = 20
+    wealth_bounds: tuple[float, float] = (0.0, 99.0)
+    income_bounds: tuple[float, float] = (0.1, 2.0)
+    num_wealth: int = 200
+    num_income: int = 5
+    common_noise: bool = True
+    idio_noise: bool = True
+    #: income moves by these many grid steps with these probabilities
+    income_atoms: tuple[int, ...] = (-1, 0, 1)
+    income_probs: tuple[float, ...] = (0.1, 0.8, 0.1)
+
+    def validate(self) -> None:
+        if self.horizon < 1:
+            self.fail("horizon", "an integer >= 1")
+        for name in ("num_actions", "num_wealth", "num_income"):
+            if getattr(self, name) < 2:
+                self.fail(name, "an integer >= 2")
+        if self.crra <= 0:
+            self.fail("crra", "a number > 0")
+        if not 0.0 < self.alpha < 1.0:
+            self.fail("alpha", "a number in (0, 1)")
+        if self.nu < 0:
+            self.fail("nu", "a number >= 0")
+        if not -1.0 < self.rho < 1.0:
+            self.fail("rho", "a number in (-1, 1)")
+        for name in ("wealth_bounds", "income_bounds"):
+            lo, hi = getattr(self, name)
+            if not 0.0 <= lo < hi:
+                self.fail(name, "[lo, hi] with 0 <= lo < hi")
+        if self.income_bounds[0] <= 0:
+            self.fail("income_bounds", "[lo, hi] with 0 < lo < hi (income must be positive)")
+        check_probabilities(self, "income_atoms", "income_probs")
+
+
+def _pivot(lo: float) -> float:
+    return max(abs(lo), 0.25)
+
+
+def log_grid(bounds: tuple[float, float], n: int) -> np.ndarray:
+    lo, hi = bounds
+    p = _pivot(lo)
+    return np.maximum(np.geomspace(lo + p, hi + p, n) - p, 0.0).astype(np.float32)
+
+
+def normalise_log(v: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    lo, hi = bounds
+    p = _pivot(lo)
+    return (np.log((v + p) / (lo + p)) / math.log((hi + p) / (lo + p))).astype(np.float32)
+
+
+class MacroAggregate(NamedTuple):
+    t: jax.Array  # int32
+    z: jax.Array  # float32 log productivity shock
+
+
+class Macro(Game):
+    name = "macro"
+    default_discount = 0.95
+    obs_names = ("interest_rate", "wage")
+
+    def __init__(self, params: MacroParams):
+        self.params = params
+        self.num_states = params.num_wealth * params.num_income
+        self.num_actions = params.num_actions
+        self.kernel_size = 2 * (len(params.income_atoms) if params.idio_noise else 1)
+        self.obs_dim = 2
+        self.wealth_grid = log_grid(params.wealth_bounds, params.num_wealth)
+        self.income_grid = log_grid(params.income_bounds, params.num_income)
+
+    def _state_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """Wealth and income of each flat state (index = wealth_index * num_income + income_index)."""
+        k = np.repeat(self.wealth_grid, self.params.num_income)
+        y = np.tile(self.income_grid, self.params.num_wealth)
+        return k, y
+
+    def prices(self, agg, mu) -> tuple[jax.Array, jax.Array]:
+        """Interest rate and wage from the aggregate capital and labour of ``mu``."""
+        a = self.params.alpha
+        k, y = self._state_values()
+        K, L = jnp.dot(mu, k), jnp.dot(mu, y)
+        tfp = jnp.exp(agg.z)
+        r = tfp * a * (L / (K + 1e-6)) ** (1 - a)
+        w = tfp * (1 - a) * (K / (L + 1e-6)) ** a
+        return r, w
+
+    def cash_on_hand(self, agg, mu) -> jax.Array:
+        r, w = self.prices(agg, mu)
+        k, y = self._state_values()
+        return (1 + r) * k + w * y
+
+    def reset(self, key):
+        S = self.num_states
+        return (MacroAggregate(t=jnp.zeros((), jnp.int32), z=jnp.zeros((), jnp.float32)),
+                jnp.full((S,), 1.0 / S, jnp.float32))
+
+    def kernel(self, agg, mu):
+        p = self.params
+        grid = jnp.asarray(self.wealth_grid)
+        a = jnp.asarray(self.action_values())
+        saved = jnp.clip(self.cash_on_hand(agg, mu)[:, None] * (1 - a)[None, :], grid[0], grid[-1])
+        lo = jnp.clip(jnp.searchsorted(grid, saved, side="right") - 1, 0, p.num_wealth - 2)
+        w_hi = jnp.clip((saved - grid[lo]) / (grid[lo + 1] - grid[lo]), 0.0, 1.0)
+        wealth_idx = jnp.stack([lo, lo + 1], -1)  # [S, A, 2]
+        wealth_p = jnp.stack([1 - w_hi, w_hi], -1)
+        atoms, probs = (p.income_atoms, p.income_probs) if p.idio_noise else ((0,), (1.0,))
+        y_idx = jnp.arange(self.num_states) % p.num_income
+        y_next = jnp.clip(y_idx[:, None] + jnp.asarray(atoms)[None, :], 0, p.num_income - 1)
+        idx = wealth_idx[:, :, :, None] * p.num_income + y_next[:, None, None, :]
+        prob = wealth_p[:, :, :, None] * jnp.asarray(probs, jnp.float32)
+        S, A = self.num_states, self.num_actions
+        return idx.reshape(S, A, -1).astype(jnp.int32), prob.reshape(S, A, -1)
+
+    def next_aggregate(self, key, agg):
+        p = self.params
+        if p.common_noise:
+            z = p.rho * agg.z + p.nu * jax.random.normal(key, dtype=jnp.float32)
+        else:
+            z = agg.z
+        return agg._replace(t=agg.t + 1, z=z)
+
+    def utility(self, c: jax.Array) -> jax.Array:
+        s = self.params.crra
+        c = jnp.maximum(c, 1e-8)
+        return jnp.log(c) if s == 1.0 else c ** (1 - s) / (1 - s)
+
+    def reward(self, agg, mu, agg_next, mu_next):
+        cash = self.cash_on_hand(agg, mu)[:, None]
+        a = jnp.asarray(self.action_values())[None, :]
+        step = self.utility(a * cash)
+        terminal = jnp.broadcast_to(self.utility(cash), step.shape)
+        return jnp.where(self.is_last(agg), terminal, step)
+
+    def raw_observation(self, agg, mu):
+        return jnp.stack(self.prices(agg, mu))
+
+    def observation(self, agg, mu):
+        return self.raw_observation(agg, mu)
+
+    def action_values(self):
+        n = self.params.num_actions
+        return ((np.arange(n, dtype=np.float32) + 0.5) / n).astype(np.float32)
+
+    def state_coords(self):
+        k, y = self._state_values()
+        return {
+            "wealth": (k, {"long_name": "individual wealth (capital)", "units": "model units"}),
+            "income": (y, {"long_name": "individual labour income (efficiency units)",
+                           "units": "model units"}),
+        }
+
+    def state_features(self):
+        k, y = self._state_values()
+        p = self.params
+        return np.stack([normalise_log(k, p.wealth_bounds), normalise_log(y, p.income_bounds)], -1)
