@@ -1,0 +1,223 @@
+"""Neural mean-field policies (flax linen), applied to all ``S`` grid states at once.
+
+Architecture (ALGORITHMS.md, "Shared pieces"): a state part -- an embedding
+of the state index (``state_input="index"``) or a dense layer on the
+normalised state features (``"values"``) -- and an observation part -- a
+dense embedding of the shared observation, or, for the recurrent variant,
+the output of a GRU that reads the observation history -- go through an MLP
+(default 128, 128, 128, relu) and a head over the ``A`` actions:
+
+- ``categorical``: one logit per action;
+- ``beta``: two concentrations per state, turned into probabilities over the
+  action grid by a softmax over the Beta log-densities at the action values
+  (which lie in (0, 1), ENVIRONMENTS.md).
+
+Efficiency: the first MLP layer is linear in ``concat(state_part, obs_part)``,
+so ``W_s state_part`` is computed once for all ``S`` states ([S, H], it does
+not depend on the environment, so ``vmap`` over environments leaves it
+unbatched) and ``W_o obs_part`` once per environment ([H]), then added by
+broadcasting.  ``factored=False`` runs the naive concat for comparison; both
+use the same parameters and agree numerically.
+
+`NetworkConfig` is a frozen, hashable description; `network_policy` turns it
+and a game into a `MeanFieldPolicy` whose ``apply`` and ``initial_carry`` are
+stable, hashable objects (so jitted evaluation compiles once per kind).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mfax.games.base import Game
+from mfax.policies import MeanFieldPolicy
+
+STATE_INPUTS = ("index", "values")
+HEADS = ("categorical", "beta")
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.silu}
+
+
+def _fail(name: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"network: {name!r} = {value!r} is not allowed; expected {allowed}")
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        _fail(name, value, "an integer >= 1")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of a mean-field policy network (independent of the game's sizes)."""
+
+    recurrent: bool = False
+    state_input: str = "index"
+    hidden: tuple[int, ...] = (128, 128, 128)
+    embed_dim: int = 64
+    gru_hidden: int = 128
+    head: str = "categorical"
+    activation: str = "relu"
+    factored: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.recurrent, bool):
+            _fail("recurrent", self.recurrent, "true or false")
+        if self.state_input not in STATE_INPUTS:
+            _fail("state_input", self.state_input, " or ".join(STATE_INPUTS))
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence) \
+                or len(self.hidden) == 0:
+            _fail("hidden", self.hidden, "a non-empty list of layer sizes, e.g. [128, 128, 128]")
+        object.__setattr__(self, "hidden", tuple(_positive_int("hidden", h) for h in self.hidden))
+        object.__setattr__(self, "embed_dim", _positive_int("embed_dim", self.embed_dim))
+        object.__setattr__(self, "gru_hidden", _positive_int("gru_hidden", self.gru_hidden))
+        if self.head not in HEADS:
+            _fail("head", self.head, " or ".join(HEADS))
+        if self.activation not in ACTIVATIONS:
+            _fail("activation", self.activation, " or ".join(ACTIVATIONS))
+        if not isinstance(self.factored, bool):
+            _fail("factored", self.factored, "true or false")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NetworkConfig":
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(allowed))
+        if unknown:
+            raise ValueError(f"network: unknown key(s) {', '.join(map(repr, unknown))}; "
+                             f"allowed keys: {', '.join(allowed)}")
+        return cls(**d)
+
+
+class FirstLayer(nn.Module):
+    """Dense layer on ``concat(state_part[S, Ds], obs_part[Do])``, factored or naive."""
+
+    features: int
+    factored: bool = True
+
+    @nn.compact
+    def __call__(self, state_part: jax.Array, obs_part: jax.Array) -> jax.Array:
+        ds, do = state_part.shape[-1], obs_part.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (ds + do, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        if self.factored:
+            return state_part @ kernel[:ds] + (obs_part @ kernel[ds:] + bias)[None, :]
+        tiled = jnp.broadcast_to(obs_part[None, :], (state_part.shape[0], do))
+        return jnp.concatenate([state_part, tiled], axis=-1) @ kernel + bias
+
+
+class MeanFieldNet(nn.Module):
+    """``(carry, obs[d], state_features[S, f]) -> (probs[S, A], carry)`` for one environment."""
+
+    config: NetworkConfig
+    num_states: int
+    num_actions: int
+    action_values: tuple[float, ...] = ()
+
+    @nn.compact
+    def __call__(self, carry, obs: jax.Array, features: jax.Array):
+        cfg = self.config
+        act = ACTIVATIONS[cfg.activation]
+        if cfg.state_input == "index":
+            state_part = nn.Embed(self.num_states, cfg.embed_dim, name="state_embed")(
+                jnp.arange(self.num_states))
+        else:
+            state_part = act(nn.Dense(cfg.embed_dim, name="state_dense")(features))
+        if cfg.recurrent:
+            carry, obs_part = nn.GRUCell(cfg.gru_hidden, name="gru")(carry, obs)
+        else:
+            obs_part = act(nn.Dense(cfg.embed_dim, name="obs_embed")(obs))
+        x = act(FirstLayer(cfg.hidden[0], cfg.factored, name="first")(state_part, obs_part))
+        for i, h in enumerate(cfg.hidden[1:]):
+            x = act(nn.Dense(h, name=f"hidden_{i + 1}")(x))
+        if cfg.head == "categorical":
+            logits = nn.Dense(self.num_actions, name="head")(x)
+        else:
+            conc = 1.0 + nn.softplus(nn.Dense(2, name="head")(x))  # [S, 2], both > 1
+            grid = jnp.clip(jnp.asarray(self.action_values, jnp.float32), 1e-6, 1.0 - 1e-6)
+            # log Beta density up to the normalising constant, which the softmax cancels
+            logits = ((conc[:, :1] - 1.0) * jnp.log(grid)[None, :]
+                      + (conc[:, 1:] - 1.0) * jnp.log1p(-grid)[None, :])
+        return jax.nn.softmax(logits, axis=-1), carry
+
+
+def _check_beta_grid(game: Game) -> tuple[float, ...]:
+    values = np.asarray(game.action_values(), np.float64)
+    if values.min() <= 0.0 or values.max() >= 1.0:
+        raise ValueError(
+            f"network: 'head' = 'beta' needs action values in (0, 1), but game {game.name!r} has "
+            f"actions in [{values.min():g}, {values.max():g}]; use head 'categorical'")
+    return tuple(float(v) for v in values)
+
+
+@functools.lru_cache(maxsize=64)
+def build_module(config: NetworkConfig, game: Game) -> MeanFieldNet:
+    values = _check_beta_grid(game) if config.head == "beta" else ()
+    return MeanFieldNet(config, game.num_states, game.num_actions, values)
+
+
+@functools.lru_cache(maxsize=64)
+def _features(game: Game) -> np.ndarray:
+    return np.asarray(game.state_features(), np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ZeroCarry:
+    """``initial_carry`` of a recurrent policy: a zero GRU state (hashable, stable)."""
+
+    size: int
+
+    def __call__(self) -> jax.Array:
+        return jnp.zeros((self.size,), jnp.float32)
+
+
+def _empty_carry() -> tuple:
+    return ()
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkApply:
+    """The static ``apply(params, carry, obs, t)`` of a network policy for one game."""
+
+    config: NetworkConfig
+    game: Game
+
+    def __call__(self, params, carry, obs, t):
+        module = build_module(self.config, self.game)
+        if self.config.recurrent:
+            # the rollout resets the carry at every episode start; do it here too, so a
+            # policy stepped by hand can never carry a history across episodes
+            carry = jnp.where(jnp.asarray(t) == 0, jnp.zeros_like(carry), carry)
+        probs, carry = module.apply(params, carry, obs, jnp.asarray(_features(self.game)))
+        return probs, carry
+
+
+def initial_carry_fn(config: NetworkConfig):
+    return ZeroCarry(config.gru_hidden) if config.recurrent else _empty_carry
+
+
+def init_params(config: NetworkConfig, game: Game, key: jax.Array):
+    """Initial parameters (a pytree of arrays) for ``config`` on ``game``."""
+    module = build_module(config, game)
+    carry = initial_carry_fn(config)()
+    return module.init(key, carry, jnp.zeros((game.obs_dim,), jnp.float32),
+                       jnp.asarray(_features(game)))
+
+
+def network_policy(config: NetworkConfig, game: Game, params: Any = None) -> MeanFieldPolicy:
+    """A `MeanFieldPolicy` for ``config`` on ``game`` (``params`` may be given later)."""
+    return MeanFieldPolicy(NetworkApply(config, game), params, initial_carry_fn(config))
+
+
+def num_parameters(params: Any) -> int:
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,219 @@
+"""Training configuration: a frozen, validated dataclass plus the YAML / ``--set`` layer.
+
+A config file (or mapping) holds training keys at the top level and an
+optional ``game:`` mapping of game-parameter overrides::
+
+    num_iterations: 400
+    eval_every: 20
+    lr: 0.001
+    hidden: [64, 64]
+    game:
+      num_states: 21
+      horizon: 8
+
+``--set key=value`` assignments use the same keys, and ``game.<param>=value``
+for game parameters.  Unknown keys are errors listing the allowed keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from mfax.games import canonical_name, make_game
+from mfax.games.base import Game
+from mfax.networks import ACTIVATIONS, STATE_INPUTS, NetworkConfig
+
+ALGORITHMS = ("spg", "rspg")
+HEAD_CHOICES = ("auto", "categorical", "beta")
+#: published batch sizes (ALGORITHMS.md): 128 environments, 8 for the macro game
+DEFAULT_NUM_ENVS = 128
+DEFAULT_NUM_ENVS_MACRO = 8
+
+
+def _bad(name: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"training config: {name!r} = {value!r} is not allowed; expected {allowed}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of an SPG / RSPG run.  ``None`` entries take the published defaults."""
+
+    game: str = "linear_quadratic"
+    #: game-parameter overrides (see `mfax.make_game`)
+    game_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    algo: str = "spg"
+    num_iterations: int = 200
+    eval_every: int = 20
+    #: environments per iteration (None: 128, or 8 for macro)
+    num_envs: Optional[int] = None
+    #: environments per evaluation (None: num_envs)
+    eval_num_envs: Optional[int] = None
+    #: discount (None: the game's default_discount)
+    gamma: Optional[float] = None
+    lr: float = 1e-3
+    #: the learning rate anneals linearly to lr * lr_end_fraction over all iterations
+    lr_end_fraction: float = 0.1
+    max_grad_norm: float = 1.0
+    # --- network ---
+    state_input: str = "index"
+    hidden: tuple[int, ...] = (128, 128, 128)
+    embed_dim: int = 64
+    gru_hidden: int = 128
+    #: auto: beta for games whose actions lie in (0, 1) (macro), categorical otherwise
+    head: str = "auto"
+    activation: str = "relu"
+    factored: bool = True
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if not isinstance(self.game, str):
+            raise _bad("game", self.game, "a game name")
+        set_("game", canonical_name(self.game))
+        if not isinstance(self.game_params, Mapping):
+            raise _bad("game", self.game_params, "a mapping of game parameters")
+        set_("game_params", dict(self.game_params))
+        if self.algo not in ALGORITHMS:
+            raise _bad("algo", self.algo, " or ".join(ALGORITHMS))
+        for k in ("num_iterations", "eval_every", "embed_dim", "gru_hidden"):
+            if not _is_int(getattr(self, k)) or getattr(self, k) < 1:
+                raise _bad(k, getattr(self, k), "an integer >= 1")
+            set_(k, int(getattr(self, k)))
+        if self.num_iterations % self.eval_every:
+            raise _bad("num_iterations", self.num_iterations,
+                       f"a multiple of eval_every = {self.eval_every}")
+        for k in ("num_envs", "eval_num_envs"):
+            v = getattr(self, k)
+            if v is not None and (not _is_int(v) or v < 1):
+                raise _bad(k, v, "null (published default) or an integer >= 1")
+        if self.gamma is not None and (not _is_num(self.gamma) or not 0.0 < self.gamma <= 1.0):
+            raise _bad("gamma", self.gamma, "null (the game's default) or a number in (0, 1]")
+        if not _is_num(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise _bad("lr", self.lr, "a finite number > 0")
+        if not _is_num(self.lr_end_fraction) or not 0.0 <= self.lr_end_fraction <= 1.0:
+            raise _bad("lr_end_fraction", self.lr_end_fraction, "a number in [0, 1]")
+        if not _is_num(self.max_grad_norm) or not self.max_grad_norm > 0:
+            raise _bad("max_grad_norm", self.max_grad_norm, "a number > 0")
+        if self.state_input not in STATE_INPUTS:
+            raise _bad("state_input", self.state_input, " or ".join(STATE_INPUTS))
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, (list, tuple)) \
+                or not self.hidden or not all(_is_int(h) and h >= 1 for h in self.hidden):
+            raise _bad("hidden", self.hidden, "a non-empty list of integers >= 1, e.g. [128, 128, 128]")
+        set_("hidden", tuple(int(h) for h in self.hidden))
+        if self.head not in HEAD_CHOICES:
+            raise _bad("head", self.head, " or ".join(HEAD_CHOICES))
+        if self.activation not in ACTIVATIONS:
+            raise _bad("activation", self.activation, " or ".join(ACTIVATIONS))
+        if not isinstance(self.factored, bool):
+            raise _bad("factored", self.factored, "true or false")
+
+    def __hash__(self) -> int:
+        import json
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
+
+    # --- derived settings -------------------------------------------------
+    @property
+    def recurrent(self) -> bool:
+        return self.algo == "rspg"
+
+    def make_game(self) -> Game:
+        return make_game(self.game, **self.game_params)
+
+    def resolved_num_envs(self) -> int:
+        if self.num_envs is not None:
+            return self.num_envs
+        return DEFAULT_NUM_ENVS_MACRO if self.game == "macro" else DEFAULT_NUM_ENVS
+
+    def resolved_eval_num_envs(self) -> int:
+        return self.eval_num_envs if self.eval_num_envs is not None else self.resolved_num_envs()
+
+    def resolved_gamma(self, game: Game) -> float:
+        return float(game.default_discount if self.gamma is None else self.gamma)
+
+    def network(self, game: Game) -> NetworkConfig:
+        head = self.head
+        if head == "auto":
+            values = np.asarray(game.action_values())
+            head = "beta" if values.min() > 0 and values.max() < 1 else "categorical"
+        return NetworkConfig(recurrent=self.recurrent, state_input=self.state_input,
+                             hidden=self.hidden, embed_dim=self.embed_dim,
+                             gru_hidden=self.gru_hidden, head=head,
+                             activation=self.activation, factored=self.factored)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["game_params"] = dict(self.game_params)
+        return d
+
+    @classmethod
+    def training_keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in ("game", "game_params")]
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], *, game: str | None = None,
+                     algo: str | None = None, source: str = "config") -> "TrainConfig":
+        """Build from the file layout: training keys plus an optional ``game:`` mapping.
+
+        ``game`` and ``algo`` (from the command line) win over the mapping's; a
+        mapping ``algo`` that disagrees with them is an error.
+        """
+        if mapping is None:
+            mapping = {}
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"{source}: expected a mapping of keys to values, got "
+                             f"{type(mapping).__name__}")
+        allowed = cls.training_keys()
+        kwargs: dict[str, Any] = {}
+        game_params: dict[str, Any] = {}
+        for key, value in mapping.items():
+            if key == "game":
+                if not isinstance(value, Mapping):
+                    raise ValueError(
+                        f"{source}: 'game' must be a mapping of game parameters (e.g. "
+                        f"game: {{num_states: 21}}), got {value!r}; the game itself is chosen "
+                        "with --game")
+                game_params.update(value)
+            elif isinstance(key, str) and key.startswith("game."):
+                game_params[key[len("game."):]] = value
+            elif key in allowed:
+                kwargs[key] = value
+            else:
+                raise ValueError(f"{source}: unknown key {key!r}; allowed keys: "
+                                 f"{', '.join(allowed)}, game (a mapping), game.<param>")
+        if algo is not None:
+            if "algo" in kwargs and kwargs["algo"] != algo:
+                raise ValueError(f"{source}: 'algo' = {kwargs['algo']!r} disagrees with "
+                                 f"--algo {algo!r}")
+            kwargs["algo"] = algo
+        if game is not None:
+            kwargs["game"] = game
+        config = cls(game_params=game_params, **kwargs)
+        config.make_game()  # validates the game parameters (clear ValueError naming the key)
+        return config
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def merge_mappings(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge file-layout mappings left to right; ``game`` mappings merge key by key."""
+    out: dict[str, Any] = {}
+    for m in mappings:
+        for key, value in (m or {}).items():
+            if key == "game" and isinstance(value, Mapping) and isinstance(out.get("game"), Mapping):
+                out["game"] = {**out["game"], **value}
+            else:
+                out[key] = value
+    return out

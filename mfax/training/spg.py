@@ -1,0 +1,267 @@
+"""Structural policy gradients: SPG (feed-forward policy) and RSPG (recurrent policy).
+
+One trainer serves both (``config.algo``; RSPG = the recurrent network).
+Every iteration rolls out ``num_envs`` push-forward environments with the
+current policy and takes an Adam step on ``-J``, where ``J`` is the expected
+return by the policy-value recursion with the mean-field path held constant
+(`mfax.dynamics.rollout_fn` stops its gradient): the gradient of one agent
+improving against the current population.
+
+`make_train(config)` gives pure functions in the style of PureJaxRL:
+
+- ``train(key) -> (TrainState, Metrics)`` runs the whole run as ONE jitted
+  computation: an outer ``lax.scan`` over ``num_iterations // eval_every``
+  chunks, each an inner scan of ``eval_every`` iterations followed by an
+  exact evaluation (`mfax.evaluation.evaluate_fn`); it can be vmapped over
+  keys (seeds);
+- ``init``, ``chunk`` and ``evaluate``, the same pieces for a driver that
+  runs chunk by chunk from Python (`run_training`): wall-clock time at every
+  evaluation, a progress bar and a NaN check between chunks.
+
+Divergence: an iteration whose loss, gradient or new parameters are not
+finite is not applied; the state records the first such iteration and every
+later update is skipped, so the parameters are the last good ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from mfax.dynamics import rollout_fn
+from mfax.evaluation import evaluate_fn, expected_return
+from mfax.games.base import Game
+from mfax.networks import NetworkConfig, init_params, network_policy
+from mfax.training.config import TrainConfig
+from mfax.training.progress import ProgressBar
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    key: jax.Array
+    eval_key: jax.Array  # the same evaluation environments at every evaluation
+    step: jax.Array  # int32: iterations run so far (applied or skipped)
+    failed_at: jax.Array  # int32: first non-finite iteration, -1 while all is well
+
+
+class Metrics(NamedTuple):
+    """Evaluation metrics; in ``train`` every leaf has a leading axis of evaluations."""
+
+    iteration: jax.Array  # updates applied when evaluated
+    exploitability: jax.Array
+    policy_return: jax.Array
+    best_response_return: jax.Array
+    exploitability_undiscounted: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """The pure pieces of a run; ``trainer(key)`` is the whole run as one computation."""
+
+    config: TrainConfig
+    game: Game
+    network: NetworkConfig
+    num_envs: int
+    eval_num_envs: int
+    gamma: float
+    init: Callable[[jax.Array], TrainState]
+    chunk: Callable[[TrainState], tuple[TrainState, jax.Array]]  # -> (state, losses[eval_every])
+    evaluate: Callable[[TrainState], Metrics]
+
+    @property
+    def num_chunks(self) -> int:
+        return self.config.num_iterations // self.config.eval_every
+
+    def __call__(self, key: jax.Array):
+        """Whole run: returns ``(final state, Metrics [num_chunks + 1], losses [num_iterations])``."""
+        state = self.init(key)
+        first = self.evaluate(state)
+
+        def body(state, _):
+            state, losses = self.chunk(state)
+            return state, (self.evaluate(state), losses)
+
+        state, (metrics, losses) = lax.scan(body, state, None, length=self.num_chunks)
+        metrics = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, metrics)
+        return state, metrics, losses.reshape(-1)
+
+    def policy(self, params: Any = None):
+        return network_policy(self.network, self.game, params)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def make_train(config: TrainConfig, game: Optional[Game] = None, *,
+               inject_nan_at: Optional[int] = None) -> Trainer:
+    """Build the training functions for ``config``.
+
+    ``game`` defaults to ``config.make_game()``.  ``inject_nan_at`` is a
+    testing hook: the gradient of that iteration is replaced by NaN, to
+    exercise the divergence handling.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"make_train expects a TrainConfig, got {type(config).__name__}")
+    game = config.make_game() if game is None else game
+    network = config.network(game)
+    num_envs, eval_envs = config.resolved_num_envs(), config.resolved_eval_num_envs()
+    gamma = config.resolved_gamma(game)
+    policy = network_policy(network, game)
+    run = rollout_fn(game, policy, num_envs)
+    evaluate_exact = evaluate_fn(game, policy, eval_envs, gamma)
+    schedule = optax.linear_schedule(config.lr, config.lr * config.lr_end_fraction,
+                                     config.num_iterations)
+    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                            optax.adam(schedule))
+
+    def loss_fn(params, key):
+        return -expected_return(game, run(params, key), gamma)
+
+    def init(key: jax.Array) -> TrainState:
+        k_init, k_train, k_eval = jax.random.split(key, 3)
+        params = init_params(network, game, k_init)
+        return TrainState(params, optimizer.init(params), k_train, k_eval,
+                          jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32))
+
+    def iteration(state: TrainState, _):
+        key, k_roll = jax.random.split(state.key)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, k_roll)
+        if inject_nan_at is not None:
+            grads = jax.tree_util.tree_map(
+                lambda g: jnp.where(state.step == inject_nan_at, jnp.nan, g), grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ok = (state.failed_at < 0) & jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+        keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
+            lambda n, o: jnp.where(ok, n, o), new, old)
+        failed_at = jnp.where((state.failed_at < 0) & ~ok, state.step, state.failed_at)
+        new = TrainState(keep(params, state.params), keep(opt_state, state.opt_state), key,
+                         state.eval_key, state.step + 1, failed_at)
+        return new, loss
+
+    def chunk(state: TrainState):
+        return lax.scan(iteration, state, None, length=config.eval_every)
+
+    def evaluate(state: TrainState) -> Metrics:
+        r = evaluate_exact(state.params, state.eval_key)
+        applied = jnp.where(state.failed_at >= 0, state.failed_at, state.step)
+        return Metrics(applied, r.exploitability, r.policy_return, r.best_response_return,
+                       r.exploitability_undiscounted)
+
+    return Trainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate)
+
+
+# --- the chunk-by-chunk driver -------------------------------------------------------------
+CURVE_COLUMNS = ("iteration", "seconds", "exploitability", "policy_return",
+                 "best_response_return", "exploitability_undiscounted")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised by `run_training(..., raise_on_nan=True)`; ``.result`` holds the last good agent."""
+
+    def __init__(self, message: str, result: "TrainResult"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclasses.dataclass
+class TrainResult:
+    trainer: Trainer
+    seed: int
+    params: Any  # the final (or, after divergence, the last good) parameters
+    curve: list[dict[str, float]]  # one row per evaluation, columns CURVE_COLUMNS
+    losses: np.ndarray  # [iterations run]
+    compile_seconds: float  # AOT compilation of the chunk and the evaluation
+    train_seconds: float  # execution of the training chunks (no evaluation, no compilation)
+    eval_seconds: float
+    diverged_at: Optional[int] = None  # first non-finite iteration
+    message: str = ""
+
+    @property
+    def policy(self):
+        return self.trainer.policy(self.params)
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        return self.train_seconds / max(len(self.losses), 1)
+
+
+def run_training(config: TrainConfig, seed: int = 0, *, game: Optional[Game] = None,
+                 progress: Optional[bool] = None, raise_on_nan: bool = False,
+                 inject_nan_at: Optional[int] = None, stream=None) -> TrainResult:
+    """Train chunk by chunk from Python: timings, progress bar, NaN check per chunk.
+
+    The ``seconds`` of the curve are the cumulative execution time of the
+    training iterations at each evaluation (compilation and evaluation time
+    are measured separately).  ``progress`` None shows a bar only when the
+    stream (stderr) is a terminal.  On divergence the result keeps the last
+    good parameters, its ``message`` names the iteration, and
+    ``raise_on_nan`` raises `TrainingDiverged` instead of returning.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed = {seed!r} is not allowed; expected an integer")
+    trainer = make_train(config, game, inject_nan_at=inject_nan_at)
+    stream = sys.stderr if stream is None else stream
+    state = trainer.init(jax.random.key(int(seed)))
+
+    t0 = time.perf_counter()
+    chunk = jax.jit(trainer.chunk).lower(state).compile()
+    evaluate = jax.jit(trainer.evaluate).lower(state).compile()
+    compile_seconds = time.perf_counter() - t0
+
+    bar = ProgressBar(config.num_iterations, stream=stream, enabled=progress)
+    curve: list[dict[str, float]] = []
+    losses: list[np.ndarray] = []
+    train_seconds = eval_seconds = 0.0
+
+    def record(state):
+        nonlocal eval_seconds
+        t = time.perf_counter()
+        m = jax.device_get(evaluate(state))
+        eval_seconds += time.perf_counter() - t
+        row = {"iteration": int(m.iteration), "seconds": train_seconds,
+               **{k: float(getattr(m, k)) for k in CURVE_COLUMNS[2:]}}
+        curve.append(row)
+        bar.update(row["iteration"], row["exploitability"], train_seconds)
+
+    record(state)
+    diverged_at = None
+    last_params = state.params
+    for _ in range(trainer.num_chunks):
+        t = time.perf_counter()
+        state, chunk_losses = chunk(state)
+        chunk_losses = np.asarray(jax.device_get(chunk_losses))
+        train_seconds += time.perf_counter() - t
+        losses.append(chunk_losses)
+        failed = int(state.failed_at)
+        record(state)
+        last_params = state.params
+        if failed >= 0:
+            diverged_at = failed
+            break
+    bar.close()
+    losses_arr = np.concatenate(losses) if losses else np.zeros((0,), np.float32)
+    result = TrainResult(trainer, int(seed), last_params, curve, losses_arr, compile_seconds,
+                         train_seconds, eval_seconds)
+    if diverged_at is not None:
+        losses_arr = losses_arr[:diverged_at + 1]
+        result.losses = losses_arr
+        result.diverged_at = diverged_at
+        result.message = (
+            f"training diverged: non-finite loss, gradient or parameters at iteration "
+            f"{diverged_at} (loss {float(losses_arr[-1])!r}); stopped, keeping the last good "
+            f"parameters (after {diverged_at} updates)")
+        if raise_on_nan:
+            raise TrainingDiverged(result.message, result)
+    return result
