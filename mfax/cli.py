@@ -38,6 +38,9 @@ def games() -> None:
             typer.echo(f"    {key} = {value}")
 
 
+from mfax import cli_train  # noqa: E402,F401  (registers `train` and `evaluate`)
+
+
 def main() -> None:
     app()
 

@@ -3,8 +3,8 @@
 from mfax.training.config import TrainConfig
 from mfax.training.spg import (
     CURVE_COLUMNS, Metrics, Trainer, TrainingDiverged, TrainResult, TrainState, make_train,
-    run_training,
+    run_training, save_result,
 )
 
 __all__ = ["CURVE_COLUMNS", "Metrics", "TrainConfig", "Trainer", "TrainingDiverged",
-           "TrainResult", "TrainState", "make_train", "run_training"]
+           "TrainResult", "TrainState", "make_train", "run_training", "save_result"]

@@ -265,3 +265,30 @@ def run_training(config: TrainConfig, seed: int = 0, *, game: Optional[Game] = N
         if raise_on_nan:
             raise TrainingDiverged(result.message, result)
     return result
+
+
+def save_result(result: TrainResult, path) -> "Path":  # noqa: F821
+    """Save a trained (or last good, after divergence) agent with its curve (`mfax.agents`)."""
+    from mfax.agents import save_agent
+
+    trainer = result.trainer
+    config = trainer.config
+    final = result.curve[-1] if result.curve else {}
+    metrics = {
+        "exploitability": final.get("exploitability"),
+        "policy_return": final.get("policy_return"),
+        "best_response_return": final.get("best_response_return"),
+        "iterations": final.get("iteration"),
+        "compile_seconds": result.compile_seconds,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds,
+        "seconds_per_iteration": result.seconds_per_iteration,
+        "diverged_at": result.diverged_at,
+    }
+    training = {**config.to_dict(), "num_envs": trainer.num_envs,
+                "eval_num_envs": trainer.eval_num_envs, "gamma": trainer.gamma}
+    return save_agent(path, network=trainer.network, params=result.params, game=trainer.game,
+                      algorithm=config.algo, seed=result.seed, gamma=trainer.gamma,
+                      training=training, metrics=metrics, curve=result.curve,
+                      extra={"status": "diverged" if result.diverged_at is not None else "ok",
+                             "message": result.message})

@@ -1,0 +1,324 @@
+"""Trained mean-field agents on disk: one directory, no pickles.
+
+Layout of an agent directory::
+
+    weights.msgpack   flax.serialization.to_bytes(params) (msgpack)
+    agent.json        what is needed to rebuild the policy without any other input:
+                      format + format_version, algorithm, network architecture, game name
+                      and every game parameter, the sizes (num_states, num_actions,
+                      obs_dim), seed, gamma, the observation normalisation, a sha256 of
+                      the weights, mfax / jax / flax versions, and free-form "training"
+                      (config) and "metrics" entries
+    curve.csv         training curve (optional): iteration, seconds, exploitability, ...
+
+Every file is written atomically (temporary file + ``os.replace``), agent.json
+last, so a reader never sees half a file under the final name; the weight
+checksum in agent.json detects a weights file that does not belong to it.
+
+The format is shared by all algorithms that produce a network mean-field
+policy (SPG, RSPG here; IPPO, RIPPO, M-OMD elsewhere): call `save_agent`
+with the `NetworkConfig`, the parameters and the game.  `load_agent` returns
+an `Agent`, a `MeanFieldPolicy` that `mfax.evaluate_policy(agent.game, agent,
+key)` accepts directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+import flax
+import flax.serialization
+import jax
+import numpy as np
+
+from mfax.games import make_game
+from mfax.games.base import Game
+from mfax.networks import NetworkConfig, NetworkApply, init_params, initial_carry_fn
+from mfax.policies import MeanFieldPolicy
+
+FORMAT_NAME = "mfax-agent"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.msgpack"
+DESCRIPTION_FILE = "agent.json"
+CURVE_FILE = "curve.csv"
+OBSERVATION_NOTE = (
+    "the policy input is game.observation(agg, mu): the shared observation normalised as in "
+    "ENVIRONMENTS.md (raw names: {names}); the state input is the state index or "
+    "game.state_features()")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Agent(MeanFieldPolicy):
+    """A loaded agent: a `MeanFieldPolicy` plus its game and description."""
+
+    game: Optional[Game] = None
+    network: Optional[NetworkConfig] = None
+    description: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def algorithm(self) -> str:
+        return self.description.get("algorithm", "")
+
+    @property
+    def gamma(self) -> float:
+        g = self.description.get("gamma")
+        return float(self.game.default_discount if g is None else g)
+
+    def curve(self) -> list[dict[str, float]]:
+        """The training curve (empty if the agent has none)."""
+        return read_curve(Path(self.path) / CURVE_FILE) if self.path else []
+
+
+# --- writing ------------------------------------------------------------------------------
+def atomic_write(path: Path | str, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.generic, jax.Array, np.ndarray)):
+        arr = np.asarray(x)
+        return arr.item() if arr.ndim == 0 else arr.tolist()
+    if isinstance(x, float) and not math.isfinite(x):
+        return repr(x)  # JSON has no nan / inf
+    return x
+
+
+def curve_csv(rows: Iterable[Mapping[str, Any]], columns: Optional[list[str]] = None) -> str:
+    rows = list(rows)
+    if columns is None:
+        columns = list(rows[0]) if rows else ["iteration", "seconds", "exploitability"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(float(row[k])) if isinstance(row.get(k), float) else row.get(k))
+                         for k in columns})
+    return buf.getvalue()
+
+
+def read_curve(path: Path | str) -> list[dict[str, float]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def save_agent(path: Path | str, *, network: NetworkConfig, params: Any, game: Game,
+               algorithm: str, seed: Optional[int] = None, gamma: Optional[float] = None,
+               training: Optional[Mapping[str, Any]] = None,
+               metrics: Optional[Mapping[str, Any]] = None,
+               curve: Optional[Iterable[Mapping[str, Any]]] = None,
+               extra: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write an agent directory (see the module docstring) and return its path.
+
+    ``params`` must have the structure and shapes of ``init_params(network,
+    game, key)``; a mismatch is a ValueError here rather than at load time.
+    ``training`` (e.g. the config), ``metrics`` (e.g. final exploitability)
+    and ``extra`` are stored as JSON in agent.json; ``curve`` rows go to
+    curve.csv.
+    """
+    if not isinstance(network, NetworkConfig):
+        raise TypeError(f"save_agent: network must be a NetworkConfig, got {type(network).__name__}")
+    if not isinstance(algorithm, str) or not algorithm:
+        raise ValueError(f"save_agent: algorithm = {algorithm!r} is not allowed; expected a name")
+    path = Path(path)
+    template = init_params(network, game, jax.random.key(0))
+    params = jax.device_get(params)
+    _check_structure(template, flax.serialization.to_state_dict(params), "save_agent: params")
+    leaves = jax.tree_util.tree_leaves(params)
+    if not all(np.all(np.isfinite(np.asarray(x))) for x in leaves):
+        raise ValueError("save_agent: params contain NaN or inf; refusing to save them")
+    weights = flax.serialization.to_bytes(params)
+    description = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "algorithm": algorithm,
+        "network": network.to_dict(),
+        "game": {"name": game.name, "params": game.params.to_dict()},
+        "num_states": game.num_states,
+        "num_actions": game.num_actions,
+        "obs_dim": game.obs_dim,
+        "seed": seed,
+        "gamma": None if gamma is None else float(gamma),
+        "observation": OBSERVATION_NOTE.format(names=", ".join(game.obs_names)),
+        "num_parameters": int(sum(np.size(x) for x in leaves)),
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "versions": _versions(),
+        "training": _jsonable(dict(training or {})),
+        "metrics": _jsonable(dict(metrics or {})),
+        **_jsonable(dict(extra or {})),
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    if curve is not None:
+        atomic_write(path / CURVE_FILE, curve_csv(curve))
+    atomic_write(path / WEIGHTS_FILE, weights)
+    atomic_write(path / DESCRIPTION_FILE, json.dumps(description, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def _versions() -> dict[str, str]:
+    import mfax
+
+    return {"mfax": mfax.__version__, "jax": jax.__version__, "flax": flax.__version__}
+
+
+# --- reading ------------------------------------------------------------------------------
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}/{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
+
+
+def _check_structure(template: Any, state: Any, where: str) -> None:
+    want = _flatten(flax.serialization.to_state_dict(template))
+    have = _flatten(state)
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+        raise ValueError(f"{where}: the parameters do not fit the network described in "
+                         f"{DESCRIPTION_FILE} ({'; '.join(parts)})")
+    for name in want:
+        ws, hs = np.shape(want[name]), np.shape(have[name])
+        if ws != hs:
+            raise ValueError(f"{where}: parameter {name!r} has shape {hs}, but the network "
+                             f"and game described in {DESCRIPTION_FILE} need {ws}")
+
+
+def _require(desc: Mapping[str, Any], key: str, kind: type | tuple, file: Path) -> Any:
+    if key not in desc:
+        raise ValueError(f"{file}: missing entry {key!r}")
+    if not isinstance(desc[key], kind):
+        raise ValueError(f"{file}: entry {key!r} = {desc[key]!r} has the wrong type")
+    return desc[key]
+
+
+def read_description(path: Path | str) -> dict[str, Any]:
+    """Read and check agent.json of an agent directory (format and version)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"agent directory {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise ValueError(f"{path}: an agent is a directory (with {DESCRIPTION_FILE} and "
+                         f"{WEIGHTS_FILE}), not a file")
+    file = path / DESCRIPTION_FILE
+    if not file.exists():
+        raise FileNotFoundError(f"{file}: missing; {path} is not an mfax agent directory "
+                                "(or it was not completely written)")
+    try:
+        desc = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file}: not valid JSON (truncated or corrupt?): {e}") from None
+    if not isinstance(desc, dict) or desc.get("format") != FORMAT_NAME:
+        raise ValueError(f"{file}: not an mfax agent description (expected \"format\": "
+                         f"\"{FORMAT_NAME}\")")
+    version = desc.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{file}: 'format_version' = {version!r} is not an integer")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{file}: format_version {version} was written by a newer mfax "
+            f"({desc.get('versions', {}).get('mfax', '?')}); this mfax "
+            f"({_versions()['mfax']}) reads format versions up to {FORMAT_VERSION}")
+    if version < 1:
+        raise ValueError(f"{file}: format_version {version} is not supported (expected 1..."
+                         f"{FORMAT_VERSION})")
+    return desc
+
+
+def load_agent(path: Path | str) -> Agent:
+    """Rebuild a saved agent as a `MeanFieldPolicy` (with ``.game`` and ``.description``).
+
+    Missing, truncated, mismatched or incompatible files raise FileNotFoundError
+    or ValueError naming the file and the problem.
+    """
+    path = Path(path)
+    desc = read_description(path)
+    file = path / DESCRIPTION_FILE
+    game_desc = _require(desc, "game", dict, file)
+    name = _require(game_desc, "name", str, file)
+    game_params = _require(game_desc, "params", dict, file)
+    try:
+        game = make_game(name, **game_params)
+    except ValueError as e:
+        raise ValueError(f"{file}: the game cannot be rebuilt: {e}") from None
+    for key in ("num_states", "num_actions", "obs_dim"):
+        stored = _require(desc, key, int, file)
+        actual = getattr(game, key)
+        if stored != actual:
+            raise ValueError(f"{file}: {key} = {stored} but game {name!r} with the stored "
+                             f"parameters has {key} = {actual} (game definition changed?)")
+    try:
+        network = NetworkConfig.from_dict(_require(desc, "network", dict, file))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{file}: invalid network description: {e}") from None
+
+    wfile = path / WEIGHTS_FILE
+    if not wfile.exists():
+        raise FileNotFoundError(f"{wfile}: missing (the weights of the agent in {path})")
+    data = wfile.read_bytes()
+    sha = desc.get("weights_sha256")
+    if sha is not None and hashlib.sha256(data).hexdigest() != sha:
+        raise ValueError(f"{wfile}: contents do not match the sha256 recorded in "
+                         f"{DESCRIPTION_FILE} (truncated, corrupt or from another agent; "
+                         f"{len(data)} bytes)")
+    try:
+        state = flax.serialization.msgpack_restore(data)
+    except Exception as e:  # msgpack raises several types; all mean "unreadable"
+        raise ValueError(f"{wfile}: cannot be read as msgpack (truncated or corrupt): "
+                         f"{type(e).__name__}: {e}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{wfile}: expected a mapping of parameters, got {type(state).__name__}")
+    try:
+        template = init_params(network, game, jax.random.key(0))
+    except ValueError as e:
+        raise ValueError(f"{file}: the network does not fit the game: {e}") from None
+    _check_structure(template, state, str(wfile))
+    state = jax.tree_util.tree_map(lambda t, v: np.asarray(v, dtype=np.asarray(t).dtype),
+                                   flax.serialization.to_state_dict(template), state)
+    params = flax.serialization.from_state_dict(template, state)
+    params = jax.tree_util.tree_map(jax.numpy.asarray, params)
+    return Agent(apply=NetworkApply(network, game), params=params,
+                 initial_carry=initial_carry_fn(network), game=game, network=network,
+                 description=desc, path=str(path))
+
+
+__all__ = ["Agent", "CURVE_FILE", "DESCRIPTION_FILE", "FORMAT_VERSION", "WEIGHTS_FILE",
+           "atomic_write", "load_agent", "read_curve", "read_description", "save_agent"]

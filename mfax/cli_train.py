@@ -1,0 +1,133 @@
+"""`mfax train` and `mfax evaluate` (registered on `mfax.cli.app`).
+
+    mfax train --game G --algo spg|rspg [--config file.yaml] [--set key=value ...]
+               [--param game_key=value ...] --out DIR [--seed N]
+    mfax evaluate --agent DIR [--num-envs E] [--seed K] [--json FILE]
+
+The config file holds training keys at the top level and an optional
+``game:`` mapping of game parameters; ``--set`` takes the same keys (and
+``game.<param>=value``), ``--param`` game parameters.  Precedence: file <
+--set < --param.  Unknown keys are errors listing the allowed keys.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mfax.cli import app, parse_assignments
+
+
+def _fail(message: str, code: int = 2) -> "typer.Exit":
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    if not path.exists():
+        raise _fail(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise _fail(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise _fail(f"config file {str(path)!r}: expected a mapping of keys to values, "
+                    f"got {type(data).__name__}")
+    return data
+
+
+@app.command()
+def train(
+    game: str = typer.Option(..., "--game", help="game name (see `mfax games`)"),
+    algo: str = typer.Option(..., "--algo", help="spg or rspg"),
+    config: Optional[Path] = typer.Option(None, "--config",
+                                          help="YAML: training keys and an optional game: mapping"),
+    set_: Optional[List[str]] = typer.Option(None, "--set",
+                                             help="training key=value (or game.<param>=value)"),
+    param: Optional[List[str]] = typer.Option(None, "--param", help="game parameter key=value"),
+    out: Path = typer.Option(..., "--out", help="agent directory to write"),
+    seed: int = typer.Option(0, "--seed"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="progress bar (default: only on a terminal)"),
+) -> None:
+    """Train an SPG / RSPG agent and save it (weights, agent.json, curve.csv) under --out."""
+    from mfax.training import TrainConfig, run_training, save_result
+    from mfax.training.config import merge_mappings
+
+    file_values = _read_yaml(config) if config is not None else {}
+    overrides = parse_assignments(set_, "--set")
+    game_params = parse_assignments(param, "--param")
+    merged = merge_mappings(file_values, overrides, {"game": game_params} if game_params else None)
+    source = f"config ({config})" if config is not None else "config"
+    try:
+        cfg = TrainConfig.from_mapping(merged, game=game, algo=algo, source=source)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+
+    result = run_training(cfg, seed, progress=progress)
+    save_result(result, out)
+    final = result.curve[-1]
+    typer.echo(
+        f"{cfg.algo} on {cfg.game}: {final['iteration']} iterations, exploitability "
+        f"{result.curve[0]['exploitability']:.6g} -> {final['exploitability']:.6g}, "
+        f"policy return {final['policy_return']:.6g}; compile {result.compile_seconds:.1f}s, "
+        f"train {result.train_seconds:.1f}s ({1e3 * result.seconds_per_iteration:.2f} ms/iter); "
+        f"saved to {out}")
+    if result.diverged_at is not None:
+        raise _fail(f"{result.message}; the last good agent was saved to {out}", code=1)
+
+
+@app.command()
+def evaluate(
+    agent: Path = typer.Option(..., "--agent", help="agent directory written by `mfax train`"),
+    num_envs: Optional[int] = typer.Option(None, "--num-envs",
+                                           help="environments (default: the training setting)"),
+    seed: int = typer.Option(0, "--seed"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON"),
+) -> None:
+    """Evaluate a saved agent: exploitability and returns on the push-forward game."""
+    import jax
+
+    from mfax.agents import atomic_write, load_agent
+    from mfax.evaluation import evaluate_policy
+    from mfax.training.config import DEFAULT_NUM_ENVS, DEFAULT_NUM_ENVS_MACRO
+
+    try:
+        loaded = load_agent(agent)
+    except (FileNotFoundError, ValueError) as e:
+        raise _fail(str(e)) from None
+    if num_envs is None:
+        num_envs = loaded.description.get("training", {}).get("eval_num_envs") or (
+            DEFAULT_NUM_ENVS_MACRO if loaded.game.name == "macro" else DEFAULT_NUM_ENVS)
+    if num_envs < 1:
+        raise _fail(f"--num-envs = {num_envs} is not allowed; expected an integer >= 1")
+    r = evaluate_policy(loaded.game, loaded, jax.random.key(seed), num_envs=int(num_envs),
+                        gamma=loaded.gamma)
+    metrics = {
+        "game": loaded.game.name,
+        "algorithm": loaded.algorithm,
+        "agent": str(agent),
+        "num_envs": int(num_envs),
+        "seed": seed,
+        "gamma": loaded.gamma,
+        "exploitability": float(r.exploitability),
+        "policy_return": float(r.policy_return),
+        "best_response_return": float(r.best_response_return),
+        "exploitability_undiscounted": float(r.exploitability_undiscounted),
+        "policy_return_undiscounted": float(r.policy_return_undiscounted),
+        "best_response_return_undiscounted": float(r.best_response_return_undiscounted),
+    }
+    for key in ("exploitability", "policy_return", "best_response_return"):
+        typer.echo(f"{key}: {metrics[key]:.6g}")
+    if json_path is not None:
+        atomic_write(json_path, json.dumps(metrics, indent=2) + "\n")
+
+
+__all__ = ["train", "evaluate"]
