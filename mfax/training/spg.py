@@ -26,6 +26,7 @@ later update is skipped, so the parameters are the last good ones.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from typing import Any, Callable, NamedTuple, Optional
@@ -114,6 +115,12 @@ def make_train(config: TrainConfig, game: Optional[Game] = None, *,
     if not isinstance(config, TrainConfig):
         raise TypeError(f"make_train expects a TrainConfig, got {type(config).__name__}")
     game = config.make_game() if game is None else game
+    return _make_train(config, game, inject_nan_at)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -> Trainer:
+    """Cached: the same config gives the same Trainer, so compiled functions are reused."""
     network = config.network(game)
     num_envs, eval_envs = config.resolved_num_envs(), config.resolved_eval_num_envs()
     gamma = config.resolved_gamma(game)
@@ -182,7 +189,7 @@ class TrainResult:
     params: Any  # the final (or, after divergence, the last good) parameters
     curve: list[dict[str, float]]  # one row per evaluation, columns CURVE_COLUMNS
     losses: np.ndarray  # [iterations run]
-    compile_seconds: float  # AOT compilation of the chunk and the evaluation
+    compile_seconds: float  # AOT compilation of the chunk and the evaluation (0 if cached)
     train_seconds: float  # execution of the training chunks (no evaluation, no compilation)
     eval_seconds: float
     diverged_at: Optional[int] = None  # first non-finite iteration
@@ -195,6 +202,20 @@ class TrainResult:
     @property
     def seconds_per_iteration(self) -> float:
         return self.train_seconds / max(len(self.losses), 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_for(trainer: Trainer, shapes: Any):
+    state = jax.tree_util.tree_unflatten(shapes[0], shapes[1])
+    return (jax.jit(trainer.chunk).lower(state).compile(),
+            jax.jit(trainer.evaluate).lower(state).compile())
+
+
+def _compiled(trainer: Trainer, state: TrainState):
+    """AOT-compiled chunk and evaluation (cached per trainer: a rerun skips compilation)."""
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    specs = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves)
+    return _compiled_for(trainer, (treedef, specs))
 
 
 def run_training(config: TrainConfig, seed: int = 0, *, game: Optional[Game] = None,
@@ -216,8 +237,7 @@ def run_training(config: TrainConfig, seed: int = 0, *, game: Optional[Game] = N
     state = trainer.init(jax.random.key(int(seed)))
 
     t0 = time.perf_counter()
-    chunk = jax.jit(trainer.chunk).lower(state).compile()
-    evaluate = jax.jit(trainer.evaluate).lower(state).compile()
+    chunk, evaluate = _compiled(trainer, state)
     compile_seconds = time.perf_counter() - t0
 
     bar = ProgressBar(config.num_iterations, stream=stream, enabled=progress)

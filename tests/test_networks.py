@@ -1,0 +1,118 @@
+"""Neural mean-field policies: factored first layer, heads, recurrent carry reset."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mfax
+from mfax.dynamics import rollout_fn
+from mfax.networks import (
+    FirstLayer, NetworkApply, NetworkConfig, build_module, init_params, initial_carry_fn,
+    network_policy,
+)
+
+
+@pytest.fixture(scope="module")
+def lq():
+    return mfax.make_game("linear_quadratic", num_states=21, horizon=8)
+
+
+@pytest.fixture(scope="module")
+def macro():
+    return mfax.make_game("macro", num_wealth=8, num_income=3, num_actions=5, horizon=6)
+
+
+def test_first_layer_factored_equals_naive():
+    state = jax.random.normal(jax.random.key(0), (50, 12))
+    obs = jax.random.normal(jax.random.key(1), (3,))
+    params = FirstLayer(32, True).init(jax.random.key(2), state, obs)
+    params = jax.tree_util.tree_map(lambda p: p + 0.1, params)  # non-zero bias too
+    fact = FirstLayer(32, True).apply(params, state, obs)
+    naive = FirstLayer(32, False).apply(params, state, obs)
+    ref = np.concatenate([np.asarray(state), np.tile(np.asarray(obs), (50, 1))], 1) \
+        @ np.asarray(params["params"]["kernel"]) + np.asarray(params["params"]["bias"])
+    np.testing.assert_allclose(fact, naive, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fact, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+@pytest.mark.parametrize("state_input", ["index", "values"])
+def test_factored_network_equals_naive(lq, recurrent, state_input):
+    cfg = NetworkConfig(recurrent=recurrent, state_input=state_input, hidden=(16, 16),
+                        gru_hidden=8, embed_dim=8)
+    naive = NetworkConfig(**{**cfg.to_dict(), "factored": False})
+    params = init_params(cfg, lq, jax.random.key(0))
+    carry = jnp.full((8,), 0.3) if recurrent else ()
+    obs = jnp.asarray([0.37])
+    p1, c1 = NetworkApply(cfg, lq)(params, carry, obs, 3)
+    p2, c2 = NetworkApply(naive, lq)(params, carry, obs, 3)
+    assert p1.shape == (lq.num_states, lq.num_actions)
+    np.testing.assert_allclose(p1, p2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.sum(p1, -1), 1.0, atol=1e-5)
+    # the observation matters: another observation gives other probabilities
+    p3, _ = NetworkApply(cfg, lq)(params, carry, jnp.asarray([0.9]), 3)
+    assert float(jnp.abs(p3 - p1).max()) > 1e-4
+
+
+def test_beta_head_is_softmax_of_beta_log_density(macro):
+    cfg = NetworkConfig(head="beta", hidden=(16,), embed_dim=8)
+    params = init_params(cfg, macro, jax.random.key(1))
+    probs, _ = NetworkApply(cfg, macro)(params, (), jnp.asarray([0.05, 1.2]), 0)
+    assert probs.shape == (macro.num_states, macro.num_actions)
+    # reproduce from the head's concentrations
+    module = build_module(cfg, macro)
+    _, inter = module.apply(params, (), jnp.asarray([0.05, 1.2]),
+                            jnp.asarray(macro.state_features()), capture_intermediates=True)
+    raw = np.asarray(inter["intermediates"]["head"]["__call__"][0], np.float64)
+    a, b = 1 + np.logaddexp(0, raw[:, 0]), 1 + np.logaddexp(0, raw[:, 1])
+    x = np.asarray(macro.action_values(), np.float64)
+    logits = (a[:, None] - 1) * np.log(x) + (b[:, None] - 1) * np.log1p(-x)
+    ref = np.exp(logits - logits.max(1, keepdims=True))
+    ref /= ref.sum(1, keepdims=True)
+    np.testing.assert_allclose(probs, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_beta_head_needs_unit_interval_actions(lq):
+    with pytest.raises(ValueError, match="head.*beta.*categorical"):
+        init_params(NetworkConfig(head="beta"), lq, jax.random.key(0))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(state_input="onehot"), "state_input.*index or values"),
+    (dict(head="gauss"), "head.*categorical or beta"),
+    (dict(hidden=()), "hidden"),
+    (dict(hidden=(16, 0)), "hidden"),
+    (dict(gru_hidden=-1), "gru_hidden"),
+    (dict(activation="swish"), "activation"),
+])
+def test_network_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
+        NetworkConfig(**bad)
+    with pytest.raises(ValueError, match="unknown key.*'width'.*allowed keys"):
+        NetworkConfig.from_dict({"width": 3})
+
+
+def test_recurrent_carry_resets_between_episodes(lq):
+    cfg = NetworkConfig(recurrent=True, hidden=(16,), gru_hidden=8, embed_dim=8)
+    params = init_params(cfg, lq, jax.random.key(0))
+    policy = network_policy(cfg, lq, params)
+    assert np.all(np.asarray(initial_carry_fn(cfg)()) == 0)
+    # at t = 0 any carry is replaced by the initial one
+    p_dirty, _ = policy.apply(params, jnp.ones(8), jnp.asarray([0.5]), 0)
+    p_clean, _ = policy.apply(params, initial_carry_fn(cfg)(), jnp.asarray([0.5]), 0)
+    np.testing.assert_array_equal(p_dirty, p_clean)
+    # ... but later the history matters
+    p_late_dirty, _ = policy.apply(params, jnp.ones(8), jnp.asarray([0.5]), 4)
+    p_late_clean, _ = policy.apply(params, jnp.zeros(8), jnp.asarray([0.5]), 4)
+    assert float(jnp.abs(p_late_dirty - p_late_clean).max()) > 1e-5
+    # a rollout starts every episode from the initial carry: two rollouts with the same
+    # key give the same trajectory, and the policy at t = 0 is the fresh-carry policy
+    run = jax.jit(rollout_fn(lq, policy, num_envs=3))
+    t1, t2 = run(params, jax.random.key(5)), run(params, jax.random.key(5))
+    np.testing.assert_array_equal(t1.policy, t2.policy)
+    for e in range(3):
+        fresh, _ = policy.apply(params, initial_carry_fn(cfg)(), t1.obs[0, e], 0)
+        np.testing.assert_allclose(t1.policy[0, e], fresh, rtol=1e-6, atol=1e-7)
