@@ -91,6 +91,7 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; agents are shared artefacts
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -154,7 +155,7 @@ def save_agent(path: Path | str, *, network: NetworkConfig, params: Any, game: G
     path = Path(path)
     template = init_params(network, game, jax.random.key(0))
     params = jax.device_get(params)
-    _check_structure(template, flax.serialization.to_state_dict(params), "save_agent: params")
+    _check_structure(template, flax.serialization.to_state_dict(params), "save_agent: params", saving=True)
     leaves = jax.tree_util.tree_leaves(params)
     if not all(np.all(np.isfinite(np.asarray(x))) for x in leaves):
         raise ValueError("save_agent: params contain NaN or inf; refusing to save them")
@@ -202,7 +203,8 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: tree}
 
 
-def _check_structure(template: Any, state: Any, where: str) -> None:
+def _check_structure(template: Any, state: Any, where: str, saving: bool = False) -> None:
+    described = "" if saving else f" described in {DESCRIPTION_FILE}"
     want = _flatten(flax.serialization.to_state_dict(template))
     have = _flatten(state)
     missing = sorted(set(want) - set(have))
@@ -213,13 +215,13 @@ def _check_structure(template: Any, state: Any, where: str) -> None:
             parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
         if extra:
             parts.append(f"unexpected {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
-        raise ValueError(f"{where}: the parameters do not fit the network described in "
-                         f"{DESCRIPTION_FILE} ({'; '.join(parts)})")
+        raise ValueError(f"{where}: the parameters do not fit the network{described} "
+                         f"({'; '.join(parts)})")
     for name in want:
         ws, hs = np.shape(want[name]), np.shape(have[name])
         if ws != hs:
             raise ValueError(f"{where}: parameter {name!r} has shape {hs}, but the network "
-                             f"and game described in {DESCRIPTION_FILE} need {ws}")
+                             f"and game{described} need {ws}")
 
 
 def _require(desc: Mapping[str, Any], key: str, kind: type | tuple, file: Path) -> Any:
