@@ -38,7 +38,52 @@ def games() -> None:
             typer.echo(f"    {key} = {value}")
 
 
+def make_game_from_cli(game: str, params: list[str] | None):
+    from mfax.games import make_game
+
+    try:
+        return make_game(game, **parse_assignments(params, "--param"))
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--game/--param") from None
+
+
+@app.command()
+def solve(
+    game: str = typer.Option(..., "--game", help="Game name (see `mfax games`)."),
+    param: list[str] = typer.Option(None, "--param", help="Game parameter override key=value (repeatable)."),
+    iterations: int = typer.Option(200, "--iterations", min=1, help="Fictitious-play iterations."),
+    gamma: float = typer.Option(None, "--gamma", help="Discount (default: the game's published one)."),
+    num_envs: int = typer.Option(8, "--num-envs", min=1, help="Environments for the uniform policy's score."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Score the uniform policy, then solve a deterministic game by fictitious play."""
+    import jax
+
+    from mfax.evaluation import evaluate_policy
+    from mfax.policies import uniform_policy
+    from mfax.solvers import solve_tabular
+
+    g = make_game_from_cli(game, param)
+    uni = evaluate_policy(g, uniform_policy(g), jax.random.PRNGKey(seed), num_envs, gamma)
+    typer.echo(f"{g.name}: uniform policy exploitability {float(uni.exploitability):.6g} "
+               f"(return {float(uni.policy_return):.6g}, best response {float(uni.best_response_return):.6g})")
+    if g.has_random_reset:
+        typer.echo("tabular solver skipped: it needs a deterministic game "
+                   "(--param common_noise=false, and --param bar_location=<int> for beach_bar_1d)")
+        return
+    try:
+        sol = solve_tabular(g, iterations, gamma)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    expl = sol.exploitability
+    marks = sorted({0, 1, min(10, iterations), min(100, iterations), iterations})
+    typer.echo("fictitious play: " + ", ".join(f"iter {k}: {float(expl[k]):.6g}" for k in marks))
+    typer.echo(f"final exploitability {float(expl[-1]):.6g} "
+               f"({100 * float(expl[-1]) / max(float(expl[0]), 1e-30):.3g}% of the uniform policy's)")
+
+
 from mfax import cli_train  # noqa: E402,F401  (registers `train` and `evaluate`)
+from mfax import cli_pipeline  # noqa: E402,F401  (registers the pipeline commands)
 
 
 def main() -> None:

@@ -19,9 +19,6 @@ from mfax.dynamics import Trajectory, _check_sizes, expectation, rollout_fn
 from mfax.games.base import Game
 from mfax.policies import MeanFieldPolicy, as_policy
 
-_expect = jax.vmap(expectation)  # over environments
-
-
 class EvalResult(NamedTuple):
     """Exploitability of a policy on ``E`` environments (scalars are means over them)."""
 
@@ -54,7 +51,7 @@ def policy_value(game: Game, traj: Trajectory, gamma: float) -> jax.Array:
     """``V_0[E, S]`` of the recorded policy on the recorded path (differentiable in the policy)."""
 
     def update(v, idx, prob, reward, probs):
-        v = jnp.sum(probs * (reward + gamma * _expect(v, idx, prob)), -1)
+        v = jnp.sum(probs * (reward + gamma * expectation(v, idx, prob)), -1)
         return v, None
 
     v0, _ = _backward(game, traj, update, jnp.zeros_like(traj.mu_final))
@@ -74,20 +71,17 @@ def exploitability_of(game: Game, traj: Trajectory, gamma: float) -> EvalResult:
     every term is non-negative: exploitability is >= 0 in floating point too,
     with no cancellation between two large returns.
     """
-    gammas = jnp.asarray([gamma, 1.0], jnp.float32)
-
-    def one_gamma(g, carry, idx, prob, reward, probs):
-        v, v_star, gap = carry
-        q = reward + g * _expect(v, idx, prob)
-        q_star = reward + g * _expect(v_star, idx, prob)
-        best = jnp.max(q_star, -1)
-        gap = jnp.sum(probs * (best[..., None] - q_star + g * _expect(gap, idx, prob)), -1)
-        return (jnp.sum(probs * q, -1), best, gap), jnp.argmax(q_star, -1)
+    gammas = jnp.asarray([gamma, 1.0], jnp.float32)[:, None, None, None]
 
     def update(carry, idx, prob, reward, probs):
-        carry, actions = jax.vmap(one_gamma, (0, 0, None, None, None, None))(
-            gammas, carry, idx, prob, reward, probs)
-        return carry, (carry[0][0], carry[1][0], actions[0])
+        v, v_star, gap = carry  # each [gamma, E, S]
+        ev, ev_star, egap = expectation(jnp.stack(carry), idx, prob)
+        q = reward + gammas * ev
+        q_star = reward + gammas * ev_star
+        best = jnp.max(q_star, -1)
+        gap = jnp.sum(probs * (best[..., None] - q_star + gammas * egap), -1)
+        v = jnp.sum(probs * q, -1)
+        return (v, best, gap), (v[0], best[0], jnp.argmax(q_star[0], -1))
 
     zeros = jnp.zeros((2,) + traj.mu_final.shape, jnp.float32)
     (v0, v_star0, gap0), (v_t, v_star_t, actions) = _backward(
