@@ -144,3 +144,16 @@ def test_mapping_layer_unknown_keys_and_game_section():
         TrainConfig.from_mapping({"algo": "spg"}, game="linear_quadratic", algo="rspg")
     merged = merge_mappings({"lr": 1, "game": {"a": 1, "b": 2}}, {"game": {"b": 3}}, None)
     assert merged == {"lr": 1, "game": {"a": 1, "b": 3}}
+
+
+@pytest.mark.parametrize("name", ["spg_quick.yaml", "published.yaml"])
+def test_example_configs_are_valid(name):
+    import pathlib
+
+    import yaml
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "configs" / name
+    for game in ("linear_quadratic", "beach_bar_1d", "macro"):
+        cfg = TrainConfig.from_mapping(yaml.safe_load(path.read_text()), game=game, algo="rspg",
+                                       source=str(path))
+        assert cfg.num_iterations % cfg.eval_every == 0
