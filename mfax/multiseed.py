@@ -1,0 +1,136 @@
+"""Several seeds of one run, trained together: one jitted, vmapped computation.
+
+`train_seeds(config, seeds)` is `mfax.training.run_training` vmapped over
+seed keys: the same ``init`` / ``chunk`` / ``evaluate`` pieces of
+`mfax.training.make_train`, compiled once for all seeds, run chunk by chunk
+from Python (wall-clock seconds at every evaluation, progress line, NaN
+check).  Seed ``s`` starts from ``jax.random.key(s)`` exactly as
+``run_training(config, s)`` does.  Each seed is saved as an ordinary agent
+directory (`mfax.training.save_result`) under ``OUT/seed_<s>/``, with
+``OUT/seeds.json`` listing them; `mfax.load_agent("OUT/seed_0")` reads one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SEEDS_FILE = "seeds.json"
+
+
+def seed_dir(out: str | Path, seed: int) -> Path:
+    return Path(out) / f"seed_{int(seed)}"
+
+
+def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, stream=None):
+    """Train every seed in one vmapped run; returns one `TrainResult` per seed."""
+    from mfax.training import CURVE_COLUMNS, TrainResult, make_train  # noqa: PLC0415
+    from mfax.training.progress import ProgressBar  # noqa: PLC0415
+
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds = {seeds!r} is not allowed; expected distinct integers")
+    trainer = make_train(config)
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+    state = jax.vmap(trainer.init)(keys)
+
+    t0 = time.perf_counter()
+    chunk = jax.jit(jax.vmap(trainer.chunk)).lower(state).compile()
+    evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state).compile()
+    compile_seconds = time.perf_counter() - t0
+
+    bar = ProgressBar(config.num_iterations, stream=sys.stderr if stream is None else stream,
+                      enabled=progress)
+    curves: list[list[dict]] = [[] for _ in seeds]
+    losses: list[np.ndarray] = []
+    train_seconds = eval_seconds = 0.0
+
+    def record(state):
+        nonlocal eval_seconds
+        t = time.perf_counter()
+        m = jax.device_get(evaluate(state))
+        eval_seconds += time.perf_counter() - t
+        for i in range(len(seeds)):
+            curves[i].append({"iteration": int(m.iteration[i]), "seconds": train_seconds,
+                              **{k: float(getattr(m, k)[i]) for k in CURVE_COLUMNS[2:]}})
+        bar.update(int(np.max(m.iteration)), float(np.mean(m.exploitability)), train_seconds)
+
+    record(state)
+    for _ in range(trainer.num_chunks):
+        t = time.perf_counter()
+        state, chunk_losses = chunk(state)
+        losses.append(np.asarray(jax.device_get(chunk_losses)))  # [seeds, eval_every]
+        train_seconds += time.perf_counter() - t
+        record(state)
+        if np.all(np.asarray(state.failed_at) >= 0):
+            break
+    bar.close()
+    losses_arr = np.concatenate(losses, 1) if losses else np.zeros((len(seeds), 0), np.float32)
+    failed = np.asarray(state.failed_at)
+    results = []
+    for i, seed in enumerate(seeds):
+        params = jax.tree_util.tree_map(lambda x: x[i], state.params)
+        r = TrainResult(trainer, seed, params, curves[i], losses_arr[i], compile_seconds,
+                        train_seconds, eval_seconds)
+        if failed[i] >= 0:
+            r.diverged_at = int(failed[i])
+            r.losses = losses_arr[i, :failed[i] + 1]
+            r.message = (f"seed {seed}: training diverged: non-finite loss, gradient or "
+                         f"parameters at iteration {int(failed[i])}; kept the last good parameters")
+        results.append(r)
+    return results
+
+
+def save_seeds(results, out: str | Path) -> Path:
+    """Save every seed's agent under ``out/seed_<s>/`` and the index ``out/seeds.json``."""
+    from mfax.agents import atomic_write  # noqa: PLC0415
+    from mfax.training import save_result  # noqa: PLC0415
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        save_result(r, seed_dir(out, r.seed))
+    index = {
+        "seeds": [r.seed for r in results],
+        "agents": [seed_dir(out, r.seed).name for r in results],
+        "trained_together": True,
+        "compile_seconds": results[0].compile_seconds,
+        "train_seconds": results[0].train_seconds,
+        "eval_seconds": results[0].eval_seconds,
+        "diverged": {str(r.seed): r.diverged_at for r in results if r.diverged_at is not None},
+    }
+    atomic_write(out / SEEDS_FILE, json.dumps(index, indent=2) + "\n")
+    return out
+
+
+def agent_dirs(path: str | Path) -> list[tuple[int | None, Path]]:
+    """The agents of a model folder: ``[(seed, dir)]``.
+
+    A folder written by `save_seeds` (``seeds.json`` + ``seed_<s>/``) or a
+    single agent directory written by ``mfax train`` (``agent.json``).
+    """
+    from mfax.agents import DESCRIPTION_FILE, read_description  # noqa: PLC0415
+
+    path = Path(path)
+    index = path / SEEDS_FILE
+    if index.exists():
+        try:
+            data = json.loads(index.read_text())
+            pairs = [(int(s), path / a) for s, a in zip(data["seeds"], data["agents"])]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{index}: not a valid seeds index (truncated or corrupt?): {err}") \
+                from None
+        return pairs
+    if (path / DESCRIPTION_FILE).exists():
+        return [(read_description(path).get("seed"), path)]
+    if not path.exists():
+        raise FileNotFoundError(f"model folder {str(path)!r} does not exist (train it first)")
+    raise FileNotFoundError(f"{path}: neither {SEEDS_FILE} (several seeds) nor "
+                            f"{DESCRIPTION_FILE} (one agent); not an mfax model folder")

@@ -1,0 +1,27 @@
+# Reports depend on report code only: restyling them never retrains or re-evaluates.
+rule report:
+    input:
+        metrics="reports/{game}/{run}/metrics.json",
+        curve="reports/{game}/{run}/curve.csv",
+        trajectory="data/{game}/{run}/trajectory.nc",
+    output:
+        report="reports/{game}/{run}/report.html",
+        figures=directory("reports/{game}/{run}/figures"),
+    params:
+        code=code_hash(ROOT, "report"),
+    shell:
+        "mfax report --metrics {input.metrics} --curve {input.curve} "
+        "--trajectory {input.trajectory} --out {output.report}"
+
+
+rule summary:
+    input:
+        metrics=[r.metrics for r in RUNS],
+        curves=[r.curve for r in RUNS],
+    output:
+        SUMMARY_OUTPUTS,
+    params:
+        code=code_hash(ROOT, "summary"),
+    localrule: True
+    shell:
+        "mfax summary --out {output[0]} {input.metrics}"

@@ -1,0 +1,25 @@
+rule configure:
+    # one resolved training config per run; rewritten (and the run retrained)
+    # only when that run's resolved config changes
+    output:
+        "data/{game}/{run}/config.yaml",
+    params:
+        config=lambda w: json.dumps(PIPE.train_config(run_of(w)), sort_keys=True),
+    localrule: True
+    run:
+        write_config(PIPE, run_of(wildcards), output[0])
+
+
+rule train:
+    # all seeds of the run in one jitted, vmapped computation; GPU if JAX sees one
+    input:
+        config="data/{game}/{run}/config.yaml",
+    output:
+        directory("models/{game}/{run}"),
+    params:
+        algo=lambda w: run_of(w).algo,
+        code=code_hash(ROOT, "train"),
+    threads: 1
+    shell:
+        "mfax train-seeds --game {wildcards.game} --algo {params.algo} "
+        "--config {input.config} --out {output} --no-progress"
