@@ -17,6 +17,7 @@ no input with which to react to a random draw.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -90,28 +91,31 @@ def _solve_fn(game: Game, num_iterations: int, gamma: float):
         weights = _state_weights(game, result.trajectory, best)
         return result, weights, best
 
-    def iteration(carry, _):
-        mass, joint = carry  # sum_j nu_j[T, S] and sum_j nu_j pi_j[T, S, A]
-        table = jnp.where(mass[..., None] > 0, joint / jnp.maximum(mass, 1e-30)[..., None], 1.0 / A)
-        result, weights, best = evaluate(table)
-        carry = (mass + weights, joint + weights[..., None] * best)
-        return carry, (table, result.exploitability, result.policy_return)
+    def average(joint):
+        # joint = sum_j nu_j pi_j [T, S, A]; states no best responder reaches play uniformly
+        mass = jnp.sum(joint, -1, keepdims=True)
+        return jnp.where(mass > 0, joint / jnp.where(mass > 0, mass, 1.0), 1.0 / A)
+
+    def iteration(joint, _):
+        result, weights, best = evaluate(average(joint))
+        return joint + weights[..., None] * best, (result.exploitability, result.policy_return)
 
     def solve():
         # nothing averaged yet: iteration 0 plays the uniform policy, whose best
         # response is the first member of the average
-        carry = (jnp.zeros((T, S)), jnp.zeros((T, S, A)))
-        carry, (tables, expl, ret) = lax.scan(iteration, carry, None, length=num_iterations + 1)
-        return TabularSolution(policy=tables[-1], exploitability=expl, policy_return=ret)
+        joint, (expl, ret) = lax.scan(iteration, jnp.zeros((T, S, A)), None, length=num_iterations)
+        final = average(joint)
+        result, _, _ = evaluate(final)
+        return TabularSolution(policy=final, exploitability=jnp.append(expl, result.exploitability),
+                               policy_return=jnp.append(ret, result.policy_return))
 
     return solve
 
 
-_SOLVERS: dict = {}
+@functools.lru_cache(maxsize=16)
+def _jitted_solve(game, num_iterations, gamma):
+    return jax.jit(_solve_fn(game, num_iterations, gamma))
 
 
 def _solve(game, num_iterations, gamma):
-    key = (game, num_iterations, gamma)
-    if key not in _SOLVERS:
-        _SOLVERS[key] = jax.jit(_solve_fn(game, num_iterations, gamma))
-    return _SOLVERS[key]()
+    return _jitted_solve(game, num_iterations, gamma)()
