@@ -1,0 +1,411 @@
+"""Shared machinery of the model-free learners.
+
+Outer loop (ALGORITHMS.md, "RL"): every iteration rolls out the
+*sample-based* game (``num_envs`` environments of ``num_agents`` agents,
+`mfax.dynamics.rollout_fn(..., num_agents=N)`) with the current mean-field
+policy, freezes the resulting sequence of aggregate states, empirical mean
+fields, shared observations and reward tables, and trains a representative
+agent against it for ``num_updates_per_iteration`` updates.  Every update
+steps a batch of ``num_envs x num_agents_per_env`` single agents through
+the frozen sequence: an agent of environment ``e`` starts from a state drawn
+from that environment's ``mu_0``, sees its own state and the shared
+observation ``obs[t, e]`` (never ``t``), is paid ``reward[t, e, s, a]``, and
+draws its successor from the kernel row ``game.kernel(agg_t, mu_t)[s, a]``
+(sampling only: a simulator).  All single agents start at ``t = 0`` and an
+episode ends at ``t = T - 1``, so one batch is exactly one episode per agent.
+
+The learners' networks *are* mean-field policies: the actor (IPPO, RIPPO)
+and the Q-network (M-OMD) have the parameter tree of `mfax.networks`'
+``MeanFieldNet``.  `row_logits` evaluates that network on individual
+(state, observation) rows -- what a single agent needs -- with the same
+parameters and the same factored first layer, so converting the learner to
+a mean-field policy is just `mfax.networks.network_policy(network, game,
+params)`, which evaluates it on every grid state (and, for RIPPO, the
+observation history) and which `mfax.agents.save_agent` stores.
+
+`build_trainer` assembles PureJaxRL-style pure functions (``init``,
+``chunk`` = ``eval_every`` outer iterations in a ``lax.scan``, ``evaluate``
+= exact exploitability on the push-forward game via
+`mfax.evaluation.evaluate_fn`), and `run_training` drives them chunk by
+chunk from Python (timings, progress bar, NaN check) and returns the same
+`mfax.training.TrainResult` as SPG / RSPG, so `mfax.training.save_result`
+writes RL agents in the shared on-disk format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from mfax.dynamics import rollout_fn
+from mfax.evaluation import evaluate_fn
+from mfax.games.base import Game
+from mfax.networks import ACTIVATIONS, NetworkConfig, network_policy
+from mfax.rl.config import RLConfig
+from mfax.training.progress import ProgressBar
+from mfax.training.spg import CURVE_COLUMNS, Metrics, TrainingDiverged, TrainResult
+
+
+# --------------------------------------------------------------------------------------------
+# the mean-field network evaluated on individual rows
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RowNet:
+    """`mfax.networks.MeanFieldNet` evaluated on rows ``(state index, observation part)``.
+
+    The computation is split so that shared parts are computed once:
+    ``state_table`` gives ``W_s state_part`` for every grid state ``[S, H]``,
+    ``obs_table`` gives ``W_o obs_part + b`` for any leading shape (for the
+    recurrent network: a GRU scan over a time-major ``[T, E, d]`` sequence,
+    started from the zero carry at ``t = 0`` as the mean-field policy is),
+    and ``logits(params, state_table[s] + obs_table[...])`` the rest.
+    """
+
+    config: NetworkConfig
+    num_states: int
+    num_actions: int
+    features: Any  # np.ndarray [S, f] (hashable through id via dataclass eq=False below)
+    action_values: tuple[float, ...]
+
+    def __hash__(self):
+        return hash((self.config, self.num_states, self.num_actions, self.action_values))
+
+    def __eq__(self, other):
+        return isinstance(other, RowNet) and hash(self) == hash(other)
+
+    @property
+    def act(self):
+        return ACTIVATIONS[self.config.activation]
+
+    def _ds(self, p) -> int:
+        return p["first"]["kernel"].shape[0] - self._do(p)
+
+    def _do(self, p) -> int:
+        return self.config.gru_hidden if self.config.recurrent else self.config.embed_dim
+
+    def state_table(self, params) -> jax.Array:
+        p = params["params"]
+        if self.config.state_input == "index":
+            state_part = p["state_embed"]["embedding"]
+        else:
+            d = p["state_dense"]
+            state_part = self.act(jnp.asarray(self.features) @ d["kernel"] + d["bias"])
+        return state_part @ p["first"]["kernel"][:self._ds(p)]
+
+    def obs_table(self, params, obs: jax.Array) -> jax.Array:
+        """``W_o obs_part + b``: ``obs[..., d]`` (feed-forward) or ``obs[T, E, d]`` (GRU)."""
+        p = params["params"]
+        kernel = p["first"]["kernel"][self._ds(p):]
+        if self.config.recurrent:
+            cell = nn.GRUCell(self.config.gru_hidden)
+            gru = {"params": p["gru"]}
+
+            def step(carry, o):
+                carry, out = cell.apply(gru, carry, o)
+                return carry, out
+
+            h0 = jnp.zeros(obs.shape[1:-1] + (self.config.gru_hidden,), jnp.float32)
+            _, obs_part = lax.scan(step, h0, obs)
+        else:
+            e = p["obs_embed"]
+            obs_part = self.act(obs @ e["kernel"] + e["bias"])
+        return obs_part @ kernel + p["first"]["bias"]
+
+    def logits(self, params, first: jax.Array) -> jax.Array:
+        """First-layer pre-activations ``[..., H]`` -> action logits ``[..., A]``."""
+        p = params["params"]
+        x = self.act(first)
+        for i in range(1, len(self.config.hidden)):
+            d = p[f"hidden_{i}"]
+            x = self.act(x @ d["kernel"] + d["bias"])
+        h = p["head"]
+        out = x @ h["kernel"] + h["bias"]
+        if self.config.head == "categorical":
+            return out
+        conc = 1.0 + nn.softplus(out)
+        grid = jnp.clip(jnp.asarray(self.action_values, jnp.float32), 1e-6, 1.0 - 1e-6)
+        return (conc[..., :1] - 1.0) * jnp.log(grid) + (conc[..., 1:] - 1.0) * jnp.log1p(-grid)
+
+
+def make_rownet(network: NetworkConfig, game: Game) -> RowNet:
+    values = tuple(float(v) for v in np.asarray(game.action_values()))
+    return RowNet(network, game.num_states, game.num_actions,
+                  np.asarray(game.state_features(), np.float32), values)
+
+
+def agent_probs(rownet: RowNet, params, states: jax.Array, obs: jax.Array) -> jax.Array:
+    """Action probabilities of single agents: ``states[B]``, ``obs[B, d]`` (or, recurrent,
+    ``states[T, E]`` with the observation sequence ``obs[T, E, d]``) -> ``[..., A]``."""
+    table = rownet.state_table(params)
+    return jax.nn.softmax(rownet.logits(params, table[states] + rownet.obs_table(params, obs)), -1)
+
+
+# --------------------------------------------------------------------------------------------
+# the frozen mean-field sequence and single agents stepping through it
+# --------------------------------------------------------------------------------------------
+class Frozen(NamedTuple):
+    """A sample-based rollout, frozen: time-major, ``[T, E, ...]``."""
+
+    obs: jax.Array  # [T, E, d]
+    next_obs: jax.Array  # [T, E, d] obs at t + 1 (t = T - 1: a copy; the episode has ended)
+    reward: jax.Array  # [T, E, S, A], already multiplied by the reward scale
+    aggregate: Any  # leaves [T, E]
+    mu: jax.Array  # [T, E, S] empirical mean fields
+
+
+def freeze(traj, scale) -> Frozen:
+    next_obs = jnp.concatenate([traj.obs[1:], traj.obs[-1:]], 0)
+    return Frozen(traj.obs, next_obs, traj.reward * scale, traj.aggregate, traj.mu)
+
+
+class Steps(NamedTuple):
+    """What a batch of single agents did: every leaf ``[T, E, N]``."""
+
+    state: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_state: jax.Array
+    aux: Any
+
+
+def collect(game: Game, frozen: Frozen, key: jax.Array, num_agents: int,
+            policy_fn: Callable, policy_xs: Any) -> Steps:
+    """Step ``E x num_agents`` single agents through the frozen sequence for one episode.
+
+    ``policy_fn(x_t, states[E, N], key) -> (actions[E, N], aux)`` where ``x_t`` is the
+    time-``t`` slice of the time-major pytree ``policy_xs``.
+    """
+    T, E, S = frozen.mu.shape
+    k_init, k_steps = jax.random.split(key)
+    states = jax.vmap(lambda k, m: jax.random.choice(k, S, (num_agents,), p=m))(
+        jax.random.split(k_init, E), frozen.mu[0]).astype(jnp.int32)
+    env = jnp.arange(E, dtype=jnp.int32)[:, None]
+
+    def step(states, xs):
+        x_t, reward_t, agg_t, mu_t, key_t = xs
+        k_act, k_next = jax.random.split(key_t)
+        actions, aux = policy_fn(x_t, states, k_act)
+        idx, prob = jax.vmap(game.kernel)(agg_t, mu_t)  # [E, S, A, K]
+        row_idx, row_prob = idx[env, states, actions], prob[env, states, actions]  # [E, N, K]
+        choice = jax.random.categorical(k_next, jnp.log(row_prob), axis=-1)
+        nxt = jnp.take_along_axis(row_idx, choice[..., None], -1)[..., 0].astype(jnp.int32)
+        rec = Steps(states, actions, reward_t[env, states, actions], nxt, aux)
+        return nxt, rec
+
+    xs = (policy_xs, frozen.reward, frozen.aggregate, frozen.mu, jax.random.split(k_steps, T))
+    _, steps = lax.scan(step, states, xs)
+    return steps
+
+
+def all_finite(tree: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves
+                              if jnp.issubdtype(x.dtype, jnp.inexact)]))
+
+
+# --------------------------------------------------------------------------------------------
+# the outer loop
+# --------------------------------------------------------------------------------------------
+class Learner(NamedTuple):
+    """What an algorithm module provides to `build_trainer`."""
+
+    init: Callable[[jax.Array], Any]  # key -> learner state
+    iteration: Callable[[Any, Frozen, jax.Array], tuple[Any, jax.Array]]  # -> (state, loss)
+    mf_params: Callable[[Any], Any]  # learner state -> MeanFieldNet params
+
+
+class RLState(NamedTuple):
+    learner: Any
+    key: jax.Array
+    eval_key: jax.Array
+    reward_scale: jax.Array
+    step: jax.Array  # outer iterations run
+    failed_at: jax.Array  # first non-finite iteration, -1 while all is well
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RLTrainer:
+    """The pure pieces of an RL run (same attributes as `mfax.training.Trainer`)."""
+
+    config: RLConfig
+    game: Game
+    network: NetworkConfig
+    num_envs: int
+    eval_num_envs: int
+    gamma: float
+    init: Callable[[jax.Array], RLState]
+    chunk: Callable[[RLState], tuple[RLState, jax.Array]]
+    evaluate: Callable[[RLState], Metrics]
+    mf_params: Callable[[RLState], Any]
+    rownet: RowNet
+
+    @property
+    def num_chunks(self) -> int:
+        return self.config.num_iterations // self.config.eval_every
+
+    def __call__(self, key: jax.Array):
+        """Whole run: ``(final state, Metrics [num_chunks + 1], losses [num_iterations])``."""
+        state = self.init(key)
+        first = self.evaluate(state)
+
+        def body(state, _):
+            state, losses = self.chunk(state)
+            return state, (self.evaluate(state), losses)
+
+        state, (metrics, losses) = lax.scan(body, state, None, length=self.num_chunks)
+        metrics = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, metrics)
+        return state, metrics, losses.reshape(-1)
+
+    def policy(self, params: Any = None):
+        """The mean-field policy (`MeanFieldPolicy`) of MeanFieldNet parameters."""
+        return network_policy(self.network, self.game, params)
+
+
+def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTrainer:
+    """``make_learner(config, game, network, rownet, gamma) -> Learner``."""
+    network = config.network(game)
+    rownet = make_rownet(network, game)
+    num_envs, eval_envs = config.resolved_num_envs(), config.resolved_eval_num_envs()
+    gamma = config.resolved_gamma(game)
+    learner = make_learner(config, game, network, rownet, gamma)
+    policy = network_policy(network, game)
+    rollout = rollout_fn(game, policy, num_envs, num_agents=config.num_agents)
+    evaluate_exact = evaluate_fn(game, policy, eval_envs, gamma)
+
+    def init(key: jax.Array) -> RLState:
+        k_learner, k_train, k_eval = jax.random.split(key, 3)
+        ls = learner.init(k_learner)
+        # 0 = "not set yet": the first iteration sets 1 / mean |R| of its (initial-policy) rollout
+        scale = jnp.asarray(config.reward_scale or 0.0, jnp.float32)
+        return RLState(ls, k_train, k_eval, scale, jnp.zeros((), jnp.int32),
+                       jnp.full((), -1, jnp.int32))
+
+    def iteration(state: RLState, _):
+        key, k_roll, k_learn = jax.random.split(state.key, 3)
+        traj = rollout(learner.mf_params(state.learner), k_roll)
+        scale = jnp.where(state.reward_scale > 0, state.reward_scale,
+                          1.0 / jnp.maximum(jnp.mean(jnp.abs(traj.reward)), 1e-6))
+        ls, loss = learner.iteration(state.learner, freeze(traj, scale), k_learn)
+        ok = (state.failed_at < 0) & jnp.isfinite(loss) & all_finite(ls)
+        ls = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), ls, state.learner)
+        failed_at = jnp.where((state.failed_at < 0) & ~ok, state.step, state.failed_at)
+        return RLState(ls, key, state.eval_key, scale, state.step + 1, failed_at), loss
+
+    def chunk(state: RLState):
+        return lax.scan(iteration, state, None, length=config.eval_every)
+
+    def evaluate(state: RLState) -> Metrics:
+        r = evaluate_exact(learner.mf_params(state.learner), state.eval_key)
+        applied = jnp.where(state.failed_at >= 0, state.failed_at, state.step)
+        return Metrics(applied, r.exploitability, r.policy_return, r.best_response_return,
+                       r.exploitability_undiscounted)
+
+    return RLTrainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate,
+                     lambda s: learner.mf_params(s.learner), rownet)
+
+
+# --------------------------------------------------------------------------------------------
+# the chunk-by-chunk driver (as `mfax.training.run_training`)
+# --------------------------------------------------------------------------------------------
+def make_train(config: RLConfig, game: Optional[Game] = None) -> RLTrainer:
+    """The `RLTrainer` of ``config`` (cached: the same config reuses compiled functions)."""
+    if not isinstance(config, RLConfig):
+        raise TypeError(f"mfax.rl.make_train expects an RLConfig, got {type(config).__name__}")
+    return _make_train(config, config.make_game() if game is None else game)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_train(config: RLConfig, game: Game) -> RLTrainer:
+    if config.algo in ("ippo", "rippo"):
+        from mfax.rl.ippo import make_learner
+    else:
+        from mfax.rl.m_omd import make_learner
+    return build_trainer(config, game, make_learner)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_for(trainer: RLTrainer, shapes: Any):
+    state = jax.tree_util.tree_unflatten(shapes[0], shapes[1])
+    return (jax.jit(trainer.chunk).lower(state).compile(),
+            jax.jit(trainer.evaluate).lower(state).compile(),
+            jax.jit(trainer.mf_params).lower(state).compile())
+
+
+def _compiled(trainer: RLTrainer, state: RLState):
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    specs = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves)
+    return _compiled_for(trainer, (treedef, specs))
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_init(trainer: RLTrainer):
+    return jax.jit(trainer.init)
+
+
+def run_training(config: RLConfig, seed: int = 0, *, game: Optional[Game] = None,
+                 progress: Optional[bool] = None, raise_on_nan: bool = False,
+                 stream=None) -> TrainResult:
+    """Train chunk by chunk; returns a `mfax.training.TrainResult` whose ``params`` are
+    the mean-field network parameters (save them with `mfax.training.save_result`).
+
+    ``seconds`` in the curve is the cumulative execution time of the training
+    chunks (outer rollouts + learner updates), without compilation or evaluation.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed = {seed!r} is not allowed; expected an integer")
+    trainer = make_train(config, game)
+    stream = sys.stderr if stream is None else stream
+    t0 = time.perf_counter()
+    state = _jitted_init(trainer)(jax.random.key(int(seed)))
+    chunk, evaluate, mf_params = _compiled(trainer, state)
+    compile_seconds = time.perf_counter() - t0
+
+    bar = ProgressBar(config.num_iterations, stream=stream, enabled=progress)
+    curve: list[dict[str, float]] = []
+    losses: list[np.ndarray] = []
+    train_seconds = eval_seconds = 0.0
+
+    def record(state):
+        nonlocal eval_seconds
+        t = time.perf_counter()
+        m = jax.device_get(evaluate(state))
+        eval_seconds += time.perf_counter() - t
+        row = {"iteration": int(m.iteration), "seconds": train_seconds,
+               **{k: float(getattr(m, k)) for k in CURVE_COLUMNS[2:]}}
+        curve.append(row)
+        bar.update(row["iteration"], row["exploitability"], train_seconds)
+
+    record(state)
+    diverged_at = None
+    for _ in range(trainer.num_chunks):
+        t = time.perf_counter()
+        state, chunk_losses = chunk(state)
+        chunk_losses = np.asarray(jax.device_get(chunk_losses))
+        train_seconds += time.perf_counter() - t
+        losses.append(chunk_losses)
+        record(state)
+        if int(state.failed_at) >= 0:
+            diverged_at = int(state.failed_at)
+            break
+    bar.close()
+    losses_arr = np.concatenate(losses) if losses else np.zeros((0,), np.float32)
+    result = TrainResult(trainer, int(seed), jax.device_get(mf_params(state)), curve, losses_arr,
+                         compile_seconds, train_seconds, eval_seconds)
+    if diverged_at is not None:
+        result.losses = losses_arr[:diverged_at + 1]
+        result.diverged_at = diverged_at
+        result.message = (
+            f"training diverged: non-finite loss or parameters at iteration {diverged_at}; "
+            f"stopped, keeping the last good parameters (after {diverged_at} iterations)")
+        if raise_on_nan:
+            raise TrainingDiverged(result.message, result)
+    return result
