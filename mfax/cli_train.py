@@ -46,7 +46,7 @@ def _read_yaml(path: Path) -> dict:
 @app.command()
 def train(
     game: str = typer.Option(..., "--game", help="game name (see `mfax games`)"),
-    algo: str = typer.Option(..., "--algo", help="spg or rspg"),
+    algo: str = typer.Option(..., "--algo", help="spg, rspg, ippo, rippo or m_omd"),
     config: Optional[Path] = typer.Option(None, "--config",
                                           help="YAML: training keys and an optional game: mapping"),
     set_: Optional[List[str]] = typer.Option(None, "--set",
@@ -60,6 +60,8 @@ def train(
     """Train an SPG / RSPG agent and save it (weights, agent.json, curve.csv) under --out."""
     from mfax.training import TrainConfig, run_training, save_result
     from mfax.training.config import merge_mappings
+    if algo in ("ippo", "rippo", "m_omd"):  # model-free learners: same config layer, same format
+        from mfax.rl import RLConfig as TrainConfig, run_training  # noqa: F811
 
     file_values = _read_yaml(config) if config is not None else {}
     overrides = parse_assignments(set_, "--set")
