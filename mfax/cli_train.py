@@ -1,6 +1,6 @@
 """`mfax train` and `mfax evaluate` (registered on `mfax.cli.app`).
 
-    mfax train --game G --algo spg|rspg [--config file.yaml] [--set key=value ...]
+    mfax train --game G --algo spg|rspg|ippo|rippo|m_omd [--config file.yaml] [--set key=value ...]
                [--param game_key=value ...] --out DIR [--seed N]
     mfax evaluate --agent DIR [--num-envs E] [--seed K] [--json FILE]
 
@@ -19,6 +19,9 @@ from typing import List, Optional
 import typer
 
 from mfax.cli import app, parse_assignments
+
+STRUCTURAL = ("spg", "rspg")
+MODEL_FREE = ("ippo", "rippo", "m_omd")
 
 
 def _fail(message: str, code: int = 2) -> "typer.Exit":
@@ -57,10 +60,14 @@ def train(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="progress bar (default: only on a terminal)"),
 ) -> None:
-    """Train an SPG / RSPG agent and save it (weights, agent.json, curve.csv) under --out."""
+    """Train an agent (SPG, RSPG, IPPO, RIPPO or M-OMD); save weights, agent.json, curve.csv under --out."""
     from mfax.training import TrainConfig, run_training, save_result
     from mfax.training.config import merge_mappings
-    if algo in ("ippo", "rippo", "m_omd"):  # model-free learners: same config layer, same format
+
+    if algo not in STRUCTURAL + MODEL_FREE:
+        raise _fail(f"--algo = {algo!r} is not allowed; expected one of "
+                    f"{', '.join(STRUCTURAL + MODEL_FREE)}")
+    if algo in MODEL_FREE:  # same config layer, same agent format
         from mfax.rl import RLConfig as TrainConfig, run_training  # noqa: F811
 
     file_values = _read_yaml(config) if config is not None else {}
