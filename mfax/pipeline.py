@@ -126,6 +126,8 @@ class Run:
         return f"reports/{self.game}/{self.name}/figures"
 
 
+#: the files of one seed's agent (mfax.agents)
+AGENT_FILES = ("weights.msgpack", "agent.json", "curve.csv")
 SUMMARY_OUTPUTS = ("reports/summary.md", "reports/summary.csv", "reports/summary.png")
 
 
@@ -560,21 +562,18 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
     expl = [f(r.exploitability) for r in results]
     per_seed = {}
     for (s, a), r, c in zip(agents, results, curves):
-        m = a.description.get("metrics") or {}
         per_seed[str(s)] = {
             "exploitability": f(r.exploitability), "policy_return": f(r.policy_return),
             "best_response_return": f(r.best_response_return),
             "initial_exploitability": c[0]["exploitability"] if c else None,
-            "train_seconds": m.get("train_seconds"),
         }
     index_file = Path(model_dir) / SEEDS_FILE
     if index_file.exists():
         index = json.loads(index_file.read_text())
-        train_seconds, compile_seconds = index.get("train_seconds"), index.get("compile_seconds")
+        train_seconds = index.get("train_seconds")
     else:  # separate runs: their total cost
-        ms = [a.description.get("metrics") or {} for _, a in agents]
-        train_seconds = sum(m.get("train_seconds") or 0.0 for m in ms)
-        compile_seconds = sum(m.get("compile_seconds") or 0.0 for m in ms)
+        train_seconds = sum((a.description.get("metrics") or {}).get("train_seconds") or 0.0
+                            for _, a in agents)
     metrics = {
         "exploitability": float(np.mean(expl)),
         "exploitability_std": float(np.std(expl)),
@@ -587,7 +586,6 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
         "initial_exploitability": _mean([v["initial_exploitability"] for v in per_seed.values()]),
         "uniform_exploitability": f(uniform.exploitability),
         "train_seconds": train_seconds,
-        "compile_seconds": compile_seconds,
         "iterations": max((c[-1]["iteration"] for c in curves if c), default=0),
         "num_seeds": len(agents),
         "eval_num_envs": int(num_envs),

@@ -269,7 +269,7 @@ def write_report(metrics_path, curve_path, trajectory_path, out_html) -> Path:
     ]
     per_seed = m.get("per_seed") or {}
     seed_rows = [[s, fmt(v.get("exploitability")), fmt(v.get("policy_return")),
-                  fmt(v.get("best_response_return")), fmt(v.get("train_seconds"))]
+                  fmt(v.get("best_response_return")), fmt(v.get("initial_exploitability"))]
                  for s, v in sorted(per_seed.items(), key=lambda kv: int(kv[0]))]
     attrs = ds.attrs
     try:
@@ -288,7 +288,7 @@ def write_report(metrics_path, curve_path, trajectory_path, out_html) -> Path:
 sampled path in hindsight, so exploitability is an upper bound on the true one.</p>
 <h2>Metrics</h2>{_table(head, rows)}
 <h2>Per seed</h2>{_table(['seed', 'exploitability', 'policy return', 'best-response return',
-                         'train seconds'], seed_rows)}
+                         'untrained'], seed_rows)}
 {figs}
 <h2>Game parameters</h2><pre>{html.escape(gparams)}</pre>
 <h2>Training configuration</h2><pre>{html.escape(str(attrs.get('training_config', '')))}</pre>

@@ -1,6 +1,8 @@
 rule evaluate:
     input:
-        model="models/{game}/{run}",
+        index="models/{game}/{run}/seeds.json",
+        agents=expand("models/{{game}}/{{run}}/seed_{seed}/{file}", seed=PIPE.seeds,
+                      file=AGENT_FILES),
     output:
         metrics="reports/{game}/{run}/metrics.json",
         curve="reports/{game}/{run}/curve.csv",
@@ -11,6 +13,6 @@ rule evaluate:
         episodes=EVAL["episodes"],
         code=code_hash(ROOT, "evaluate"),
     shell:
-        "mfax evaluate-pair --agent {input.model} --num-envs {params.num_envs} "
+        "mfax evaluate-pair --agent models/{wildcards.game}/{wildcards.run} --num-envs {params.num_envs} "
         "--seed {params.seed} --episodes {params.episodes} --metrics {output.metrics} "
         "--curve {output.curve} --trajectory {output.trajectory}"

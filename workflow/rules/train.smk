@@ -15,11 +15,16 @@ rule train:
     input:
         config="data/{game}/{run}/config.yaml",
     output:
-        directory("models/{game}/{run}"),
+        # DVC tracks the folder models/{game}/{run}; Snakemake names its files so
+        # that downstream jobs compare them by checksum, not by modification time
+        index="models/{game}/{run}/seeds.json",
+        agents=expand("models/{{game}}/{{run}}/seed_{seed}/{file}", seed=PIPE.seeds,
+                      file=AGENT_FILES),
     params:
         algo=lambda w: run_of(w).algo,
+        out="models/{game}/{run}",
         code=code_hash(ROOT, "train"),
     threads: 1
     shell:
-        "mfax train-seeds --game {wildcards.game} --algo {params.algo} "
-        "--config {input.config} --out {output} --no-progress"
+        "rm -rf {params.out} && mfax train-seeds --game {wildcards.game} "
+        "--algo {params.algo} --config {input.config} --out {params.out} --no-progress"

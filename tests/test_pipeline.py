@@ -1,0 +1,394 @@
+"""The pipeline: params/ as the one source of truth, Snakemake and DVC in agreement,
+reports, and an end-to-end run of the tiny preset in a temporary git + DVC repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+import mfax
+from mfax import pipeline as P
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SOURCES = ["Snakefile", "workflow", "params", "mfax", "pyproject.toml", ".gitignore"]
+
+
+def _env(root: Path) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(root)  # the copy's mfax, not the installed one
+    env.pop("DVC_NO_ANALYTICS", None)
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.com"
+    return env
+
+
+def sh(root: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=root, env=_env(root), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def copy_repo(dest: Path, params_edit=None) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SOURCES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    if params_edit is not None:
+        path = dest / "params" / "params.yaml"
+        data = yaml.safe_load(path.read_text())
+        params_edit(data)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dest
+
+
+def git_dvc_init(root: Path) -> None:
+    sh(root, "git", "init", "-q")
+    sh(root, str(BIN / "dvc"), "init", "-q")
+    with open(root / ".dvcignore", "a") as f:
+        f.write("__pycache__/\n")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "init")
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of `snakemake -n`."""
+    counts: dict[str, int] = {}
+    lines = dry_run_output.splitlines()
+    if "Job stats:" not in lines:
+        return counts
+    for line in lines[lines.index("Job stats:") + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    counts.pop("total", None)
+    return counts
+
+
+def snakemake_jobs(root: Path, *args: str) -> dict[str, int]:
+    return job_counts(sh(root, str(BIN / "snakemake"), "-n", *args).stdout)
+
+
+# ------------------------------------------------------------------ params / grid
+def test_repo_params_resolve():
+    pipe = P.Pipeline.load(root=REPO)
+    assert pipe.params["preset"] == "quick"
+    runs = pipe.runs()
+    assert {(r.game, r.algo) for r in runs} == {(g, a) for g in pipe.games for a in pipe.algos}
+    for run in runs:
+        cfg = pipe.train_config(run)
+        assert cfg["seeds"] == pipe.seeds
+        pipe.check_game(run)
+        from mfax.training import TrainConfig
+
+        mapping = {k: v for k, v in cfg.items() if k != "seeds"}
+        TrainConfig.from_mapping(mapping, game=run.game, algo=run.algo)  # valid trainer config
+    for preset in ("quick", "paper", "tiny"):
+        p = P.Pipeline.load(root=REPO, overrides={"preset": preset})
+        for run in p.runs():
+            p.check_game(run)
+
+
+def _write_params(tmp_path, params, presets=None) -> Path:
+    (tmp_path / "params" / "presets").mkdir(parents=True)
+    for name, data in (presets or {"base": {}}).items():
+        (tmp_path / "params" / "presets" / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "params" / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def test_layering_sweep_and_names(tmp_path):
+    preset = {"defaults": {"lr": 1.0, "num_iterations": 10, "game": {"horizon": 7}},
+              "algos": {"rspg": {"lr": 2.0}},
+              "games": {"beach_bar_1d": {"num_envs": 3, "game": {"num_states": 21}}},
+              "pairs": {"beach_bar_1d": {"rspg": {"eval_every": 5}}}}
+    params = {"preset": "base", "grid": {"games": ["linear_quadratic", "beach_bar_1d"],
+                                         "algos": ["spg", "rspg"], "seeds": [4, 5]},
+              "sweep": {"lr": [0.1, 0.01], "hidden": [[8], [16, 16]]},
+              "defaults": {"num_iterations": 20},
+              "games": {"beach_bar_1d": {"game": {"horizon": 9}}},
+              "pairs": {"beach_bar_1d": {"rspg": {"num_envs": 6}}}}
+    root = _write_params(tmp_path, params, {"base": preset})
+    pipe = P.Pipeline.load(root=root)
+    runs = pipe.runs()
+    assert len(runs) == 2 * 2 * 4
+    names = {r.name for r in runs}
+    assert "rspg-hidden=16x16-lr=0.01" in names and "spg-hidden=8-lr=0.1" in names
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", r.key) for r in runs)  # valid DVC stage keys
+    assert len({r.key for r in runs}) == len(runs)
+    run = pipe.run("beach_bar_1d", "rspg-hidden=8-lr=0.1")
+    cfg = pipe.train_config(run)
+    assert cfg == {"lr": 0.1, "hidden": [8], "num_iterations": 20, "num_envs": 6, "eval_every": 5,
+                   "game": {"horizon": 9, "num_states": 21}, "seeds": [4, 5]}
+    cfg = pipe.train_config(pipe.run("linear_quadratic", "spg-hidden=8-lr=0.01"))
+    assert cfg["game"] == {"horizon": 7} and cfg["lr"] == 0.01
+    assert P.expected_outputs(pipe) >= {"reports/summary.md", run.model, run.trajectory,
+                                        run.metrics, run.report}
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda p: p.update(bogus=1), "top-level key 'bogus'"),
+    (lambda p: p.update(preset="nope"), "preset = 'nope'.*base"),
+    (lambda p: p["grid"].update(games=["chess"]), "unknown game 'chess'"),
+    (lambda p: p["grid"].update(algos=["spg", "spg"]), "grid.algos"),
+    (lambda p: p["grid"].update(seeds=[0, -1]), "grid.seeds"),
+    (lambda p: p.update(sweep={"lr": 0.1}), "sweep.lr"),
+    (lambda p: p.update(evaluation={"num_envs": 0}), "evaluation.num_envs"),
+    (lambda p: p.update(evaluation={"speed": 1}), "evaluation.speed"),
+])
+def test_params_errors_name_the_field(tmp_path, edit, match):
+    params = {"preset": "base", "grid": {"games": ["linear_quadratic"], "algos": ["spg"]}}
+    edit(params)
+    root = _write_params(tmp_path, params)
+    with pytest.raises(P.ParamsError, match=match):
+        P.Pipeline.load(root=root)
+
+
+def test_bad_game_parameter_is_caught_when_configuring(tmp_path):
+    params = {"preset": "base", "grid": {"games": ["linear_quadratic"], "algos": ["spg"]},
+              "games": {"linear_quadratic": {"game": {"horizon": -1}}}}
+    pipe = P.Pipeline.load(root=_write_params(tmp_path, params))
+    with pytest.raises(P.ParamsError, match="linear_quadratic/spg.*horizon"):
+        P.write_config(pipe, pipe.runs()[0])
+
+
+# ------------------------------------------------------- Snakemake <-> DVC agreement
+def test_dvc_yaml_is_up_to_date():
+    pipe = P.Pipeline.load(root=REPO)
+    assert (REPO / "dvc.yaml").read_text() == P.dvc_yaml(pipe), \
+        "dvc.yaml is out of date with params/: run `mfax dvc-yaml`"
+    for stage, deps in P.CODE_DEPS.items():
+        for dep in deps:
+            assert (REPO / dep).exists(), f"{stage} depends on missing {dep}"
+
+
+def test_snakemake_and_dvc_name_the_same_outputs(tmp_path):
+    root = copy_repo(tmp_path / "repo")
+    shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
+    git_dvc_init(root)
+    summary = sh(root, str(BIN / "snakemake"), "--summary").stdout.splitlines()
+    start = next(i for i, line in enumerate(summary) if line.startswith("output_file"))
+    smk = {line.split("\t")[0] for line in summary[start + 1:] if "\t" in line}
+
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        dvc = {str(Path(o.fs_path).relative_to(root)) for s in repo.index.stages for o in s.outs}
+
+    pipe = P.Pipeline.load(root=root)
+    assert dvc == P.expected_outputs(pipe)
+
+    def owner(path: str) -> str:
+        hits = [o for o in dvc if path == o or path.startswith(o + "/")]
+        assert len(hits) == 1, f"Snakemake output {path} is in DVC outputs {hits}"
+        return hits[0]
+
+    # every Snakemake output is a DVC output or a file inside one (models/<game>/<run>/...),
+    # and every DVC output is made by Snakemake
+    assert {owner(p) for p in smk} == dvc
+
+
+def test_dry_run_plans_the_whole_grid():
+    counts = snakemake_jobs(REPO)
+    n = len(P.Pipeline.load(root=REPO).runs())
+    assert counts.get("train") == n and counts.get("evaluate") == n and counts.get("report") == n
+    assert counts.get("summary") == 1
+
+
+# ---------------------------------------------------------------------- reports
+def _fake_run(root: Path, game, run: str, scale: float) -> Path:
+    """metrics.json, curve.csv and trajectory.nc of a uniform policy (no training)."""
+    from mfax.agents import atomic_write, curve_csv
+    from mfax.netcdf import trajectory_dataset, write_netcdf
+
+    r = mfax.evaluate_policy(game, mfax.uniform_policy(game), jax.random.key(0), num_envs=2)
+    base = root / "reports" / game.name / run
+    e = float(r.exploitability) * scale
+    metrics = {"exploitability": e, "exploitability_std": 0.1 * e, "policy_return": -1.0,
+               "best_response_return": -0.5, "train_seconds": 2.0, "iterations": 4,
+               "num_seeds": 2, "uniform_exploitability": float(r.exploitability),
+               "initial_exploitability": 2 * e,
+               "per_seed": {"0": {"exploitability": e}, "1": {"exploitability": e}}}
+    atomic_write(base / "metrics.json", json.dumps(metrics))
+    rows = [{"iteration": i, "seconds": 0.5 * i, "exploitability": e * (3 - i) / 3,
+             "exploitability_min": 0.9 * e, "exploitability_max": 1.1 * e} for i in range(3)]
+    atomic_write(base / "curve.csv", curve_csv(rows, list(rows[0])))
+    write_netcdf(trajectory_dataset(game, r, attrs={"algorithm": run.split("-")[0]}),
+                 root / "data" / game.name / run / "trajectory.nc")
+    return base
+
+
+def test_report_and_summary(tmp_path):
+    from mfax.reports import write_report, write_summary
+
+    lq = mfax.make_game("linear_quadratic", num_states=9, horizon=5)
+    macro = mfax.make_game("macro", num_wealth=6, num_income=3, num_actions=4, horizon=4)
+    metrics = []
+    for game, run, scale in ((lq, "spg-lr=0.1", 0.5), (lq, "spg-lr=0.01", 0.2),
+                             (macro, "rspg-lr=0.1", 0.7)):
+        base = _fake_run(tmp_path, game, run, scale)
+        out = write_report(base / "metrics.json", base / "curve.csv",
+                           tmp_path / "data" / game.name / run / "trajectory.nc",
+                           base / "report.html")
+        html = out.read_text()
+        for fig in ("exploitability", "mean_field", "policy", "values"):
+            assert f"figures/{fig}.png" in html
+            assert (base / "figures" / f"{fig}.png").stat().st_size > 1000
+        metrics.append(base / "metrics.json")
+    md, csv_path, png = write_summary(metrics, tmp_path / "reports" / "summary.md")
+    text = md.read_text()
+    assert png.stat().st_size > 1000 and "summary.png" in text
+    rows = list(__import__("csv").DictReader(open(csv_path)))
+    assert len(rows) == 3
+    best = {(r["game"], r["algorithm"]): r["setting"] for r in rows if r["best_setting"] == "True"}
+    assert best == {("linear_quadratic", "spg"): "lr=0.01", ("macro", "rspg"): "lr=0.1"}
+    assert "Best setting" in text
+
+
+def test_corrupted_model_gives_a_clear_error(tmp_path):
+    from mfax.multiseed import save_seeds
+    from mfax.training import TrainConfig, TrainResult, make_train
+
+    cfg = TrainConfig.from_mapping({"num_iterations": 2, "eval_every": 1, "num_envs": 1,
+                                    "hidden": [4], "embed_dim": 2, "game": {"num_states": 5,
+                                                                            "horizon": 3}},
+                                   game="linear_quadratic", algo="spg")
+    trainer = make_train(cfg)
+    state = trainer.init(jax.random.key(0))
+    row = {"iteration": 0, "seconds": 0.0, "exploitability": 1.0, "policy_return": 0.0,
+           "best_response_return": 1.0, "exploitability_undiscounted": 1.0}
+    save_seeds([TrainResult(trainer, 0, state.params, [row], np.zeros(0), 0.0, 0.0, 0.0)],
+               tmp_path / "model")
+    weights = tmp_path / "model" / "seed_0" / "weights.msgpack"
+    weights.write_bytes(weights.read_bytes()[:-7] + b"garbage")
+    proc = subprocess.run(
+        [str(BIN / "mfax"), "evaluate-pair", "--agent", str(tmp_path / "model"), "--num-envs", "1",
+         "--metrics", str(tmp_path / "m.json"), "--curve", str(tmp_path / "c.csv"),
+         "--trajectory", str(tmp_path / "t.nc")],
+        capture_output=True, text=True, env=_env(REPO))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "error:" in proc.stderr and "weights.msgpack" in proc.stderr
+    assert not (tmp_path / "m.json").exists()
+
+
+# ------------------------------------------------------------------- end to end
+def _tiny(params: dict) -> None:
+    params["preset"] = "tiny"
+    params["grid"] = {"games": ["linear_quadratic"], "algos": ["spg", "rspg"], "seeds": [0, 1]}
+    params["evaluation"] = {"num_envs": 3, "seed": 7, "episodes": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    """A temporary git + DVC repository with the tiny preset, run once by Snakemake."""
+    root = copy_repo(tmp_path_factory.mktemp("e2e") / "repo", _tiny)
+    sh(root, str(BIN / "mfax"), "dvc-yaml")
+    git_dvc_init(root)
+    sh(root, str(BIN / "snakemake"), "--cores", "2")
+    return root
+
+
+def test_snakemake_builds_every_output(tiny_repo):
+    pipe = P.Pipeline.load(root=tiny_repo)
+    for path in P.expected_outputs(pipe):
+        assert (tiny_repo / path).exists(), path
+    for run in pipe.runs():
+        for seed in pipe.seeds:
+            agent = mfax.load_agent(tiny_repo / run.model / f"seed_{seed}")
+            assert agent.description["algorithm"] == run.algo and agent.description["seed"] == seed
+        m = json.loads((tiny_repo / run.metrics).read_text())
+        for key in ("exploitability", "exploitability_std", "policy_return",
+                    "best_response_return", "train_seconds", "iterations",
+                    "uniform_exploitability", "initial_exploitability"):
+            assert isinstance(m[key], (int, float)), key
+        assert m["num_seeds"] == 2 and set(m["per_seed"]) == {"0", "1"}
+        with xr.open_dataset(tiny_repo / run.trajectory) as ds:
+            assert set(P_DIMS) <= set(ds.dims) and ds.sizes["episode"] == 2
+            assert "x" in ds.coords and ds.attrs["algorithm"] == run.algo
+            assert ds.attrs["game"] == "linear_quadratic" and ds.attrs["seed"] == 0
+            np.testing.assert_allclose(ds["mu"].sum("state"), 1.0, atol=1e-5)
+            assert json.loads(ds.attrs["game_parameters"])["num_states"] == 9
+        assert "<img" in (tiny_repo / run.report).read_text()
+    assert "linear_quadratic" in (tiny_repo / "reports/summary.md").read_text()
+
+
+P_DIMS = ("episode", "time", "state", "action")
+
+
+def test_snakemake_reruns_on_content_not_mtimes(tiny_repo):
+    root = tiny_repo
+    assert snakemake_jobs(root) == {}
+    # a DVC checkout rewrites every output with new mtimes: nothing may rerun
+    sh(root, str(BIN / "dvc"), "commit", "-f", "-q")
+    shutil.rmtree(root / "models/linear_quadratic/spg")
+    (root / "data/linear_quadratic/spg/trajectory.nc").unlink()
+    (root / "reports/linear_quadratic/rspg/report.html").unlink()
+    sh(root, str(BIN / "dvc"), "checkout", "-q")
+    for p in [*root.glob("data/*/*/config.yaml"), root / "params/params.yaml",
+              *root.glob("mfax/**/*.py")]:
+        os.utime(p)
+    assert snakemake_jobs(root) == {}, "a dvc checkout must not trigger retraining"
+
+    # report code changed: reports and the summary only
+    reports = root / "mfax" / "reports.py"
+    original = reports.read_text()
+    reports.write_text(original + "\n# restyled\n")
+    assert snakemake_jobs(root) == {"report": 2, "summary": 1, "all": 1}
+    reports.write_text(original)
+
+    # one pair's parameters changed: that pair only
+    params = root / "params" / "params.yaml"
+    text = params.read_text()
+    data = yaml.safe_load(text)
+    data["algos"]["spg"] = {"lr": 0.05}
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert snakemake_jobs(root) == {"configure": 1, "train": 1, "evaluate": 1, "report": 1,
+                                    "summary": 1, "all": 1}
+    params.write_text(text)
+    assert snakemake_jobs(root) == {}
+
+
+def test_dvc_repro_and_metrics_diff(tiny_repo):
+    root = tiny_repo
+    dvc = str(BIN / "dvc")
+    sh(root, dvc, "commit", "-f", "-q")  # adopt Snakemake's results
+    assert "up to date" in sh(root, dvc, "repro").stdout
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "results")
+    shown = sh(root, dvc, "metrics", "show").stdout
+    for run in P.Pipeline.load(root=root).runs():
+        assert run.metrics in shown
+
+    params = root / "params" / "params.yaml"
+    data = yaml.safe_load(params.read_text())
+    data["algos"]["spg"] = {"lr": 0.05}
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = sh(root, dvc, "repro").stdout
+    assert "Running stage 'train@linear_quadratic-spg'" in out
+    assert "Running stage 'train@linear_quadratic-rspg'" not in out
+    assert "Running stage 'report@linear_quadratic-spg'" in out
+    diff = sh(root, dvc, "metrics", "diff").stdout
+    assert "reports/linear_quadratic/spg/metrics.json" in diff and "exploitability" in diff
+    assert "reports/linear_quadratic/rspg/metrics.json" not in diff
+    sh(root, dvc, "plots", "show", "-q")  # the training curves render
