@@ -75,8 +75,7 @@ def train_seeds_cmd(
     """Train all seeds of a run together (one jitted, vmapped run) and save one agent per seed."""
     import yaml
 
-    from mfax.multiseed import save_seeds, train_seeds
-    from mfax.training import TrainConfig
+    from mfax.multiseed import save_seeds, train_seeds, trainer_for
 
     try:
         mapping = yaml.safe_load(config.read_text()) or {}
@@ -91,7 +90,8 @@ def train_seeds_cmd(
         except ValueError:
             raise _fail(f"--seeds = {seeds!r} is not allowed; expected e.g. 0,1,2", 2) from None
     try:
-        cfg = TrainConfig.from_mapping(mapping, game=game, algo=algo, source=f"config ({config})")
+        config_class = trainer_for(algo)[0]
+        cfg = config_class.from_mapping(mapping, game=game, algo=algo, source=f"config ({config})")
         results = train_seeds(cfg, seed_list, progress=progress)
     except ValueError as err:
         raise _fail(str(err), 2) from None

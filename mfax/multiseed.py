@@ -29,15 +29,43 @@ def seed_dir(out: str | Path, seed: int) -> Path:
     return Path(out) / f"seed_{int(seed)}"
 
 
+def trainer_for(algo: str):
+    """``(config class, make_train)`` of an algorithm: structural (SPG, RSPG) or model-free."""
+    from mfax.training import TrainConfig, make_train  # noqa: PLC0415
+    from mfax.training.config import ALGORITHMS  # noqa: PLC0415
+
+    if algo in ALGORITHMS:
+        return TrainConfig, make_train
+    from mfax import rl  # noqa: PLC0415
+
+    if algo in rl.RL_ALGORITHMS:
+        return rl.RLConfig, rl.make_train
+    raise ValueError(f"algorithm {algo!r} is not allowed; expected one of "
+                     + ", ".join(known_algorithms()))
+
+
+def known_algorithms() -> list[str]:
+    from mfax.rl.config import RL_ALGORITHMS  # noqa: PLC0415
+    from mfax.training.config import ALGORITHMS  # noqa: PLC0415
+
+    return list(ALGORITHMS) + list(RL_ALGORITHMS)
+
+
 def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, stream=None):
-    """Train every seed in one vmapped run; returns one `TrainResult` per seed."""
-    from mfax.training import CURVE_COLUMNS, TrainResult, make_train  # noqa: PLC0415
+    """Train every seed in one vmapped run; returns one `TrainResult` per seed.
+
+    Works for every trainer with the ``init / chunk / evaluate`` pieces (SPG,
+    RSPG and the model-free learners, whose mean-field parameters come from
+    ``trainer.mf_params(state)``).
+    """
+    from mfax.training import CURVE_COLUMNS, TrainResult  # noqa: PLC0415
     from mfax.training.progress import ProgressBar  # noqa: PLC0415
 
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds = {seeds!r} is not allowed; expected distinct integers")
-    trainer = make_train(config)
+    trainer = trainer_for(config.algo)[1](config)
+    mf_params = getattr(trainer, "mf_params", None) or (lambda s: s.params)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     state = jax.vmap(trainer.init)(keys)
 
@@ -74,9 +102,10 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
     bar.close()
     losses_arr = np.concatenate(losses, 1) if losses else np.zeros((len(seeds), 0), np.float32)
     failed = np.asarray(state.failed_at)
+    all_params = jax.device_get(jax.jit(jax.vmap(mf_params))(state))
     results = []
     for i, seed in enumerate(seeds):
-        params = jax.tree_util.tree_map(lambda x: x[i], state.params)
+        params = jax.tree_util.tree_map(lambda x: x[i], all_params)
         r = TrainResult(trainer, seed, params, curves[i], losses_arr[i], compile_seconds,
                         train_seconds, eval_seconds)
         if failed[i] >= 0:

@@ -62,8 +62,9 @@ EVALUATION_DEFAULTS = {"num_envs": 32, "seed": 2024, "episodes": 4}
 #: reruns the report stages only.
 CODE_DEPS = {
     "configure": ["mfax/pipeline.py"],
-    "train": ["mfax/games", "mfax/training", "mfax/dynamics.py", "mfax/evaluation.py",
-              "mfax/policies.py", "mfax/networks.py", "mfax/agents.py", "mfax/multiseed.py"],
+    "train": ["mfax/games", "mfax/training", "mfax/rl", "mfax/dynamics.py",
+              "mfax/evaluation.py", "mfax/policies.py", "mfax/networks.py", "mfax/agents.py",
+              "mfax/multiseed.py"],
     "evaluate": ["mfax/games", "mfax/dynamics.py", "mfax/evaluation.py", "mfax/policies.py",
                  "mfax/networks.py", "mfax/agents.py", "mfax/multiseed.py", "mfax/netcdf.py",
                  "mfax/pipeline.py"],
@@ -181,17 +182,12 @@ def deep_merge(base: dict, update: dict) -> dict:
 
 
 def _known_algorithms() -> list[str] | None:
-    """The trainer's algorithm names when it exposes them (data-driven, no hard-coded list)."""
+    """The trainers' algorithm names (data-driven: the grid accepts whatever they offer)."""
     try:
-        from mfax import training  # noqa: PLC0415
-    except Exception:  # the trainer is optional for reading params
+        from mfax.multiseed import known_algorithms  # noqa: PLC0415
+    except ImportError:  # a trainer is missing: let `mfax train-seeds` report it
         return None
-    for attr in ("ALGORITHMS", "algorithms", "REGISTRY"):
-        names = getattr(training, attr, None)
-        if names is not None:
-            return list(names() if callable(names) else names)
-    fn = getattr(training, "list_algorithms", None)
-    return list(fn()) if callable(fn) else None
+    return known_algorithms()
 
 
 @dataclasses.dataclass

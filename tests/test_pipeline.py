@@ -369,6 +369,7 @@ def test_snakemake_reruns_on_content_not_mtimes(tiny_repo):
     assert snakemake_jobs(root) == {}
 
 
+@pytest.mark.slow  # retrains one run through DVC (~1 minute on top of the fixture)
 def test_dvc_repro_and_metrics_diff(tiny_repo):
     root = tiny_repo
     dvc = str(BIN / "dvc")
