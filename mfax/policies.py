@@ -96,6 +96,7 @@ def uniform_policy(game: Game) -> jax.Array:
 
 
 def random_policy(game: Game, key: jax.Array, time_dependent: bool = True) -> jax.Array:
-    """A random table (Dirichlet(1) rows), mostly for tests."""
+    """A random table with Dirichlet(1) rows (normalised exponentials), mostly for tests."""
     shape = ((game.horizon,) if time_dependent else ()) + (game.num_states, game.num_actions)
-    return jax.random.dirichlet(key, jnp.ones(game.num_actions), shape[:-1])
+    draws = jax.random.exponential(key, shape)
+    return draws / jnp.sum(draws, -1, keepdims=True)
