@@ -20,9 +20,6 @@ import typer
 
 from mfax.cli import app, parse_assignments
 
-STRUCTURAL = ("spg", "rspg")
-MODEL_FREE = ("ippo", "rippo", "m_omd")
-
 
 def _fail(message: str, code: int = 2) -> "typer.Exit":
     typer.echo(f"Error: {message}", err=True)
@@ -61,13 +58,15 @@ def train(
                                             help="progress bar (default: only on a terminal)"),
 ) -> None:
     """Train an agent (SPG, RSPG, IPPO, RIPPO or M-OMD); save weights, agent.json, curve.csv under --out."""
+    from mfax.multiseed import known_algorithms
+    from mfax.rl.config import RL_ALGORITHMS
     from mfax.training import TrainConfig, run_training, save_result
     from mfax.training.config import merge_mappings
 
-    if algo not in STRUCTURAL + MODEL_FREE:
+    if algo not in known_algorithms():
         raise _fail(f"--algo = {algo!r} is not allowed; expected one of "
-                    f"{', '.join(STRUCTURAL + MODEL_FREE)}")
-    if algo in MODEL_FREE:  # same config layer, same agent format
+                    f"{', '.join(known_algorithms())}")
+    if algo in RL_ALGORITHMS:  # same config layer, same agent format
         from mfax.rl import RLConfig as TrainConfig, run_training  # noqa: F811
 
     file_values = _read_yaml(config) if config is not None else {}

@@ -99,10 +99,11 @@ def test_repo_params_resolve():
         cfg = pipe.train_config(run)
         assert cfg["seeds"] == pipe.seeds
         pipe.check_game(run)
-        from mfax.training import TrainConfig
+        from mfax.multiseed import trainer_for
 
         mapping = {k: v for k, v in cfg.items() if k != "seeds"}
-        TrainConfig.from_mapping(mapping, game=run.game, algo=run.algo)  # valid trainer config
+        config_class, _ = trainer_for(run.algo)
+        config_class.from_mapping(mapping, game=run.game, algo=run.algo)  # valid trainer config
     for preset in ("quick", "paper", "tiny"):
         p = P.Pipeline.load(root=REPO, overrides={"preset": preset})
         for run in p.runs():
