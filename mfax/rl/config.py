@@ -46,6 +46,7 @@ import numpy as np
 from mfax.games import canonical_name, make_game
 from mfax.games.base import Game
 from mfax.networks import ACTIVATIONS, STATE_INPUTS, NetworkConfig
+from mfax.training.config import MappingConfig
 
 RL_ALGORITHMS = ("ippo", "rippo", "m_omd")
 HEAD_CHOICES = ("auto", "categorical", "beta")
@@ -73,7 +74,7 @@ def _layers(name: str, value: Any) -> tuple[int, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
-class RLConfig:
+class RLConfig(MappingConfig):
     """Settings of an IPPO / RIPPO / M-OMD run (see the module docstring)."""
 
     game: str = "linear_quadratic"
@@ -243,47 +244,3 @@ class RLConfig:
         d["critic_hidden"] = list(self.critic_hidden)
         d["game_params"] = dict(self.game_params)
         return d
-
-    @classmethod
-    def training_keys(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.name not in ("game", "game_params")]
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], *, game: str | None = None,
-                     algo: str | None = None, source: str = "config") -> "RLConfig":
-        """Build from the file layout (as `TrainConfig.from_mapping`)."""
-        if mapping is None:
-            mapping = {}
-        if not isinstance(mapping, Mapping):
-            raise ValueError(f"{source}: expected a mapping of keys to values, got "
-                             f"{type(mapping).__name__}")
-        allowed = cls.training_keys()
-        kwargs: dict[str, Any] = {}
-        game_params: dict[str, Any] = {}
-        for key, value in mapping.items():
-            if key == "game":
-                if not isinstance(value, Mapping):
-                    raise ValueError(
-                        f"{source}: 'game' must be a mapping of game parameters (e.g. "
-                        f"game: {{num_states: 21}}), got {value!r}; the game itself is chosen "
-                        "with --game")
-                game_params.update(value)
-            elif isinstance(key, str) and key.startswith("game."):
-                game_params[key[len("game."):]] = value
-            elif key in allowed:
-                kwargs[key] = value
-            else:
-                raise ValueError(f"{source}: unknown key {key!r}; allowed keys: "
-                                 f"{', '.join(allowed)}, game (a mapping), game.<param>")
-        if algo is not None:
-            if "algo" in kwargs and kwargs["algo"] != algo:
-                raise ValueError(f"{source}: 'algo' = {kwargs['algo']!r} disagrees with "
-                                 f"--algo {algo!r}")
-            kwargs["algo"] = algo
-        if game is not None:
-            kwargs["game"] = game
-        make_game(kwargs.get("game", cls.game), **game_params)  # clear error naming the key
-        return cls(game_params=game_params, **kwargs)
-
-    def replace(self, **changes: Any) -> "RLConfig":
-        return dataclasses.replace(self, **changes)

@@ -46,8 +46,61 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+class MappingConfig:
+    """The file / ``--set`` layer shared by the training configs (SPG/RSPG and the RL learners)."""
+
+    @classmethod
+    def training_keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in ("game", "game_params")]
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], *, game: str | None = None,
+                     algo: str | None = None, source: str = "config") -> Any:
+        """Build from the file layout: training keys plus an optional ``game:`` mapping.
+
+        ``game`` and ``algo`` (from the command line) win over the mapping's; a
+        mapping ``algo`` that disagrees with them is an error.
+        """
+        if mapping is None:
+            mapping = {}
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"{source}: expected a mapping of keys to values, got "
+                             f"{type(mapping).__name__}")
+        allowed = cls.training_keys()
+        kwargs: dict[str, Any] = {}
+        game_params: dict[str, Any] = {}
+        for key, value in mapping.items():
+            if key == "game":
+                if not isinstance(value, Mapping):
+                    raise ValueError(
+                        f"{source}: 'game' must be a mapping of game parameters (e.g. "
+                        f"game: {{num_states: 21}}), got {value!r}; the game itself is chosen "
+                        "with --game")
+                game_params.update(value)
+            elif isinstance(key, str) and key.startswith("game."):
+                game_params[key[len("game."):]] = value
+            elif key in allowed:
+                kwargs[key] = value
+            else:
+                raise ValueError(f"{source}: unknown key {key!r}; allowed keys: "
+                                 f"{', '.join(allowed)}, game (a mapping), game.<param>")
+        if algo is not None:
+            if "algo" in kwargs and kwargs["algo"] != algo:
+                raise ValueError(f"{source}: 'algo' = {kwargs['algo']!r} disagrees with "
+                                 f"--algo {algo!r}")
+            kwargs["algo"] = algo
+        if game is not None:
+            kwargs["game"] = game
+        config = cls(game_params=game_params, **kwargs)
+        config.make_game()  # validates the game parameters (clear ValueError naming the key)
+        return config
+
+    def replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(MappingConfig):
     """Settings of an SPG / RSPG run.  ``None`` entries take the published defaults."""
 
     game: str = "linear_quadratic"
@@ -156,55 +209,6 @@ class TrainConfig:
         d["hidden"] = list(self.hidden)
         d["game_params"] = dict(self.game_params)
         return d
-
-    @classmethod
-    def training_keys(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.name not in ("game", "game_params")]
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], *, game: str | None = None,
-                     algo: str | None = None, source: str = "config") -> "TrainConfig":
-        """Build from the file layout: training keys plus an optional ``game:`` mapping.
-
-        ``game`` and ``algo`` (from the command line) win over the mapping's; a
-        mapping ``algo`` that disagrees with them is an error.
-        """
-        if mapping is None:
-            mapping = {}
-        if not isinstance(mapping, Mapping):
-            raise ValueError(f"{source}: expected a mapping of keys to values, got "
-                             f"{type(mapping).__name__}")
-        allowed = cls.training_keys()
-        kwargs: dict[str, Any] = {}
-        game_params: dict[str, Any] = {}
-        for key, value in mapping.items():
-            if key == "game":
-                if not isinstance(value, Mapping):
-                    raise ValueError(
-                        f"{source}: 'game' must be a mapping of game parameters (e.g. "
-                        f"game: {{num_states: 21}}), got {value!r}; the game itself is chosen "
-                        "with --game")
-                game_params.update(value)
-            elif isinstance(key, str) and key.startswith("game."):
-                game_params[key[len("game."):]] = value
-            elif key in allowed:
-                kwargs[key] = value
-            else:
-                raise ValueError(f"{source}: unknown key {key!r}; allowed keys: "
-                                 f"{', '.join(allowed)}, game (a mapping), game.<param>")
-        if algo is not None:
-            if "algo" in kwargs and kwargs["algo"] != algo:
-                raise ValueError(f"{source}: 'algo' = {kwargs['algo']!r} disagrees with "
-                                 f"--algo {algo!r}")
-            kwargs["algo"] = algo
-        if game is not None:
-            kwargs["game"] = game
-        config = cls(game_params=game_params, **kwargs)
-        config.make_game()  # validates the game parameters (clear ValueError naming the key)
-        return config
-
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
 
 
 def merge_mappings(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
