@@ -13,14 +13,12 @@ directory (`mfax.training.save_result`) under ``OUT/seed_<s>/``, with
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 SEEDS_FILE = "seeds.json"
 
@@ -58,8 +56,8 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
     RSPG and the model-free learners, whose mean-field parameters come from
     ``trainer.mf_params(state)``).
     """
-    from mfax.training import CURVE_COLUMNS, TrainResult  # noqa: PLC0415
-    from mfax.training.progress import ProgressBar  # noqa: PLC0415
+    from mfax.training import TrainResult  # noqa: PLC0415
+    from mfax.training.driver import drive  # noqa: PLC0415
 
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -74,45 +72,18 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
     evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state).compile()
     compile_seconds = time.perf_counter() - t0
 
-    bar = ProgressBar(config.num_iterations, stream=sys.stderr if stream is None else stream,
-                      enabled=progress)
-    curves: list[list[dict]] = [[] for _ in seeds]
-    losses: list[np.ndarray] = []
-    train_seconds = eval_seconds = 0.0
-
-    def record(state):
-        nonlocal eval_seconds
-        t = time.perf_counter()
-        m = jax.device_get(evaluate(state))
-        eval_seconds += time.perf_counter() - t
-        for i in range(len(seeds)):
-            curves[i].append({"iteration": int(m.iteration[i]), "seconds": train_seconds,
-                              **{k: float(getattr(m, k)[i]) for k in CURVE_COLUMNS[2:]}})
-        bar.update(int(np.max(m.iteration)), float(np.mean(m.exploitability)), train_seconds)
-
-    record(state)
-    for _ in range(trainer.num_chunks):
-        t = time.perf_counter()
-        state, chunk_losses = chunk(state)
-        losses.append(np.asarray(jax.device_get(chunk_losses)))  # [seeds, eval_every]
-        train_seconds += time.perf_counter() - t
-        record(state)
-        if np.all(np.asarray(state.failed_at) >= 0):
-            break
-    bar.close()
-    losses_arr = np.concatenate(losses, 1) if losses else np.zeros((len(seeds), 0), np.float32)
-    failed = np.asarray(state.failed_at)
-    all_params = jax.device_get(jax.jit(jax.vmap(mf_params))(state))
+    run = drive(chunk, evaluate, state, trainer.num_chunks, config.num_iterations,
+                num_seeds=len(seeds), progress=progress, stream=stream)
+    all_params = jax.device_get(jax.jit(jax.vmap(mf_params))(run.state))
     results = []
     for i, seed in enumerate(seeds):
         params = jax.tree_util.tree_map(lambda x: x[i], all_params)
-        r = TrainResult(trainer, seed, params, curves[i], losses_arr[i], compile_seconds,
-                        train_seconds, eval_seconds)
-        if failed[i] >= 0:
-            r.diverged_at = int(failed[i])
-            r.losses = losses_arr[i, :failed[i] + 1]
+        failed = run.diverged_at[i]
+        r = TrainResult(trainer, seed, params, run.curve[i], run.losses[i], compile_seconds,
+                        run.train_seconds, run.eval_seconds, failed)
+        if failed is not None:
             r.message = (f"seed {seed}: training diverged: non-finite loss, gradient or "
-                         f"parameters at iteration {int(failed[i])}; kept the last good parameters")
+                         f"parameters at iteration {failed}; kept the last good parameters")
         results.append(r)
     return results
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -51,8 +50,8 @@ from mfax.evaluation import evaluate_fn
 from mfax.games.base import Game
 from mfax.networks import ACTIVATIONS, NetworkConfig, network_policy
 from mfax.rl.config import RLConfig
-from mfax.training.progress import ProgressBar
-from mfax.training.spg import CURVE_COLUMNS, Metrics, TrainingDiverged, TrainResult
+from mfax.training.driver import ChunkedTrainer, compiled, drive
+from mfax.training.spg import Metrics, TrainingDiverged, TrainResult
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,7 +232,7 @@ class RLState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class RLTrainer:
+class RLTrainer(ChunkedTrainer):
     """The pure pieces of an RL run (same attributes as `mfax.training.Trainer`)."""
 
     config: RLConfig
@@ -247,27 +246,6 @@ class RLTrainer:
     evaluate: Callable[[RLState], Metrics]
     mf_params: Callable[[RLState], Any]
     rownet: RowNet
-
-    @property
-    def num_chunks(self) -> int:
-        return self.config.num_iterations // self.config.eval_every
-
-    def __call__(self, key: jax.Array):
-        """Whole run: ``(final state, Metrics [num_chunks + 1], losses [num_iterations])``."""
-        state = self.init(key)
-        first = self.evaluate(state)
-
-        def body(state, _):
-            state, losses = self.chunk(state)
-            return state, (self.evaluate(state), losses)
-
-        state, (metrics, losses) = lax.scan(body, state, None, length=self.num_chunks)
-        metrics = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, metrics)
-        return state, metrics, losses.reshape(-1)
-
-    def policy(self, params: Any = None):
-        """The mean-field policy (`MeanFieldPolicy`) of MeanFieldNet parameters."""
-        return network_policy(self.network, self.game, params)
 
 
 def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTrainer:
@@ -333,20 +311,6 @@ def _make_train(config: RLConfig, game: Game) -> RLTrainer:
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_for(trainer: RLTrainer, shapes: Any):
-    state = jax.tree_util.tree_unflatten(shapes[0], shapes[1])
-    return (jax.jit(trainer.chunk).lower(state).compile(),
-            jax.jit(trainer.evaluate).lower(state).compile(),
-            jax.jit(trainer.mf_params).lower(state).compile())
-
-
-def _compiled(trainer: RLTrainer, state: RLState):
-    leaves, treedef = jax.tree_util.tree_flatten(state)
-    specs = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves)
-    return _compiled_for(trainer, (treedef, specs))
-
-
-@functools.lru_cache(maxsize=16)
 def _jitted_init(trainer: RLTrainer):
     return jax.jit(trainer.init)
 
@@ -363,49 +327,20 @@ def run_training(config: RLConfig, seed: int = 0, *, game: Optional[Game] = None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed = {seed!r} is not allowed; expected an integer")
     trainer = make_train(config, game)
-    stream = sys.stderr if stream is None else stream
     t0 = time.perf_counter()
     state = _jitted_init(trainer)(jax.random.key(int(seed)))
-    chunk, evaluate, mf_params = _compiled(trainer, state)
+    chunk, evaluate, mf_params = compiled(trainer, state, ("chunk", "evaluate", "mf_params"))
     compile_seconds = time.perf_counter() - t0
 
-    bar = ProgressBar(config.num_iterations, stream=stream, enabled=progress)
-    curve: list[dict[str, float]] = []
-    losses: list[np.ndarray] = []
-    train_seconds = eval_seconds = 0.0
-
-    def record(state):
-        nonlocal eval_seconds
-        t = time.perf_counter()
-        m = jax.device_get(evaluate(state))
-        eval_seconds += time.perf_counter() - t
-        row = {"iteration": int(m.iteration), "seconds": train_seconds,
-               **{k: float(getattr(m, k)) for k in CURVE_COLUMNS[2:]}}
-        curve.append(row)
-        bar.update(row["iteration"], row["exploitability"], train_seconds)
-
-    record(state)
-    diverged_at = None
-    for _ in range(trainer.num_chunks):
-        t = time.perf_counter()
-        state, chunk_losses = chunk(state)
-        chunk_losses = np.asarray(jax.device_get(chunk_losses))
-        train_seconds += time.perf_counter() - t
-        losses.append(chunk_losses)
-        record(state)
-        if int(state.failed_at) >= 0:
-            diverged_at = int(state.failed_at)
-            break
-    bar.close()
-    losses_arr = np.concatenate(losses) if losses else np.zeros((0,), np.float32)
-    result = TrainResult(trainer, int(seed), jax.device_get(mf_params(state)), curve, losses_arr,
-                         compile_seconds, train_seconds, eval_seconds)
-    if diverged_at is not None:
-        result.losses = losses_arr[:diverged_at + 1]
-        result.diverged_at = diverged_at
+    run = drive(chunk, evaluate, state, trainer.num_chunks, config.num_iterations,
+                progress=progress, stream=stream)
+    result = TrainResult(trainer, int(seed), jax.device_get(mf_params(run.state)), run.curve,
+                         run.losses, compile_seconds, run.train_seconds, run.eval_seconds,
+                         run.diverged_at)
+    if run.diverged_at is not None:
         result.message = (
-            f"training diverged: non-finite loss or parameters at iteration {diverged_at}; "
-            f"stopped, keeping the last good parameters (after {diverged_at} iterations)")
+            f"training diverged: non-finite loss or parameters at iteration {run.diverged_at}; "
+            f"stopped, keeping the last good parameters (after {run.diverged_at} iterations)")
         if raise_on_nan:
             raise TrainingDiverged(result.message, result)
     return result

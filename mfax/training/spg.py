@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -42,7 +41,7 @@ from mfax.evaluation import evaluate_fn, expected_return
 from mfax.games.base import Game
 from mfax.networks import NetworkConfig, init_params, network_policy
 from mfax.training.config import TrainConfig
-from mfax.training.progress import ProgressBar
+from mfax.training.driver import CURVE_COLUMNS, ChunkedTrainer, compiled, drive  # noqa: F401
 
 
 class TrainState(NamedTuple):
@@ -65,7 +64,7 @@ class Metrics(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Trainer:
+class Trainer(ChunkedTrainer):
     """The pure pieces of a run; ``trainer(key)`` is the whole run as one computation."""
 
     config: TrainConfig
@@ -77,26 +76,6 @@ class Trainer:
     init: Callable[[jax.Array], TrainState]
     chunk: Callable[[TrainState], tuple[TrainState, jax.Array]]  # -> (state, losses[eval_every])
     evaluate: Callable[[TrainState], Metrics]
-
-    @property
-    def num_chunks(self) -> int:
-        return self.config.num_iterations // self.config.eval_every
-
-    def __call__(self, key: jax.Array):
-        """Whole run: returns ``(final state, Metrics [num_chunks + 1], losses [num_iterations])``."""
-        state = self.init(key)
-        first = self.evaluate(state)
-
-        def body(state, _):
-            state, losses = self.chunk(state)
-            return state, (self.evaluate(state), losses)
-
-        state, (metrics, losses) = lax.scan(body, state, None, length=self.num_chunks)
-        metrics = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, metrics)
-        return state, metrics, losses.reshape(-1)
-
-    def policy(self, params: Any = None):
-        return network_policy(self.network, self.game, params)
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -169,11 +148,7 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -
     return Trainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate)
 
 
-# --- the chunk-by-chunk driver -------------------------------------------------------------
-CURVE_COLUMNS = ("iteration", "seconds", "exploitability", "policy_return",
-                 "best_response_return", "exploitability_undiscounted")
-
-
+# --- the chunk-by-chunk driver (`mfax.training.driver.drive`) ------------------------------
 class TrainingDiverged(RuntimeError):
     """Raised by `run_training(..., raise_on_nan=True)`; ``.result`` holds the last good agent."""
 
@@ -204,20 +179,6 @@ class TrainResult:
         return self.train_seconds / max(len(self.losses), 1)
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled_for(trainer: Trainer, shapes: Any):
-    state = jax.tree_util.tree_unflatten(shapes[0], shapes[1])
-    return (jax.jit(trainer.chunk).lower(state).compile(),
-            jax.jit(trainer.evaluate).lower(state).compile())
-
-
-def _compiled(trainer: Trainer, state: TrainState):
-    """AOT-compiled chunk and evaluation (cached per trainer: a rerun skips compilation)."""
-    leaves, treedef = jax.tree_util.tree_flatten(state)
-    specs = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves)
-    return _compiled_for(trainer, (treedef, specs))
-
-
 def run_training(config: TrainConfig, seed: int = 0, *, game: Optional[Game] = None,
                  progress: Optional[bool] = None, raise_on_nan: bool = False,
                  inject_nan_at: Optional[int] = None, stream=None) -> TrainResult:
@@ -233,55 +194,21 @@ def run_training(config: TrainConfig, seed: int = 0, *, game: Optional[Game] = N
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed = {seed!r} is not allowed; expected an integer")
     trainer = make_train(config, game, inject_nan_at=inject_nan_at)
-    stream = sys.stderr if stream is None else stream
     state = trainer.init(jax.random.key(int(seed)))
 
     t0 = time.perf_counter()
-    chunk, evaluate = _compiled(trainer, state)
+    chunk, evaluate = compiled(trainer, state)
     compile_seconds = time.perf_counter() - t0
 
-    bar = ProgressBar(config.num_iterations, stream=stream, enabled=progress)
-    curve: list[dict[str, float]] = []
-    losses: list[np.ndarray] = []
-    train_seconds = eval_seconds = 0.0
-
-    def record(state):
-        nonlocal eval_seconds
-        t = time.perf_counter()
-        m = jax.device_get(evaluate(state))
-        eval_seconds += time.perf_counter() - t
-        row = {"iteration": int(m.iteration), "seconds": train_seconds,
-               **{k: float(getattr(m, k)) for k in CURVE_COLUMNS[2:]}}
-        curve.append(row)
-        bar.update(row["iteration"], row["exploitability"], train_seconds)
-
-    record(state)
-    diverged_at = None
-    last_params = state.params
-    for _ in range(trainer.num_chunks):
-        t = time.perf_counter()
-        state, chunk_losses = chunk(state)
-        chunk_losses = np.asarray(jax.device_get(chunk_losses))
-        train_seconds += time.perf_counter() - t
-        losses.append(chunk_losses)
-        failed = int(state.failed_at)
-        record(state)
-        last_params = state.params
-        if failed >= 0:
-            diverged_at = failed
-            break
-    bar.close()
-    losses_arr = np.concatenate(losses) if losses else np.zeros((0,), np.float32)
-    result = TrainResult(trainer, int(seed), last_params, curve, losses_arr, compile_seconds,
-                         train_seconds, eval_seconds)
-    if diverged_at is not None:
-        losses_arr = losses_arr[:diverged_at + 1]
-        result.losses = losses_arr
-        result.diverged_at = diverged_at
+    run = drive(chunk, evaluate, state, trainer.num_chunks, config.num_iterations,
+                progress=progress, stream=stream)
+    result = TrainResult(trainer, int(seed), run.state.params, run.curve, run.losses,
+                         compile_seconds, run.train_seconds, run.eval_seconds, run.diverged_at)
+    if run.diverged_at is not None:
         result.message = (
             f"training diverged: non-finite loss, gradient or parameters at iteration "
-            f"{diverged_at} (loss {float(losses_arr[-1])!r}); stopped, keeping the last good "
-            f"parameters (after {diverged_at} updates)")
+            f"{run.diverged_at} (loss {float(run.losses[-1])!r}); stopped, keeping the last "
+            f"good parameters (after {run.diverged_at} updates)")
         if raise_on_nan:
             raise TrainingDiverged(result.message, result)
     return result
