@@ -156,11 +156,8 @@ def quality(games, iterations, eval_every, num_envs, lr, hidden, out):
 
 
 def tabular(games, iterations, num_envs, lr, hidden, out):
-    try:
-        from mfax.solvers import solve_tabular
-    except ImportError:
-        print("## SPG vs tabular solver: skipped (mfax.solvers is missing)\n")
-        return
+    from mfax.solvers import solve_tabular
+
     print(f"## Without common noise: SPG ({iterations} iterations, lr {lr}, hidden {hidden}) vs "
           "solve_tabular (fictitious play, 200 iterations)")
     rows = []
