@@ -100,10 +100,25 @@ class NetworkConfig:
 
 
 class FirstLayer(nn.Module):
-    """Dense layer on ``concat(state_part[S, Ds], obs_part[Do])``, factored or naive."""
+    """Dense layer on ``concat(state_part[S, Ds], obs_part[Do])``, factored or naive.
+
+    ``state_term`` / ``obs_term`` are the two halves of the factored form (for any
+    leading shapes); they read the parameters that ``__call__`` creates.
+    """
 
     features: int
     factored: bool = True
+
+    def state_term(self, state_part: jax.Array) -> jax.Array:
+        """``state_part[..., Ds] @ kernel[:Ds]``."""
+        kernel = self.get_variable("params", "kernel")
+        return state_part @ kernel[:state_part.shape[-1]]
+
+    def obs_term(self, obs_part: jax.Array) -> jax.Array:
+        """``obs_part[..., Do] @ kernel[Ds:] + bias``."""
+        kernel = self.get_variable("params", "kernel")
+        bias = self.get_variable("params", "bias")
+        return obs_part @ kernel[kernel.shape[0] - obs_part.shape[-1]:] + bias
 
     @nn.compact
     def __call__(self, state_part: jax.Array, obs_part: jax.Array) -> jax.Array:
@@ -111,43 +126,95 @@ class FirstLayer(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (ds + do, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         if self.factored:
-            return state_part @ kernel[:ds] + (obs_part @ kernel[ds:] + bias)[None, :]
+            return self.state_term(state_part) + self.obs_term(obs_part)[None, :]
         tiled = jnp.broadcast_to(obs_part[None, :], (state_part.shape[0], do))
         return jnp.concatenate([state_part, tiled], axis=-1) @ kernel + bias
 
 
+def _gru_step(module: "MeanFieldNet", carry, obs):
+    return module.gru(carry, obs)
+
+
 class MeanFieldNet(nn.Module):
-    """``(carry, obs[d], state_features[S, f]) -> (probs[S, A], carry)`` for one environment."""
+    """``(carry, obs[d], state_features[S, f]) -> (probs[S, A], carry)`` for one environment.
+
+    Besides ``__call__`` (all ``S`` grid states, one environment), the pieces are
+    methods for ``module.apply(params, ..., method=...)`` on individual rows (the RL
+    learners, `mfax.rl.common.RowNet`): ``state_table`` (first-layer state term of
+    every grid state, ``[S, H]``), ``obs_table`` (first-layer observation term plus
+    bias, ``[..., H]``; recurrent: a GRU scan over a time-major ``[T, ..., d]``
+    sequence from the zero carry) and ``logits`` (first-layer pre-activations
+    ``[..., H]`` -> action logits ``[..., A]``).
+    """
 
     config: NetworkConfig
     num_states: int
     num_actions: int
     action_values: tuple[float, ...] = ()
 
-    @nn.compact
-    def __call__(self, carry, obs: jax.Array, features: jax.Array):
+    def setup(self):
         cfg = self.config
-        act = ACTIVATIONS[cfg.activation]
         if cfg.state_input == "index":
-            state_part = nn.Embed(self.num_states, cfg.embed_dim, name="state_embed")(
-                jnp.arange(self.num_states))
+            self.state_embed = nn.Embed(self.num_states, cfg.embed_dim)
         else:
-            state_part = act(nn.Dense(cfg.embed_dim, name="state_dense")(features))
+            self.state_dense = nn.Dense(cfg.embed_dim)
         if cfg.recurrent:
-            carry, obs_part = nn.GRUCell(cfg.gru_hidden, name="gru")(carry, obs)
+            self.gru = nn.GRUCell(cfg.gru_hidden)
         else:
-            obs_part = act(nn.Dense(cfg.embed_dim, name="obs_embed")(obs))
-        x = act(FirstLayer(cfg.hidden[0], cfg.factored, name="first")(state_part, obs_part))
+            self.obs_embed = nn.Dense(cfg.embed_dim)
+        self.first = FirstLayer(cfg.hidden[0], cfg.factored)
         for i, h in enumerate(cfg.hidden[1:]):
-            x = act(nn.Dense(h, name=f"hidden_{i + 1}")(x))
-        if cfg.head == "categorical":
-            logits = nn.Dense(self.num_actions, name="head")(x)
+            setattr(self, f"hidden_{i + 1}", nn.Dense(h))
+        self.head = nn.Dense(self.num_actions if cfg.head == "categorical" else 2)
+
+    @property
+    def _act(self):
+        return ACTIVATIONS[self.config.activation]
+
+    def state_part(self, features: jax.Array) -> jax.Array:
+        """``[S, embed_dim]``: the state embeddings, or a dense layer on ``features[S, f]``."""
+        if self.config.state_input == "index":
+            return self.state_embed(jnp.arange(self.num_states))
+        return self._act(self.state_dense(features))
+
+    def obs_part(self, carry, obs: jax.Array):
+        """``(carry, obs[..., d]) -> (carry, obs_part[..., Do])`` (one GRU step if recurrent)."""
+        if self.config.recurrent:
+            return self.gru(carry, obs)
+        return carry, self._act(self.obs_embed(obs))
+
+    def state_table(self, features: jax.Array) -> jax.Array:
+        """``W_s state_part`` for every grid state: ``[S, H]``."""
+        return self.first.state_term(self.state_part(features))
+
+    def obs_table(self, obs: jax.Array) -> jax.Array:
+        """``W_o obs_part + b``: ``obs[..., d]`` (feed-forward) or, recurrent, a GRU scan
+        over the time-major ``obs[T, ..., d]`` started from the zero carry."""
+        if self.config.recurrent:
+            scan = nn.scan(_gru_step, variable_broadcast="params", split_rngs={"params": False})
+            h0 = jnp.zeros(obs.shape[1:-1] + (self.config.gru_hidden,), jnp.float32)
+            _, obs_part = scan(self, h0, obs)
         else:
-            conc = 1.0 + nn.softplus(nn.Dense(2, name="head")(x))  # [S, 2], both > 1
-            grid = jnp.clip(jnp.asarray(self.action_values, jnp.float32), 1e-6, 1.0 - 1e-6)
-            # log Beta density up to the normalising constant, which the softmax cancels
-            logits = ((conc[:, :1] - 1.0) * jnp.log(grid)[None, :]
-                      + (conc[:, 1:] - 1.0) * jnp.log1p(-grid)[None, :])
+            _, obs_part = self.obs_part((), obs)
+        return self.first.obs_term(obs_part)
+
+    def logits(self, first: jax.Array) -> jax.Array:
+        """First-layer pre-activations ``[..., H]`` -> action logits ``[..., A]``."""
+        cfg, act = self.config, self._act
+        x = act(first)
+        for i in range(1, len(cfg.hidden)):
+            x = act(getattr(self, f"hidden_{i}")(x))
+        out = self.head(x)
+        if cfg.head == "categorical":
+            return out
+        conc = 1.0 + nn.softplus(out)  # [..., 2], both > 1
+        grid = jnp.clip(jnp.asarray(self.action_values, jnp.float32), 1e-6, 1.0 - 1e-6)
+        # log Beta density up to the normalising constant, which the softmax cancels
+        return (conc[..., :1] - 1.0) * jnp.log(grid) + (conc[..., 1:] - 1.0) * jnp.log1p(-grid)
+
+    def __call__(self, carry, obs: jax.Array, features: jax.Array):
+        carry, obs_part = self.obs_part(carry, obs)
+        logits = self.logits(self.first(self.state_part(features), obs_part))
         return jax.nn.softmax(logits, axis=-1), carry
 
 

@@ -16,7 +16,7 @@ episode ends at ``t = T - 1``, so one batch is exactly one episode per agent.
 
 The learners' networks *are* mean-field policies: the actor (IPPO, RIPPO)
 and the Q-network (M-OMD) have the parameter tree of `mfax.networks`'
-``MeanFieldNet``.  `row_logits` evaluates that network on individual
+``MeanFieldNet``.  `RowNet` evaluates that network on individual
 (state, observation) rows -- what a single agent needs -- with the same
 parameters and the same factored first layer, so converting the learner to
 a mean-field policy is just `mfax.networks.network_policy(network, game,
@@ -39,7 +39,6 @@ import functools
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,7 +47,7 @@ from jax import lax
 from mfax.dynamics import rollout_fn
 from mfax.evaluation import evaluate_fn
 from mfax.games.base import Game
-from mfax.networks import ACTIVATIONS, NetworkConfig, network_policy
+from mfax.networks import MeanFieldNet, NetworkConfig, network_policy
 from mfax.rl.config import RLConfig
 from mfax.training.driver import ChunkedTrainer, compiled, drive
 from mfax.training.spg import Metrics, TrainingDiverged, TrainResult
@@ -66,7 +65,8 @@ class RowNet:
     ``obs_table`` gives ``W_o obs_part + b`` for any leading shape (for the
     recurrent network: a GRU scan over a time-major ``[T, E, d]`` sequence,
     started from the zero carry at ``t = 0`` as the mean-field policy is),
-    and ``logits(params, state_table[s] + obs_table[...])`` the rest.
+    and ``logits(params, state_table[s] + obs_table[...])`` the rest.  Each is the
+    `MeanFieldNet` method of the same name, so the layers are defined once.
     """
 
     config: NetworkConfig
@@ -82,57 +82,21 @@ class RowNet:
         return isinstance(other, RowNet) and hash(self) == hash(other)
 
     @property
-    def act(self):
-        return ACTIVATIONS[self.config.activation]
-
-    def _ds(self, p) -> int:
-        return p["first"]["kernel"].shape[0] - self._do(p)
-
-    def _do(self, p) -> int:
-        return self.config.gru_hidden if self.config.recurrent else self.config.embed_dim
+    def module(self) -> MeanFieldNet:
+        return MeanFieldNet(self.config, self.num_states, self.num_actions, self.action_values)
 
     def state_table(self, params) -> jax.Array:
-        p = params["params"]
-        if self.config.state_input == "index":
-            state_part = p["state_embed"]["embedding"]
-        else:
-            d = p["state_dense"]
-            state_part = self.act(jnp.asarray(self.features) @ d["kernel"] + d["bias"])
-        return state_part @ p["first"]["kernel"][:self._ds(p)]
+        """``W_s state_part`` for every grid state: ``[S, H]``."""
+        return self.module.apply(params, jnp.asarray(self.features),
+                                 method=MeanFieldNet.state_table)
 
     def obs_table(self, params, obs: jax.Array) -> jax.Array:
         """``W_o obs_part + b``: ``obs[..., d]`` (feed-forward) or ``obs[T, E, d]`` (GRU)."""
-        p = params["params"]
-        kernel = p["first"]["kernel"][self._ds(p):]
-        if self.config.recurrent:
-            cell = nn.GRUCell(self.config.gru_hidden)
-            gru = {"params": p["gru"]}
-
-            def step(carry, o):
-                carry, out = cell.apply(gru, carry, o)
-                return carry, out
-
-            h0 = jnp.zeros(obs.shape[1:-1] + (self.config.gru_hidden,), jnp.float32)
-            _, obs_part = lax.scan(step, h0, obs)
-        else:
-            e = p["obs_embed"]
-            obs_part = self.act(obs @ e["kernel"] + e["bias"])
-        return obs_part @ kernel + p["first"]["bias"]
+        return self.module.apply(params, obs, method=MeanFieldNet.obs_table)
 
     def logits(self, params, first: jax.Array) -> jax.Array:
         """First-layer pre-activations ``[..., H]`` -> action logits ``[..., A]``."""
-        p = params["params"]
-        x = self.act(first)
-        for i in range(1, len(self.config.hidden)):
-            d = p[f"hidden_{i}"]
-            x = self.act(x @ d["kernel"] + d["bias"])
-        h = p["head"]
-        out = x @ h["kernel"] + h["bias"]
-        if self.config.head == "categorical":
-            return out
-        conc = 1.0 + nn.softplus(out)
-        grid = jnp.clip(jnp.asarray(self.action_values, jnp.float32), 1e-6, 1.0 - 1e-6)
-        return (conc[..., :1] - 1.0) * jnp.log(grid) + (conc[..., 1:] - 1.0) * jnp.log1p(-grid)
+        return self.module.apply(params, first, method=MeanFieldNet.logits)
 
 
 def make_rownet(network: NetworkConfig, game: Game) -> RowNet:
