@@ -46,24 +46,15 @@ import numpy as np
 from mfax.games import canonical_name, make_game
 from mfax.games.base import Game
 from mfax.networks import ACTIVATIONS, STATE_INPUTS, NetworkConfig
-from mfax.training.config import MappingConfig
+from mfax.training.config import HEAD_CHOICES, MappingConfig, _is_int, _is_num
 
 RL_ALGORITHMS = ("ippo", "rippo", "m_omd")
-HEAD_CHOICES = ("auto", "categorical", "beta")
 DEFAULT_NUM_ENVS = 8
 DEFAULT_NUM_AGENTS = 10_000
 
 
 def _bad(name: str, value: Any, allowed: str) -> ValueError:
     return ValueError(f"RL config: {name!r} = {value!r} is not allowed; expected {allowed}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 def _layers(name: str, value: Any) -> tuple[int, ...]:
