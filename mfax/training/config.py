@@ -18,6 +18,7 @@ for game parameters.  Unknown keys are errors listing the allowed keys.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any, Mapping, Optional
 
@@ -32,10 +33,6 @@ HEAD_CHOICES = ("auto", "categorical", "beta")
 #: published batch sizes (ALGORITHMS.md): 128 environments, 8 for the macro game
 DEFAULT_NUM_ENVS = 128
 DEFAULT_NUM_ENVS_MACRO = 8
-
-
-def _bad(name: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"training config: {name!r} = {value!r} is not allowed; expected {allowed}")
 
 
 def _is_int(v: Any) -> bool:
@@ -100,8 +97,17 @@ class MappingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(MappingConfig):
-    """Settings of an SPG / RSPG run.  ``None`` entries take the published defaults."""
+class BaseTrainConfig(MappingConfig):
+    """Fields, validation and derived settings shared by `TrainConfig` and `mfax.rl.RLConfig`.
+
+    Subclasses set ``_PREFIX`` (error messages), ``_ALGORITHMS``, ``_RECURRENT_ALGO``,
+    re-declare the defaults that differ, and assign ``__hash__ = BaseTrainConfig.__hash__``
+    (a frozen dataclass otherwise gets a field-tuple hash, which fails on ``game_params``).
+    """
+
+    _PREFIX = "training config"
+    _ALGORITHMS = ALGORITHMS
+    _RECURRENT_ALGO = "rspg"
 
     game: str = "linear_quadratic"
     #: game-parameter overrides (see `mfax.make_game`)
@@ -109,7 +115,7 @@ class TrainConfig(MappingConfig):
     algo: str = "spg"
     num_iterations: int = 200
     eval_every: int = 20
-    #: environments per iteration (None: 128, or 8 for macro)
+    #: environments per iteration (None: the published default, see resolved_num_envs)
     num_envs: Optional[int] = None
     #: environments per evaluation (None: num_envs)
     eval_num_envs: Optional[int] = None
@@ -129,56 +135,71 @@ class TrainConfig(MappingConfig):
     activation: str = "relu"
     factored: bool = True
 
+    def _bad(self, name: str, value: Any, allowed: str) -> ValueError:
+        return ValueError(f"{self._PREFIX}: {name!r} = {value!r} is not allowed; expected {allowed}")
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def _check_ints(self, *names: str) -> None:
+        for k in names:
+            v = getattr(self, k)
+            if not _is_int(v) or v < 1:
+                raise self._bad(k, v, "an integer >= 1")
+            self._set(k, int(v))
+
+    def _layers(self, name: str) -> None:
+        v = getattr(self, name)
+        if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)) or not v \
+                or not all(_is_int(h) and h >= 1 for h in v):
+            raise self._bad(name, v, "a non-empty list of integers >= 1, e.g. [128, 128, 128]")
+        self._set(name, tuple(int(h) for h in v))
+
     def __post_init__(self):
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        bad = self._bad
         if not isinstance(self.game, str):
-            raise _bad("game", self.game, "a game name")
-        set_("game", canonical_name(self.game))
+            raise bad("game", self.game, "a game name")
+        self._set("game", canonical_name(self.game))
         if not isinstance(self.game_params, Mapping):
-            raise _bad("game", self.game_params, "a mapping of game parameters")
-        set_("game_params", dict(self.game_params))
-        if self.algo not in ALGORITHMS:
-            raise _bad("algo", self.algo, " or ".join(ALGORITHMS))
-        for k in ("num_iterations", "eval_every", "embed_dim", "gru_hidden"):
-            if not _is_int(getattr(self, k)) or getattr(self, k) < 1:
-                raise _bad(k, getattr(self, k), "an integer >= 1")
-            set_(k, int(getattr(self, k)))
+            raise bad("game", self.game_params, "a mapping of game parameters")
+        self._set("game_params", dict(self.game_params))
+        if self.algo not in self._ALGORITHMS:
+            raise bad("algo", self.algo, " or ".join(self._ALGORITHMS))
+        self._check_ints("num_iterations", "eval_every", "embed_dim", "gru_hidden")
         if self.num_iterations % self.eval_every:
-            raise _bad("num_iterations", self.num_iterations,
-                       f"a multiple of eval_every = {self.eval_every}")
+            raise bad("num_iterations", self.num_iterations,
+                      f"a multiple of eval_every = {self.eval_every}")
         for k in ("num_envs", "eval_num_envs"):
             v = getattr(self, k)
             if v is not None and (not _is_int(v) or v < 1):
-                raise _bad(k, v, "null (published default) or an integer >= 1")
+                raise bad(k, v, "null (published default) or an integer >= 1")
+            if v is not None:
+                self._set(k, int(v))
         if self.gamma is not None and (not _is_num(self.gamma) or not 0.0 < self.gamma <= 1.0):
-            raise _bad("gamma", self.gamma, "null (the game's default) or a number in (0, 1]")
+            raise bad("gamma", self.gamma, "null (the game's default) or a number in (0, 1]")
         if not _is_num(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
-            raise _bad("lr", self.lr, "a finite number > 0")
+            raise bad("lr", self.lr, "a finite number > 0")
         if not _is_num(self.lr_end_fraction) or not 0.0 <= self.lr_end_fraction <= 1.0:
-            raise _bad("lr_end_fraction", self.lr_end_fraction, "a number in [0, 1]")
+            raise bad("lr_end_fraction", self.lr_end_fraction, "a number in [0, 1]")
         if not _is_num(self.max_grad_norm) or not self.max_grad_norm > 0:
-            raise _bad("max_grad_norm", self.max_grad_norm, "a number > 0")
+            raise bad("max_grad_norm", self.max_grad_norm, "a number > 0")
         if self.state_input not in STATE_INPUTS:
-            raise _bad("state_input", self.state_input, " or ".join(STATE_INPUTS))
-        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, (list, tuple)) \
-                or not self.hidden or not all(_is_int(h) and h >= 1 for h in self.hidden):
-            raise _bad("hidden", self.hidden, "a non-empty list of integers >= 1, e.g. [128, 128, 128]")
-        set_("hidden", tuple(int(h) for h in self.hidden))
+            raise bad("state_input", self.state_input, " or ".join(STATE_INPUTS))
+        self._layers("hidden")
         if self.head not in HEAD_CHOICES:
-            raise _bad("head", self.head, " or ".join(HEAD_CHOICES))
+            raise bad("head", self.head, " or ".join(HEAD_CHOICES))
         if self.activation not in ACTIVATIONS:
-            raise _bad("activation", self.activation, " or ".join(ACTIVATIONS))
+            raise bad("activation", self.activation, " or ".join(ACTIVATIONS))
         if not isinstance(self.factored, bool):
-            raise _bad("factored", self.factored, "true or false")
+            raise bad("factored", self.factored, "true or false")
 
     def __hash__(self) -> int:
-        import json
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
 
     # --- derived settings -------------------------------------------------
     @property
     def recurrent(self) -> bool:
-        return self.algo == "rspg"
+        return self.algo == self._RECURRENT_ALGO
 
     def make_game(self) -> Game:
         return make_game(self.game, **self.game_params)
@@ -194,11 +215,16 @@ class TrainConfig(MappingConfig):
     def resolved_gamma(self, game: Game) -> float:
         return float(game.default_discount if self.gamma is None else self.gamma)
 
+    def _beta_allowed(self) -> bool:
+        """Whether ``head: auto`` may pick a beta head (games with actions in (0, 1))."""
+        return True
+
     def network(self, game: Game) -> NetworkConfig:
         head = self.head
         if head == "auto":
             values = np.asarray(game.action_values())
-            head = "beta" if values.min() > 0 and values.max() < 1 else "categorical"
+            beta_ok = values.min() > 0 and values.max() < 1
+            head = "beta" if beta_ok and self._beta_allowed() else "categorical"
         return NetworkConfig(recurrent=self.recurrent, state_input=self.state_input,
                              hidden=self.hidden, embed_dim=self.embed_dim,
                              gru_hidden=self.gru_hidden, head=head,
@@ -206,9 +232,16 @@ class TrainConfig(MappingConfig):
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
         d["game_params"] = dict(self.game_params)
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(BaseTrainConfig):
+    """Settings of an SPG / RSPG run.  ``None`` entries take the published defaults
+    (``num_envs``: 128, or 8 for macro)."""
+
+    __hash__ = BaseTrainConfig.__hash__
 
 
 def merge_mappings(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
