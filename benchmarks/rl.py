@@ -36,21 +36,7 @@ import mfax
 from mfax.rl import RLConfig, run_training as run_rl
 from mfax.training import TrainConfig, run_training as run_hsm
 
-QUICK = {
-    "linear_quadratic": dict(num_states=21, horizon=8),
-    "beach_bar_1d": dict(num_states=21, horizon=12),
-    "macro": dict(num_wealth=8, num_income=3, num_actions=5, horizon=6),
-}
-
-
-def _table(headers, rows):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    print(line(headers))
-    print(line(["-" * w for w in widths]))
-    for r in rows:
-        print(line(r))
-    print(flush=True)
+from _common import QUICK, print_table  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def rollout(games, agents, envs, repeats, out):
@@ -79,7 +65,7 @@ def rollout(games, agents, envs, repeats, out):
                 num_envs=envs, first_call_seconds=compile_s, median_seconds=med,
                 agent_steps_per_second=steps / med))
             print("  ", rows[-1], file=sys.stderr, flush=True)
-    _table(["game", "size", "N", "envs", "1st call s", "median ms", "agent-steps/s"], rows)
+    print_table(["game", "size", "N", "envs", "1st call s", "median ms", "agent-steps/s"], rows)
 
 
 def _best_within(curve, seconds):
@@ -130,7 +116,7 @@ def learning(games, algos, iterations, eval_every, hsm_iterations, out, seed):
                 cells.append(f"{_best_within(runs[ref].curve, r.train_seconds):.4g}"
                              if ref in runs else "-")
             rows.append(cells)
-    _table(["game", "algo", "uniform", "start", "final", "iters", "train s", "final/uniform",
+    print_table(["game", "algo", "uniform", "start", "final", "iters", "train s", "final/uniform",
             "best SPG in same s", "best RSPG in same s"], rows)
 
 

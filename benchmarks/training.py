@@ -36,22 +36,9 @@ import mfax
 from mfax.networks import NetworkApply, NetworkConfig, init_params
 from mfax.training import TrainConfig, run_training
 
-QUICK = {
-    "linear_quadratic": dict(num_states=21, horizon=8),
-    "beach_bar_1d": dict(num_states=21, horizon=12),
-    "macro": dict(num_wealth=8, num_income=3, num_actions=5, horizon=6),
-}
+from _common import QUICK, print_table  # noqa: E402  (benchmarks/ is on sys.path)
+
 QUICK_ENVS = {"linear_quadratic": 8, "beach_bar_1d": 8, "macro": 2}
-
-
-def _table(headers, rows):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    print(line(headers))
-    print(line(["-" * w for w in widths]))
-    for r in rows:
-        print(line(r))
-    print(flush=True)
 
 
 def timing(games, iterations, out):
@@ -77,7 +64,7 @@ def timing(games, iterations, out):
                     num_envs=r.trainer.num_envs, compile_seconds=r.compile_seconds,
                     seconds_per_iteration=per_iter))
                 print("  ", rows[-1], file=sys.stderr, flush=True)
-    _table(["game", "size", "algo", "game size", "envs", "compile s", "s / iter"], rows)
+    print_table(["game", "size", "algo", "game size", "envs", "compile s", "s / iter"], rows)
 
 
 def _time(fn, *args, repeats=20):
@@ -120,7 +107,7 @@ def factored(games, out):
                 game=name, recurrent=recurrent, num_states=game.num_states, num_envs=envs,
                 naive_ms=1e3 * times[False], factored_ms=1e3 * times[True]))
             print("  ", rows[-1], file=sys.stderr, flush=True)
-    _table(["game", "net", "S", "envs", "naive ms", "factored ms", "speedup"], rows)
+    print_table(["game", "net", "S", "envs", "naive ms", "factored ms", "speedup"], rows)
 
 
 def _uniform(game, envs, gamma):
@@ -152,7 +139,7 @@ def quality(games, iterations, eval_every, num_envs, lr, hidden, out):
                          f"{curves['rspg'][i]['exploitability']:.4f}", f"{uni:.4f}"])
         out.setdefault("quality", []).append(dict(game=name, uniform=uni, lr=lr,
                                                   num_envs=num_envs, curves=curves))
-    _table(["game", "iteration", "SPG", "RSPG", "uniform"], rows)
+    print_table(["game", "iteration", "SPG", "RSPG", "uniform"], rows)
 
 
 def tabular(games, iterations, num_envs, lr, hidden, out):
@@ -178,7 +165,7 @@ def tabular(games, iterations, num_envs, lr, hidden, out):
             game=name, uniform=uni, spg=r.curve[-1]["exploitability"],
             tabular=float(sol.exploitability[-1])))
         print("  ", rows[-1], file=sys.stderr, flush=True)
-    _table(["game", "uniform", "SPG", "fictitious play"], rows)
+    print_table(["game", "uniform", "SPG", "fictitious play"], rows)
 
 
 def main(argv=None):

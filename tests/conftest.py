@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import mfax
+
 from mfax.games.beach_bar import BarAggregate
 from mfax.games.linear_quadratic import LQAggregate
 from mfax.games.macro import MacroAggregate
@@ -23,6 +25,16 @@ from mfax.games.macro import MacroAggregate
 # --------------------------------------------------------------------------
 # aggregate-state constructors
 # --------------------------------------------------------------------------
+GAMES = ["linear_quadratic", "beach_bar_1d", "macro"]
+
+
+def small_game(name: str, **kw):
+    """Published sizes, except macro (num_wealth=40, horizon=16) to keep tests fast."""
+    if name == "macro":
+        kw = {"num_wealth": 40, "horizon": 16, **kw}
+    return mfax.make_game(name, **kw)
+
+
 def lq_agg(t: int, z: float) -> LQAggregate:
     return LQAggregate(t=jnp.asarray(t, jnp.int32), z=jnp.asarray(z, jnp.float32))
 

@@ -13,19 +13,9 @@ import mfax
 from mfax.policies import random_policy
 
 try:
-    from conftest import agg_at, dense_kernel, np_random_policy
+    from conftest import GAMES, agg_at, dense_kernel, np_random_policy, small_game
 except ImportError:  # pragma: no cover - tests collected as a package
-    from tests.conftest import agg_at, dense_kernel, np_random_policy
-
-
-def _game(name: str, **kw):
-    """Published sizes, except macro (num_wealth=40, horizon=16) to keep tests fast."""
-    if name == "macro":
-        kw = {"num_wealth": 40, "horizon": 16, **kw}
-    return mfax.make_game(name, **kw)
-
-
-GAMES = ["linear_quadratic", "beach_bar_1d", "macro"]
+    from tests.conftest import GAMES, agg_at, dense_kernel, np_random_policy, small_game
 
 
 # --------------------------------------------------------------------------
@@ -37,7 +27,7 @@ NUM_ENVS, NUM_AGENTS = 4, 1000  # shared by several tests so that compiled rollo
 @pytest.mark.parametrize("num_agents", [None, NUM_AGENTS], ids=["exact", "sampled"])
 @pytest.mark.parametrize("name", GAMES)
 def test_mass_conserved_and_non_negative(name, num_agents):
-    game = _game(name)
+    game = small_game(name)
     S, T, E = game.num_states, game.horizon, NUM_ENVS
     pol = random_policy(game, jax.random.PRNGKey(11))
     traj = mfax.rollout(game, pol, jax.random.PRNGKey(12), E, num_agents=num_agents)
@@ -174,7 +164,7 @@ def _identical(a, b) -> bool:
 @pytest.mark.parametrize("num_agents", [None, NUM_AGENTS], ids=["exact", "sampled"])
 @pytest.mark.parametrize("name", ["linear_quadratic", "beach_bar_1d"])
 def test_same_key_same_rollout_different_key_different(name, num_agents):
-    game = _game(name)  # the games of the mass test: the compiled rollouts are reused
+    game = small_game(name)  # the games of the mass test: the compiled rollouts are reused
     pol = random_policy(game, jax.random.PRNGKey(0))
     run = lambda k: mfax.rollout(game, pol, jax.random.PRNGKey(k), NUM_ENVS,  # noqa: E731
                                  num_agents=num_agents)
@@ -199,7 +189,7 @@ def test_same_key_same_rollout_different_key_different(name, num_agents):
 def test_exact_and_sampled_share_the_common_noise(name):
     """The same key gives the same common-noise path (z, bar) in both modes, so
     that sampled and exact trajectories are comparable."""
-    game = _game(name)
+    game = small_game(name)
     pol = random_policy(game, jax.random.PRNGKey(0))
     for k in range(5):
         a = mfax.rollout(game, pol, jax.random.PRNGKey(k), NUM_ENVS)
@@ -215,7 +205,7 @@ def test_exact_and_sampled_share_the_common_noise(name):
 # policy forms
 # --------------------------------------------------------------------------
 def test_policy_forms_agree():
-    game = _game("linear_quadratic")  # the game of the mass test: some compiled rollouts are reused
+    game = small_game("linear_quadratic")  # the game of the mass test: some compiled rollouts are reused
     S, A, T, E = game.num_states, game.num_actions, game.horizon, NUM_ENVS
     key = jax.random.PRNGKey(5)
     uni = np.full((S, A), 1.0 / A, np.float32)

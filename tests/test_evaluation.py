@@ -12,25 +12,15 @@ import mfax
 from mfax.policies import random_policy
 
 try:
-    from conftest import np_random_policy, ref_rollout_and_evaluate
+    from conftest import GAMES, np_random_policy, ref_rollout_and_evaluate, small_game
 except ImportError:  # pragma: no cover - tests collected as a package
-    from tests.conftest import np_random_policy, ref_rollout_and_evaluate
-
-
-def _game(name: str, **kw):
-    """Published sizes, except macro (num_wealth=40, horizon=16)."""
-    if name == "macro":
-        kw = {"num_wealth": 40, "horizon": 16, **kw}
-    return mfax.make_game(name, **kw)
-
-
-GAMES = ["linear_quadratic", "beach_bar_1d", "macro"]
+    from tests.conftest import GAMES, np_random_policy, ref_rollout_and_evaluate, small_game
 
 
 @pytest.mark.parametrize("gamma", [None, 1.0], ids=["published_gamma", "gamma1"])
 @pytest.mark.parametrize("name", GAMES)
 def test_exploitability_non_negative_for_random_policies(name, gamma):
-    game = _game(name)
+    game = small_game(name)
     E = 4
     for seed in (0, 1):
         pol = random_policy(game, jax.random.PRNGKey(100 + seed))

@@ -1,0 +1,18 @@
+"""Shared by the benchmark scripts: reduced game sizes and table printing."""
+
+#: reduced game sizes (the `quick` preset's scale) for learning benchmarks
+QUICK = {
+    "linear_quadratic": dict(num_states=21, horizon=8),
+    "beach_bar_1d": dict(num_states=21, horizon=12),
+    "macro": dict(num_wealth=8, num_income=3, num_actions=5, horizon=6),
+}
+
+
+def print_table(headers, rows):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    print(line(headers))
+    print(line(["-" * w for w in widths]))
+    for r in rows:
+        print(line(r))
+    print(flush=True)
