@@ -74,6 +74,18 @@ class Agent(MeanFieldPolicy):
         g = self.description.get("gamma")
         return float(self.game.default_discount if g is None else g)
 
+    @property
+    def eval_num_envs(self) -> int:
+        """Environments per evaluation during training (``training.eval_num_envs``, else
+        ``training.num_envs``, else the published default); `load_agent` has checked them."""
+        training = self.description.get("training") or {}
+        for key in ("eval_num_envs", "num_envs"):
+            if training.get(key) is not None:
+                return int(training[key])
+        from mfax.training.config import DEFAULT_NUM_ENVS, DEFAULT_NUM_ENVS_MACRO
+
+        return DEFAULT_NUM_ENVS_MACRO if self.game.name == "macro" else DEFAULT_NUM_ENVS
+
     def curve(self) -> list[dict[str, float]]:
         """The training curve (empty if the agent has none)."""
         return read_curve(Path(self.path) / CURVE_FILE) if self.path else []
@@ -227,9 +239,68 @@ def _check_structure(template: Any, state: Any, where: str, saving: bool = False
 def _require(desc: Mapping[str, Any], key: str, kind: type | tuple, file: Path) -> Any:
     if key not in desc:
         raise ValueError(f"{file}: missing entry {key!r}")
-    if not isinstance(desc[key], kind):
-        raise ValueError(f"{file}: entry {key!r} = {desc[key]!r} has the wrong type")
-    return desc[key]
+    value = desc[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (
+            kind if isinstance(kind, tuple) else (kind,))):
+        raise ValueError(f"{file}: entry {key!r} = {value!r} has the wrong type")
+    return value
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_entry(file: Path, key: str, value: Any, ok: bool, expected: str) -> None:
+    if not ok:
+        if _is_number(value) and not math.isfinite(value):
+            expected = f"a finite number ({expected})"
+        raise ValueError(f"{file}: entry {key!r} = {value!r} is not allowed; expected {expected}")
+
+
+def _check_description(desc: Mapping[str, Any], file: Path, game_name: str,
+                       game_params: Mapping[str, Any]) -> None:
+    """Check every entry of agent.json that is used beyond the game, sizes and network:
+    algorithm, seed, gamma, weights_sha256 and the training settings (through the
+    algorithm's own config class when it is one of mfax's)."""
+    algorithm = _require(desc, "algorithm", str, file)
+    _check_entry(file, "algorithm", algorithm, bool(algorithm.strip()), "an algorithm name")
+    seed = desc.get("seed")
+    _check_entry(file, "seed", seed, seed is None or _is_int(seed), "null or an integer")
+    gamma = desc.get("gamma")
+    _check_entry(file, "gamma", gamma, gamma is None or (
+        _is_number(gamma) and math.isfinite(gamma) and 0.0 < gamma <= 1.0),
+        "null (the game's default) or a number in (0, 1]")
+    sha = desc.get("weights_sha256")
+    _check_entry(file, "weights_sha256", sha, sha is None or isinstance(sha, str),
+                 "null or a sha256 hex string")
+    for key in ("training", "metrics"):
+        value = desc.get(key)
+        _check_entry(file, key, value, value is None or isinstance(value, dict), "a mapping")
+    training = desc.get("training") or {}
+    for key in ("num_envs", "eval_num_envs"):
+        v = training.get(key)
+        _check_entry(file, f"training.{key}", v, v is None or (_is_int(v) and v >= 1),
+                     "null or an integer >= 1")
+    v = training.get("gamma")
+    _check_entry(file, "training.gamma", v, v is None or (
+        _is_number(v) and math.isfinite(v) and 0.0 < v <= 1.0), "null or a number in (0, 1]")
+    from mfax.rl.config import RL_ALGORITHMS, RLConfig
+    from mfax.training.config import ALGORITHMS, TrainConfig
+
+    config_class = (TrainConfig if algorithm in ALGORITHMS
+                    else RLConfig if algorithm in RL_ALGORITHMS else None)
+    if config_class is None:  # an agent saved by other code: its training entry is free-form
+        return
+    keys = set(config_class.training_keys()) - {"algo"}
+    try:
+        config_class(game=game_name, game_params=dict(game_params), algo=algorithm,
+                     **{k: v for k, v in training.items() if k in keys})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{file}: entry 'training' is invalid: {e}") from None
 
 
 def read_description(path: Path | str) -> dict[str, Any]:
@@ -281,6 +352,7 @@ def load_agent(path: Path | str) -> Agent:
         game = make_game(name, **game_params)
     except ValueError as e:
         raise ValueError(f"{file}: the game cannot be rebuilt: {e}") from None
+    _check_description(desc, file, name, game_params)
     for key in ("num_states", "num_actions", "obs_dim"):
         stored = _require(desc, key, int, file)
         actual = getattr(game, key)

@@ -14,15 +14,23 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def parse_assignments(items: list[str] | None, flag: str) -> dict:
-    """Parse ``key=value`` pairs; values are read as YAML (numbers, booleans, lists, null)."""
+    """Parse ``key=value`` pairs; values are read as YAML (numbers in every notation such as
+    ``1e-3``, booleans, lists, null) by `mfax.userio.parse_value`."""
     import yaml
+
+    from mfax.userio import parse_value
 
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise typer.BadParameter(f"{item!r} is not of the form key=value", param_hint=flag)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = parse_value(value)
+        except yaml.YAMLError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise typer.BadParameter(f"{item!r}: the value is not valid YAML ({first})",
+                                     param_hint=flag) from None
     return out
 
 
@@ -64,7 +72,10 @@ def solve(
     from mfax.solvers import solve_tabular
 
     g = make_game_from_cli(game, param)
-    uni = evaluate_policy(g, uniform_policy(g), jax.random.PRNGKey(seed), num_envs, gamma)
+    try:
+        uni = evaluate_policy(g, uniform_policy(g), jax.random.PRNGKey(seed), num_envs, gamma)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     typer.echo(f"{g.name}: uniform policy exploitability {float(uni.exploitability):.6g} "
                f"(return {float(uni.policy_return):.6g}, best response {float(uni.best_response_return):.6g})")
     if g.has_random_reset:

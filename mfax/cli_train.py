@@ -27,20 +27,28 @@ def _fail(message: str, code: int = 2) -> "typer.Exit":
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
+    from mfax.userio import read_yaml
 
-    if not path.exists():
-        raise _fail(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise _fail(f"config file {str(path)!r} is not valid YAML: {e}") from None
+        data = read_yaml(path, "config file")
+    except ValueError as e:
+        raise _fail(str(e)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise _fail(f"config file {str(path)!r}: expected a mapping of keys to values, "
                     f"got {type(data).__name__}")
     return data
+
+
+def _check_outputs(*locations) -> None:
+    """Fail now (before any work) if an output ``(path, kind, option)`` cannot be written."""
+    from mfax.outputs import check_output_locations
+
+    try:
+        check_output_locations(*locations)
+    except ValueError as e:
+        raise _fail(str(e)) from None
 
 
 @app.command()
@@ -61,6 +69,7 @@ def train(
     from mfax.multiseed import known_algorithms
     from mfax.rl.config import RL_ALGORITHMS
     from mfax.training import TrainConfig, run_training, save_result
+    from mfax.games.base import check_game_size
     from mfax.training.config import merge_mappings
 
     if algo not in known_algorithms():
@@ -76,8 +85,11 @@ def train(
     source = f"config ({config})" if config is not None else "config"
     try:
         cfg = TrainConfig.from_mapping(merged, game=game, algo=algo, source=source)
+        check_game_size(cfg.make_game(), max(cfg.resolved_num_envs(), cfg.resolved_eval_num_envs()),
+                        "num_envs / eval_num_envs")
     except ValueError as e:
         raise _fail(str(e)) from None
+    _check_outputs((out, "dir", "--out"))
 
     result = run_training(cfg, seed, progress=progress)
     save_result(result, out)
@@ -104,20 +116,23 @@ def evaluate(
     import jax
 
     from mfax.agents import atomic_write, load_agent
-    from mfax.evaluation import evaluate_policy
-    from mfax.training.config import DEFAULT_NUM_ENVS, DEFAULT_NUM_ENVS_MACRO
+    from mfax.evaluation import NonFiniteResultError, evaluate_policy
+    from mfax.games.base import check_game_size
 
+    if num_envs is not None and num_envs < 1:
+        raise _fail(f"--num-envs = {num_envs} is not allowed; expected an integer >= 1")
+    _check_outputs((json_path, "file", "--json"))
     try:
         loaded = load_agent(agent)
+        if num_envs is None:
+            num_envs = loaded.eval_num_envs
+        check_game_size(loaded.game, num_envs, "--num-envs")
+        r = evaluate_policy(loaded.game, loaded, jax.random.key(seed), num_envs=int(num_envs),
+                            gamma=loaded.gamma)
+    except NonFiniteResultError as e:
+        raise _fail(f"{agent}: {e}", code=1) from None
     except (FileNotFoundError, ValueError) as e:
         raise _fail(str(e)) from None
-    if num_envs is None:
-        num_envs = loaded.description.get("training", {}).get("eval_num_envs") or (
-            DEFAULT_NUM_ENVS_MACRO if loaded.game.name == "macro" else DEFAULT_NUM_ENVS)
-    if num_envs < 1:
-        raise _fail(f"--num-envs = {num_envs} is not allowed; expected an integer >= 1")
-    r = evaluate_policy(loaded.game, loaded, jax.random.key(seed), num_envs=int(num_envs),
-                        gamma=loaded.gamma)
     metrics = {
         "game": loaded.game.name,
         "algorithm": loaded.algorithm,

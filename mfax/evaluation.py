@@ -9,14 +9,16 @@ one (the same convention as the published results).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from mfax.dynamics import Trajectory, _check_sizes, expectation, rollout_fn
-from mfax.games.base import Game
+from mfax.games.base import Game, check_game_size
 from mfax.policies import MeanFieldPolicy, as_policy
 
 class EvalResult(NamedTuple):
@@ -112,15 +114,47 @@ def _jitted_evaluate(game, apply, initial_carry, num_envs, gamma):
     return jax.jit(evaluate_fn(game, MeanFieldPolicy(apply, None, initial_carry), num_envs, gamma))
 
 
+class NonFiniteResultError(ValueError):
+    """An evaluation whose policy probabilities or results are NaN or infinite."""
+
+
+def check_finite_result(result: EvalResult, what: str = "policy") -> EvalResult:
+    """Raise `NonFiniteResultError` if the policy's action probabilities or the scores of
+    ``result`` are not finite (e.g. an agent from a diverged run); return ``result``."""
+    probs = result.trajectory.policy
+    if not bool(jnp.all(jnp.isfinite(probs))):
+        bad = ~np.isfinite(np.asarray(probs)).all(-1)  # [T, E, S]
+        t, e, s = (int(i[0]) for i in np.nonzero(bad))
+        raise NonFiniteResultError(
+            f"{what}: the action probabilities are not finite (NaN or inf) in "
+            f"{int(bad.sum())} of {bad.size} (time, environment, state) rows, first at t = {t}, "
+            f"state {s}; the policy is unusable (typically a diverged training run: retrain "
+            "with a smaller learning rate)")
+    for name in ("exploitability", "policy_return", "best_response_return",
+                 "exploitability_undiscounted", "policy_return_undiscounted",
+                 "best_response_return_undiscounted"):
+        value = float(np.asarray(getattr(result, name)))
+        if not math.isfinite(value):
+            raise NonFiniteResultError(
+                f"{what}: {name} = {value!r} is not finite although the action probabilities "
+                "are; the rewards overflowed (game parameters too extreme?)")
+    return result
+
+
 def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
-                    gamma: float | None = None) -> EvalResult:
+                    gamma: float | None = None, check_finite: bool = True) -> EvalResult:
     """Exploitability of ``policy`` on ``num_envs`` push-forward environments.
 
     ``gamma`` defaults to the game's published discount (0.99, macro 0.95).
+    With ``check_finite`` (the default), a policy whose action probabilities
+    are NaN or infinite, or a non-finite score, is a `NonFiniteResultError`
+    (a ValueError) rather than ``exploitability = nan``.
     """
     _check_sizes(num_envs)
     gamma = game.default_discount if gamma is None else float(gamma)
-    if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"gamma = {gamma!r} is not allowed; expected a number in (0, 1]")
+    if not (math.isfinite(gamma) and 0.0 < gamma <= 1.0):
+        raise ValueError(f"gamma = {gamma!r} is not allowed; expected a finite number in (0, 1]")
+    check_game_size(game, num_envs, "num_envs")
     pol = as_policy(policy, game)
-    return _jitted_evaluate(game, pol.apply, pol.initial_carry, num_envs, gamma)(pol.params, key)
+    result = _jitted_evaluate(game, pol.apply, pol.initial_carry, num_envs, gamma)(pol.params, key)
+    return check_finite_result(result) if check_finite else result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mfax.games.base import Game, GameParams
+from mfax.games.base import Game, GameParams, check_game_size
 from mfax.games.beach_bar import BeachBar1D, BeachBarParams
 from mfax.games.linear_quadratic import LinearQuadratic, LinearQuadraticParams
 from mfax.games.macro import Macro, MacroParams
@@ -35,7 +35,9 @@ def canonical_name(name: str) -> str:
 def make_game(name: str, **overrides: Any) -> Game:
     """Build a game by name; every parameter of ENVIRONMENTS.md can be overridden."""
     game_cls, params_cls = _REGISTRY[canonical_name(name)]
-    return game_cls(params_cls.from_overrides(**overrides))
+    params = params_cls.from_overrides(**overrides)
+    game_cls.check_size(params)  # sizes beyond the machine: a clear error before allocating
+    return game_cls(params)
 
 
-__all__ = ["Game", "GameParams", "make_game", "list_games", "canonical_name"]
+__all__ = ["Game", "GameParams", "make_game", "list_games", "canonical_name", "check_game_size"]

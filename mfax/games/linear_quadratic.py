@@ -72,11 +72,17 @@ class LinearQuadratic(Game):
     default_discount = 0.99
     obs_names = ("mean_state",)
 
+    size_params = ("num_states", "horizon", "max_action", "noise_atoms")
+
+    @classmethod
+    def sizes(cls, params) -> tuple[int, int, int]:
+        return (params.num_states,
+                2 * params.max_action + 1,
+                len(params.noise_atoms) if params.idio_noise else 1)
+
     def __init__(self, params: LinearQuadraticParams):
         self.params = params
-        self.num_states = params.num_states
-        self.num_actions = 2 * params.max_action + 1
-        self.kernel_size = len(params.noise_atoms) if params.idio_noise else 1
+        self.num_states, self.num_actions, self.kernel_size = self.sizes(params)
         self.obs_dim = 1
 
     def reset(self, key):

@@ -82,11 +82,17 @@ class Macro(Game):
     default_discount = 0.95
     obs_names = ("interest_rate", "wage")
 
+    size_params = ("num_wealth", "num_income", "num_actions", "horizon", "income_atoms")
+
+    @classmethod
+    def sizes(cls, params) -> tuple[int, int, int]:
+        return (params.num_wealth * params.num_income,
+                params.num_actions,
+                2 * (len(params.income_atoms) if params.idio_noise else 1))
+
     def __init__(self, params: MacroParams):
         self.params = params
-        self.num_states = params.num_wealth * params.num_income
-        self.num_actions = params.num_actions
-        self.kernel_size = 2 * (len(params.income_atoms) if params.idio_noise else 1)
+        self.num_states, self.num_actions, self.kernel_size = self.sizes(params)
         self.obs_dim = 2
         self.wealth_grid = log_grid(params.wealth_bounds, params.num_wealth)
         self.income_grid = log_grid(params.income_bounds, params.num_income)

@@ -157,6 +157,10 @@ class BaseTrainConfig(MappingConfig):
 
     def __post_init__(self):
         bad = self._bad
+        for f in dataclasses.fields(self):  # nan / inf in any numeric key, here and in subclasses
+            v = getattr(self, f.name)
+            if _is_num(v) and not math.isfinite(v):
+                raise bad(f.name, v, "a finite number")
         if not isinstance(self.game, str):
             raise bad("game", self.game, "a game name")
         self._set("game", canonical_name(self.game))
