@@ -12,6 +12,19 @@ the output of a GRU that reads the observation history -- go through an MLP
   action grid by a softmax over the Beta log-densities at the action values
   (which lie in (0, 1), ENVIRONMENTS.md).
 
+Two architectures (``NetworkConfig.architecture``):
+
+- ``"mfax"`` (default): the state part (embedding, or ``act(dense(values))``)
+  and the observation part (``act(dense(obs))``, or the raw GRU output) are
+  concatenated and go through ``len(hidden)`` dense + activation layers;
+- ``"published"``: the published MFAX network, for exact reproduction. The
+  state and observation embeddings are linear (no activation); recurrent:
+  ``dense(act(GRU output))`` then the linear observation embedding; the
+  concatenation goes through ``hidden[1:]`` dense + activation layers (the
+  published code sizes each embedding ``hidden[0] // 2``, which is
+  ``embed_dim``'s default 64 for the default ``hidden``); the categorical
+  head's bias starts at N(0, 0.01^2).
+
 Efficiency: the first MLP layer is linear in ``concat(state_part, obs_part)``,
 so ``W_s state_part`` is computed once for all ``S`` states ([S, H], it does
 not depend on the environment, so ``vmap`` over environments leaves it
@@ -40,6 +53,7 @@ from mfax.policies import MeanFieldPolicy
 
 STATE_INPUTS = ("index", "values")
 HEADS = ("categorical", "beta")
+ARCHITECTURES = ("mfax", "published")
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.silu}
 
 
@@ -65,6 +79,7 @@ class NetworkConfig:
     head: str = "categorical"
     activation: str = "relu"
     factored: bool = True
+    architecture: str = "mfax"
 
     def __post_init__(self):
         if not isinstance(self.recurrent, bool):
@@ -83,6 +98,16 @@ class NetworkConfig:
             _fail("activation", self.activation, " or ".join(ACTIVATIONS))
         if not isinstance(self.factored, bool):
             _fail("factored", self.factored, "true or false")
+        if self.architecture not in ARCHITECTURES:
+            _fail("architecture", self.architecture, " or ".join(ARCHITECTURES))
+        if self.architecture == "published" and len(self.hidden) < 2:
+            _fail("hidden", list(self.hidden), "at least two layer sizes for architecture "
+                  "'published' (the first sizes its embeddings, the rest its MLP)")
+
+    @property
+    def mlp(self) -> tuple[int, ...]:
+        """The sizes of the dense + activation layers after the embeddings."""
+        return self.hidden[1:] if self.architecture == "published" else self.hidden
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -135,6 +160,10 @@ def _gru_step(module: "MeanFieldNet", carry, obs):
     return module.gru(carry, obs)
 
 
+def _small_normal(key, shape, dtype=jnp.float32):
+    return 0.01 * jax.random.normal(key, shape, dtype)
+
+
 class MeanFieldNet(nn.Module):
     """``(carry, obs[d], state_features[S, f]) -> (probs[S, A], carry)`` for one environment.
 
@@ -154,34 +183,54 @@ class MeanFieldNet(nn.Module):
 
     def setup(self):
         cfg = self.config
+        published = cfg.architecture == "published"
         if cfg.state_input == "index":
             self.state_embed = nn.Embed(self.num_states, cfg.embed_dim)
         else:
             self.state_dense = nn.Dense(cfg.embed_dim)
         if cfg.recurrent:
             self.gru = nn.GRUCell(cfg.gru_hidden)
-        else:
+            if published:
+                self.gru_out = nn.Dense(cfg.hidden[0])
+        if published or not cfg.recurrent:
             self.obs_embed = nn.Dense(cfg.embed_dim)
-        self.first = FirstLayer(cfg.hidden[0], cfg.factored)
-        for i, h in enumerate(cfg.hidden[1:]):
+        self.first = FirstLayer(cfg.mlp[0], cfg.factored)
+        for i, h in enumerate(cfg.mlp[1:]):
             setattr(self, f"hidden_{i + 1}", nn.Dense(h))
-        self.head = nn.Dense(self.num_actions if cfg.head == "categorical" else 2)
+        if cfg.head == "categorical":
+            bias_init = _small_normal if published else nn.initializers.zeros_init()
+            self.head = nn.Dense(self.num_actions, bias_init=bias_init)
+        else:
+            self.head = nn.Dense(2)
 
     @property
     def _act(self):
         return ACTIVATIONS[self.config.activation]
 
+    @property
+    def _published(self) -> bool:
+        return self.config.architecture == "published"
+
     def state_part(self, features: jax.Array) -> jax.Array:
         """``[S, embed_dim]``: the state embeddings, or a dense layer on ``features[S, f]``."""
         if self.config.state_input == "index":
             return self.state_embed(jnp.arange(self.num_states))
-        return self._act(self.state_dense(features))
+        dense = self.state_dense(features)
+        return dense if self._published else self._act(dense)
+
+    def _obs_embedding(self, x: jax.Array) -> jax.Array:
+        """The observation part from the observation (feed-forward) or the GRU output."""
+        if self._published:
+            if self.config.recurrent:
+                x = self.gru_out(self._act(x))
+            return self.obs_embed(x)
+        return x if self.config.recurrent else self._act(self.obs_embed(x))
 
     def obs_part(self, carry, obs: jax.Array):
         """``(carry, obs[..., d]) -> (carry, obs_part[..., Do])`` (one GRU step if recurrent)."""
         if self.config.recurrent:
-            return self.gru(carry, obs)
-        return carry, self._act(self.obs_embed(obs))
+            carry, obs = self.gru(carry, obs)
+        return carry, self._obs_embedding(obs)
 
     def state_table(self, features: jax.Array) -> jax.Array:
         """``W_s state_part`` for every grid state: ``[S, H]``."""
@@ -193,19 +242,17 @@ class MeanFieldNet(nn.Module):
         if self.config.recurrent:
             scan = nn.scan(_gru_step, variable_broadcast="params", split_rngs={"params": False})
             h0 = jnp.zeros(obs.shape[1:-1] + (self.config.gru_hidden,), jnp.float32)
-            _, obs_part = scan(self, h0, obs)
-        else:
-            _, obs_part = self.obs_part((), obs)
-        return self.first.obs_term(obs_part)
+            _, obs = scan(self, h0, obs)
+        return self.first.obs_term(self._obs_embedding(obs))
 
     def logits(self, first: jax.Array) -> jax.Array:
         """First-layer pre-activations ``[..., H]`` -> action logits ``[..., A]``."""
-        cfg, act = self.config, self._act
+        act = self._act
         x = act(first)
-        for i in range(1, len(cfg.hidden)):
+        for i in range(1, len(self.config.mlp)):
             x = act(getattr(self, f"hidden_{i}")(x))
         out = self.head(x)
-        if cfg.head == "categorical":
+        if self.config.head == "categorical":
             return out
         conc = 1.0 + nn.softplus(out)  # [..., 2], both > 1
         grid = jnp.clip(jnp.asarray(self.action_values, jnp.float32), 1e-6, 1.0 - 1e-6)

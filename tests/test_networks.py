@@ -116,3 +116,82 @@ def test_recurrent_carry_resets_between_episodes(lq):
     for e in range(3):
         fresh, _ = policy.apply(params, initial_carry_fn(cfg)(), t1.obs[0, e], 0)
         np.testing.assert_allclose(t1.policy[0, e], fresh, rtol=1e-6, atol=1e-7)
+
+
+# --- the published architecture (issue 10): which inputs reach which layer ------------------
+def _np_published_probs(p, obs, carry, recurrent, act=lambda x: np.maximum(x, 0.0)):
+    """Numpy forward pass of the published MFAX network, written from its description:
+    linear state embedding and linear observation embedding (recurrent: GRU -> act ->
+    dense -> linear embedding), concatenated, then the MLP over ``hidden[1:]`` and the head."""
+    p = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), p["params"])
+    state_emb = p["state_embed"]["embedding"]  # [S, E]
+    x = np.asarray(obs, np.float64)
+    if recurrent:
+        g = p["gru"]
+        h = np.asarray(carry, np.float64)
+        dense = lambda name, v, bias=True: v @ g[name]["kernel"] + (g[name]["bias"] if bias else 0)  # noqa: E731
+        sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+        r = sig(dense("ir", x) + dense("hr", h, False))
+        z = sig(dense("iz", x) + dense("hz", h, False))
+        n = np.tanh(dense("in", x) + r * dense("hn", h))
+        h = (1 - z) * n + z * h
+        x = act(h) @ p["gru_out"]["kernel"] + p["gru_out"]["bias"]
+    obs_emb = x @ p["obs_embed"]["kernel"] + p["obs_embed"]["bias"]
+    cat = np.concatenate([state_emb, np.tile(obs_emb, (state_emb.shape[0], 1))], 1)
+    y = act(cat @ p["first"]["kernel"] + p["first"]["bias"])
+    i = 1
+    while f"hidden_{i}" in p:
+        y = act(y @ p[f"hidden_{i}"]["kernel"] + p[f"hidden_{i}"]["bias"])
+        i += 1
+    logits = y @ p["head"]["kernel"] + p["head"]["bias"]
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_published_architecture_layers_and_forward_pass(lq, recurrent):
+    cfg = NetworkConfig(recurrent=recurrent, architecture="published", hidden=(32, 24, 20),
+                        embed_dim=16, gru_hidden=32)
+    params = init_params(cfg, lq, jax.random.key(3))
+    shapes = jax.tree_util.tree_map(np.shape, params["params"])
+    # embeddings of size embed_dim (hidden[0] // 2 in the published code) ...
+    assert shapes["state_embed"]["embedding"] == (lq.num_states, 16)
+    assert shapes["obs_embed"]["kernel"] == ((32 if recurrent else lq.obs_dim), 16)
+    # ... concatenated into the MLP over hidden[1:] (one layer fewer than "mfax")
+    assert shapes["first"]["kernel"] == (32, 24)
+    assert shapes["hidden_1"]["kernel"] == (24, 20)
+    assert "hidden_2" not in shapes
+    assert shapes["head"]["kernel"] == (20, lq.num_actions)
+    if recurrent:  # the GRU output goes through act -> dense(hidden[0]) before the embedding
+        assert shapes["gru_out"]["kernel"] == (32, 32)
+    else:
+        assert "gru" not in shapes and "gru_out" not in shapes
+    # the categorical head's bias starts small and non-zero
+    bias = np.asarray(params["params"]["head"]["bias"])
+    assert 0 < np.abs(bias).max() < 0.1
+    carry = jnp.linspace(-0.5, 0.5, 32) if recurrent else ()
+    obs = jnp.asarray([0.37])
+    probs, _ = NetworkApply(cfg, lq)(params, carry, obs, 2)
+    ref = _np_published_probs(params, obs, carry, recurrent)
+    np.testing.assert_allclose(probs, ref, rtol=2e-4, atol=1e-6)
+    # factored and naive first layer agree for this architecture too
+    naive = NetworkConfig(**{**cfg.to_dict(), "factored": False})
+    np.testing.assert_allclose(NetworkApply(naive, lq)(params, carry, obs, 2)[0], probs,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_mfax_architecture_layers(lq):
+    """The default network: activated observation embedding, all of ``hidden`` in the MLP."""
+    cfg = NetworkConfig(hidden=(32, 24), embed_dim=16)
+    shapes = jax.tree_util.tree_map(np.shape, init_params(cfg, lq, jax.random.key(0))["params"])
+    assert shapes["first"]["kernel"] == (32, 32) and shapes["hidden_1"]["kernel"] == (32, 24)
+    rec = NetworkConfig(recurrent=True, hidden=(32,), embed_dim=16, gru_hidden=8)
+    shapes = jax.tree_util.tree_map(np.shape, init_params(rec, lq, jax.random.key(0))["params"])
+    assert "obs_embed" not in shapes and shapes["first"]["kernel"] == (16 + 8, 32)
+
+
+def test_published_architecture_needs_two_hidden_sizes():
+    with pytest.raises(ValueError, match="hidden.*at least two"):
+        NetworkConfig(architecture="published", hidden=(64,))
+    with pytest.raises(ValueError, match="architecture.*mfax or published"):
+        NetworkConfig(architecture="paper")

@@ -26,7 +26,7 @@ import numpy as np
 
 from mfax.games import canonical_name, make_game
 from mfax.games.base import Game
-from mfax.networks import ACTIVATIONS, STATE_INPUTS, NetworkConfig
+from mfax.networks import ACTIVATIONS, ARCHITECTURES, STATE_INPUTS, NetworkConfig
 
 ALGORITHMS = ("spg", "rspg")
 HEAD_CHOICES = ("auto", "categorical", "beta")
@@ -134,6 +134,8 @@ class BaseTrainConfig(MappingConfig):
     head: str = "auto"
     activation: str = "relu"
     factored: bool = True
+    #: "mfax" (default) or "published" (the published MFAX network, see mfax.networks)
+    architecture: str = "mfax"
 
     def _bad(self, name: str, value: Any, allowed: str) -> ValueError:
         return ValueError(f"{self._PREFIX}: {name!r} = {value!r} is not allowed; expected {allowed}")
@@ -196,6 +198,8 @@ class BaseTrainConfig(MappingConfig):
             raise bad("activation", self.activation, " or ".join(ACTIVATIONS))
         if not isinstance(self.factored, bool):
             raise bad("factored", self.factored, "true or false")
+        if self.architecture not in ARCHITECTURES:
+            raise bad("architecture", self.architecture, " or ".join(ARCHITECTURES))
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
@@ -232,7 +236,8 @@ class BaseTrainConfig(MappingConfig):
         return NetworkConfig(recurrent=self.recurrent, state_input=self.state_input,
                              hidden=self.hidden, embed_dim=self.embed_dim,
                              gru_hidden=self.gru_hidden, head=head,
-                             activation=self.activation, factored=self.factored)
+                             activation=self.activation, factored=self.factored,
+                             architecture=self.architecture)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
