@@ -54,10 +54,10 @@ def check_output_location(path: str | Path, kind: str = "dir", option: str = "ou
     """
     if kind not in KINDS:
         raise ValueError(f"check_output_location: kind = {kind!r}; expected one of {KINDS}")
+    if str(path).strip() == "":
+        raise OutputLocationError(f"{option}: an empty path is not allowed")
     path = Path(path)
     where = f"{option} {str(path)!r}"
-    if str(path).strip() == "":
-        raise OutputLocationError(f"{where}: an empty path is not allowed")
     want = "a directory" if kind == "dir" else "a file"
     if path.exists() or path.is_symlink():
         if kind == "dir" and not path.is_dir():
