@@ -168,3 +168,18 @@ def test_config_file_problems_are_clear(tmp_path, trained, make):
     assert res.output.startswith("Error: config file") and str(config) in res.output, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
     assert not trained
+
+
+def test_integer_keys_accept_whole_numbers_in_any_notation(tmp_path, trained):
+    config = tmp_path / "c.yaml"
+    config.write_text("num_iterations: 1e3\nhidden: [3.2e1, 16.0]\n")
+    res = _train(tmp_path, "--config", str(config), "--set", "eval_every=1E2",
+                 "--set", "num_envs=8.0", "--param", "num_states=2.1e1")
+    assert isinstance(res.exception, _Stop), res.output
+    cfg = trained[0]
+    assert (cfg.num_iterations, cfg.eval_every, cfg.hidden, cfg.num_envs) == (1000, 100, (32, 16), 8)
+    assert all(type(v) is int for v in (cfg.num_iterations, cfg.eval_every, cfg.num_envs))
+    res = _train(tmp_path, "--set", "num_iterations=1.6e2")  # 160 is whole, 2.5 is not
+    assert len(trained) == 2 and trained[1].num_iterations == 160
+    res = _train(tmp_path, "--set", "num_iterations=2.5")
+    assert res.exit_code == 2 and "'num_iterations' = 2.5" in res.output, res.output

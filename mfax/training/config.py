@@ -43,6 +43,13 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+def _whole(v: Any) -> Any:
+    """``1000.0`` -> ``1000`` (also inside a list); anything else unchanged."""
+    if isinstance(v, list):
+        return [_whole(x) for x in v]
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
 class MappingConfig:
     """The file / ``--set`` layer shared by the training configs (SPG/RSPG and the RL learners)."""
 
@@ -88,6 +95,9 @@ class MappingConfig:
             kwargs["algo"] = algo
         if game is not None:
             kwargs["game"] = game
+        for f in dataclasses.fields(cls):  # typed 1e3 (a float in YAML) for an integer key: 1000
+            if f.name in kwargs and f.type in ("int", "Optional[int]", "tuple[int, ...]"):
+                kwargs[f.name] = _whole(kwargs[f.name])
         config = cls(game_params=game_params, **kwargs)
         config.make_game()  # validates the game parameters (clear ValueError naming the key)
         return config
