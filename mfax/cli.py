@@ -11,6 +11,8 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="mfax: mean-field games in JAX.")
+#: seeds are 32-bit: a larger one would alias a smaller one (jax.random.key)
+SEED_MAX = 2**32 - 1
 
 
 def parse_assignments(items: list[str] | None, flag: str) -> dict:
@@ -62,7 +64,7 @@ def solve(
     iterations: int = typer.Option(200, "--iterations", min=1, help="Fictitious-play iterations."),
     gamma: float = typer.Option(None, "--gamma", help="Discount (default: the game's published one)."),
     num_envs: int = typer.Option(8, "--num-envs", min=1, help="Environments for the uniform policy's score."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
 ) -> None:
     """Score the uniform policy, then solve a deterministic game by fictitious play."""
     import jax

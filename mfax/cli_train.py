@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import typer
 
-from mfax.cli import app, parse_assignments
+from mfax.cli import SEED_MAX, app, parse_assignments
 
 
 def _fail(message: str, code: int = 2) -> "typer.Exit":
@@ -109,7 +109,7 @@ def evaluate(
     agent: Path = typer.Option(..., "--agent", help="agent directory written by `mfax train`"),
     num_envs: Optional[int] = typer.Option(None, "--num-envs",
                                            help="environments (default: the training setting)"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON"),
 ) -> None:
     """Evaluate a saved agent: exploitability and returns on the push-forward game."""
