@@ -72,15 +72,21 @@ def train_seeds_cmd(
                                         help="comma-separated seeds (default: the config's)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
 ) -> None:
-    """Train all seeds of a run together (one jitted, vmapped run) and save one agent per seed."""
-    import yaml
+    """Train all seeds of a run together (one jitted, vmapped run) and save one agent per seed.
+
+    The folder ``--out`` is replaced as a whole when training has finished (written next to
+    it, then renamed): an interrupted or failed run leaves the previous folder as it was.
+    """
+    import shutil
 
     from mfax.multiseed import save_seeds, train_seeds, trainer_for
+    from mfax.pipeline import replace_dir, staging_dir
+    from mfax.userio import read_yaml
 
     try:
-        mapping = yaml.safe_load(config.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise _fail(f"config file {str(config)!r}: {err}", 2) from None
+        mapping = read_yaml(config, "config file") or {}
+    except ValueError as err:
+        raise _fail(str(err), 2) from None
     if not isinstance(mapping, dict):
         raise _fail(f"config file {str(config)!r}: expected a mapping", 2)
     seed_list = mapping.pop("seeds", [0])
@@ -92,10 +98,18 @@ def train_seeds_cmd(
     try:
         config_class = trainer_for(algo)[0]
         cfg = config_class.from_mapping(mapping, game=game, algo=algo, source=f"config ({config})")
-        results = train_seeds(cfg, seed_list, progress=progress)
+        staged = staging_dir(out)  # before training: a bad --out fails now
     except ValueError as err:
         raise _fail(str(err), 2) from None
-    save_seeds(results, out)
+    try:
+        try:
+            results = train_seeds(cfg, seed_list, progress=progress)
+        except ValueError as err:
+            raise _fail(str(err), 2) from None
+        save_seeds(results, staged)
+        replace_dir(staged, out)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)  # gone already when replace_dir succeeded
     first = [r.curve[0]["exploitability"] for r in results]
     last = [r.curve[-1]["exploitability"] for r in results]
     r0 = results[0]
@@ -117,15 +131,28 @@ def evaluate_pair(
     metrics: Path = typer.Option(..., "--metrics", help="metrics.json to write"),
     curve: Path = typer.Option(..., "--curve", help="training curve CSV to write"),
     trajectory: Path = typer.Option(..., "--trajectory", help="trajectory.nc to write"),
+    report_: Optional[Path] = typer.Option(
+        None, "--report", help="the run's report.html: removed (with its figures/) when the "
+        "model cannot be evaluated, so that no stale report looks current"),
 ) -> None:
     """Evaluate every seed of a trained run; write metrics.json, curve.csv and trajectory.nc."""
-    from mfax.pipeline import evaluate_run
+    from mfax.pipeline import evaluate_run, remove_outputs
 
     try:
         m = evaluate_run(agent, num_envs=num_envs, seed=seed, episodes=episodes,
                          metrics_path=metrics, curve_path=curve, trajectory_path=trajectory)
-    except (FileNotFoundError, ValueError) as err:
-        raise _fail(str(err)) from None
+    except (FileNotFoundError, ValueError, OSError) as err:
+        stale = [metrics, curve, trajectory]
+        if report_ is not None:
+            stale += [report_, report_.parent / "figures"]
+        removed = remove_outputs(*stale)
+        raise _fail(
+            f"{err}\nThe model {agent} could not be evaluated"
+            + (f"; removed its stale results: {', '.join(removed)}" if removed else "")
+            + f". If its files are missing or corrupted, retrain it: delete {agent} and run "
+            "the pipeline again "
+            "(`snakemake --cores 2` or `dvc repro`), or `snakemake --cores 2 --forcerun "
+            f"{agent}/seeds.json`.") from None
     typer.echo(f"{agent}: exploitability {m['exploitability']:.6g} ± {m['exploitability_std']:.2g} "
                f"over {m['num_seeds']} seed(s) (untrained {m['initial_exploitability']}, uniform "
                f"{m['uniform_exploitability']:.6g}); wrote {metrics}, {curve}, {trajectory}")

@@ -35,11 +35,16 @@ import itertools
 import json
 import os
 import re
+import shlex
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import yaml
+
+from mfax import userio
 
 PARAMS_FILE = "params/params.yaml"
 PRESETS_DIR = "presets"  # relative to the params file's folder
@@ -142,6 +147,23 @@ def format_value(v: Any) -> str:
     return str(v)
 
 
+#: one piece of a run name (the algorithm, a sweep key, a formatted sweep value): run names
+#: become folder names under data/, models/ and reports/ and words of the stages' commands,
+#: so only these characters are allowed (no spaces, quotes, slashes, ``$``, ``;``, ``*``, ...)
+SAFE_PIECE = re.compile(r"[A-Za-z0-9._+-]+")
+SAFE_NAME = re.compile(r"[A-Za-z0-9._=+-]+")
+MAX_NAME = 200  # file systems allow 255 bytes per name
+
+
+def check_run_piece(where: str, field: str, value: Any, piece: str) -> None:
+    """A sweep key or value whose text (``piece``) may not appear in a run name is a `ParamsError`."""
+    if not SAFE_PIECE.fullmatch(piece) or piece in (".", ".."):
+        raise ParamsError(
+            f"{where}: {field}: {value!r} cannot be part of a run name ({piece!r}); run names "
+            "become folder names and command arguments, so sweep keys and values may only use "
+            "letters, digits and . _ + - (e.g. lr: [0.001, 0.01], hidden: [[64, 64]])")
+
+
 # ------------------------------------------------------------------------- params
 def _fail(where: str, field: str, value: Any, allowed: str) -> None:
     raise ParamsError(f"{where}: {field} = {value!r} is not allowed; expected {allowed}")
@@ -155,19 +177,34 @@ def _mapping(where: str, field: str, value: Any) -> dict:
     return value
 
 
-def read_yaml(path: str | os.PathLike) -> dict:
+def read_yaml(path: str | os.PathLike, what: str = "params file") -> dict:
+    """A params or preset file through mfax's one reader (`mfax.userio`: ``1e-3`` is a number)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+        data = userio.read_yaml(path, what)
+    except ValueError as err:
+        raise ParamsError(str(err)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _reparse(value: Any) -> Any:
+    """Values from ``snakemake --config`` (Snakemake parses them as int, float, or YAML with
+    every nested value a string) read as mfax reads them: ``1e-3`` -> 0.001, ``'4'`` -> 4."""
+    if isinstance(value, dict):
+        return {k: _reparse(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reparse(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = userio.parse_value(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+    return value
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -198,6 +235,8 @@ class Pipeline:
     preset: dict
     root: Path
     where: str = PARAMS_FILE
+    #: the preset file as named in messages (``params/presets/<preset>.yaml``)
+    preset_where: str = "preset"
 
     # -- construction --------------------------------------------------------
     @classmethod
@@ -228,14 +267,29 @@ class Pipeline:
         if not preset_file.exists():
             names = sorted(p.stem for p in (params_dir / PRESETS_DIR).glob("*.yaml"))
             _fail(where, "preset", preset_name, "one of " + ", ".join(names))
-        preset = read_yaml(preset_file)
+        preset_where = str(Path(where).parent / PRESETS_DIR / f"{preset_name}.yaml") \
+            if not Path(where).is_absolute() else str(preset_file)
+        preset = read_yaml(preset_file, "preset file")
         for key in preset:
             if key not in LAYER_SECTIONS:
-                _fail(str(preset_file), "top-level key " + repr(key), key,
+                _fail(preset_where, "top-level key " + repr(key), key,
                       "one of " + ", ".join(LAYER_SECTIONS))
-        pipe = cls(params=params, preset=preset, root=root, where=where)
+        pipe = cls(params=params, preset=preset, root=root, where=where, preset_where=preset_where)
         pipe._validate()
+        pipe._validate_runs()
         return pipe
+
+    @classmethod
+    def from_snakemake(cls, root: str | os.PathLike, configfiles: Iterable[str | os.PathLike] = (),
+                       cli_config: dict | None = None) -> "Pipeline":
+        """The Snakefile's pipeline: ``params/params.yaml`` read by mfax's reader (not
+        Snakemake's YAML 1.1 ``configfile:``, which reads ``1e-3`` as a string), then any
+        ``--configfile`` files, then ``--config key=value`` overrides (``--config preset=paper``)."""
+        root = Path(root)
+        params = read_yaml(root / PARAMS_FILE)
+        for f in configfiles:
+            params = deep_merge(params, read_yaml(f, "config file"))
+        return cls.from_config(deep_merge(params, _reparse(dict(cli_config or {}))), root)
 
     # -- validation ----------------------------------------------------------
     def _validate(self) -> None:
@@ -273,6 +327,9 @@ class Pipeline:
                 _fail(w, f"sweep.{key}", values, "a non-empty list of values")
             if key in ("game", "seeds", "seed"):
                 _fail(w, "sweep", key, "a training key (sweep seeds with grid.seeds)")
+            check_run_piece(w, "sweep key", key, str(key))
+            for value in values:
+                check_run_piece(w, f"sweep.{key}", value, format_value(value))
         ev = _mapping(w, "evaluation", self.params.get("evaluation"))
         for key, value in ev.items():
             if key not in EVALUATION_DEFAULTS:
@@ -289,6 +346,90 @@ class Pipeline:
                         if section == "pairs":
                             for a, layer in v.items():
                                 _mapping(source, f"pairs.{k}.{a}", layer)
+        for source, section, layer in self._all_layers():
+            if "seeds" in layer:
+                _fail(source, f"{section}.seeds", layer["seeds"],
+                      "seeds only in grid.seeds (every run trains all of them)")
+
+    def _all_layers(self) -> list[tuple[str, str, dict]]:
+        """Every config layer: (file, section, mapping)."""
+        out = []
+        for source, data in ((self.preset_where, self.preset), (self.where, self.params)):
+            out.append((source, "defaults", data.get("defaults") or {}))
+            for section in ("algos", "games"):
+                for k, layer in (data.get(section) or {}).items():
+                    out.append((source, f"{section}.{k}", layer or {}))
+            for g, per_algo in (data.get("pairs") or {}).items():
+                for a, layer in (per_algo or {}).items():
+                    out.append((source, f"pairs.{g}.{a}", layer or {}))
+        return out
+
+    def _validate_runs(self) -> None:
+        """Run names (unique, safe as folder names and command words) and every run's
+        resolved training config, checked by the trainer's own config class now, so that
+        ``snakemake -n``, ``mfax configure`` and ``mfax dvc-yaml`` fail before any job runs."""
+        w = self.where
+        names: dict[str, Run] = {}
+        keys: dict[str, Run] = {}
+        for run in self.runs():
+            name = run.name
+            if not SAFE_NAME.fullmatch(name) or len(name) > MAX_NAME:
+                raise ParamsError(f"{w}: sweep: the run name {name!r} is not allowed; expected at "
+                                  f"most {MAX_NAME} letters, digits and . _ = + - (fewer or "
+                                  "shorter sweep values)")
+            for seen, value in ((names, run.id), (keys, run.key)):
+                other = seen.setdefault(value, run)
+                if other is not run:
+                    raise ParamsError(
+                        f"{w}: sweep: the settings {dict(other.setting)!r} and "
+                        f"{dict(run.setting)!r} give the same run name {value!r}; make the sweep "
+                        "values distinct as text")
+        known = _known_algorithms()
+        if known is None:
+            return
+        for run in self.runs():
+            self.check_config(run)
+
+    def origins(self, run: Run) -> dict[str, tuple[str, str]]:
+        """Where each key of a run's resolved config comes from: key (``game.<param>`` for
+        game parameters) -> (file, section) of the layer that wins."""
+        out: dict[str, tuple[str, str]] = {}
+        labels = []
+        for source, data in ((self.preset_where, self.preset), (self.where, self.params)):
+            labels += [(source, "defaults"), (source, f"algos.{run.algo}"),
+                       (source, f"games.{run.game}"), (source, f"pairs.{run.game}.{run.algo}")]
+        for (source, section), layer in zip(labels, self.layers(run)):
+            for key, value in layer.items():
+                if key == "game" and isinstance(value, dict):
+                    for p in value:
+                        out[f"game.{p}"] = (source, f"{section}.game")
+                out[str(key)] = (source, section)
+        for key, _ in run.setting:
+            out[str(key)] = (self.where, "sweep")
+        return out
+
+    def check_config(self, run: Run):
+        """The run's resolved config as the trainer's config object; a bad key or value is
+        a `ParamsError` naming the file, the section and the key."""
+        from mfax.multiseed import trainer_for  # noqa: PLC0415
+
+        mapping = {k: v for k, v in self.train_config(run).items() if k != "seeds"}
+        try:
+            config_class = trainer_for(run.algo)[0]
+            return config_class.from_mapping(mapping, game=run.game, algo=run.algo,
+                                             source=f"training config of {run.id}")
+        except ValueError as err:
+            raise ParamsError(self._locate(run, str(err))) from None
+
+    def _locate(self, run: Run, message: str) -> str:
+        origins = self.origins(run)
+        for word in re.findall(r"'([^']*)'", message):
+            for key in (word, f"game.{word}"):
+                if key in origins:
+                    source, section = origins[key]
+                    field = f"{section}.{key.split('.')[-1]}"
+                    return f"{source}: {field}: {message}"
+        return f"{self.where}: training config of {run.id}: {message}"
 
     # -- the grid ------------------------------------------------------------
     @property
@@ -351,7 +492,7 @@ class Pipeline:
         try:
             make_game(run.game, **(self.train_config(run).get("game") or {}))
         except ValueError as err:
-            raise ParamsError(f"{self.where}: game parameters of {run.id}: {err}") from None
+            raise ParamsError(self._locate(run, f"game parameters of {run.id}: {err}")) from None
 
 
 def config_text(cfg: dict) -> str:
@@ -371,6 +512,55 @@ def write_config(pipe: Pipeline, run: Run, path: str | os.PathLike | None = None
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def staging_dir(out: str | os.PathLike) -> Path:
+    """A new empty folder next to ``out`` to write its replacement into (then `replace_dir`).
+
+    Made before any work starts, so an output that is an existing file or lies in an
+    unwritable place fails at once (`ValueError`), not after training.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} is an existing file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as err:
+        raise ValueError(f"cannot write the output folder {str(out)!r}: {err.strerror}") from None
+    os.chmod(staged, 0o755)  # mkdtemp makes 0700 folders; models are shared artefacts
+    return staged
+
+
+def replace_dir(staged: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Put the finished folder ``staged`` in place of ``out`` (whatever ``out`` held before,
+    e.g. the seeds of an older grid, is removed), by renames in the same folder: at no
+    moment does ``out`` hold a mix of old and new files."""
+    staged, out = Path(staged), Path(out)
+    old = None
+    if out.exists() or out.is_symlink():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.rename(out, old)
+    os.rename(staged, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def remove_outputs(*paths: str | os.PathLike) -> list[str]:
+    """Remove files or folders (stale outputs); returns those that existed."""
+    removed = []
+    for p in map(Path, paths):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue
+        removed.append(str(p))
+    return removed
 
 
 # --------------------------------------------------------------------------- code
@@ -407,15 +597,21 @@ def _deps(root: Path, stage: str) -> list[str]:
     return [d for d in CODE_DEPS[stage] if (root / d).exists()]
 
 
+def command(*words: str) -> str:
+    """A shell command line with every word quoted (`shlex.quote`): no path or value from
+    params/ can reach a shell as anything but one argument.  DVC substitutes ``${...}``
+    inside the quotes, before the shell sees the line."""
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
 def dvc_stages(pipe: Pipeline) -> dict:
     runs = pipe.runs()
     items = {r.key: {"game": r.game, "algo": r.algo, "run": r.name} for r in runs}
     params_file = pipe.where
     pd = "${item.game}/${item.run}"
-    ev = pipe.evaluation
     stages: dict = {
         "configure": {
-            "cmd": f"mfax configure --params {params_file}",
+            "cmd": command("mfax", "configure", "--params", params_file),
             "deps": [str(Path(params_file).parent / PRESETS_DIR)] + _deps(pipe.root, "configure"),
             "params": [{params_file: None}],
             "outs": [r.config for r in runs],
@@ -423,8 +619,9 @@ def dvc_stages(pipe: Pipeline) -> dict:
         "train": {
             "foreach": items,
             "do": {
-                "cmd": ("mfax train-seeds --game ${item.game} --algo ${item.algo} "
-                        f"--config data/{pd}/config.yaml --out models/{pd}"),
+                "cmd": command("mfax", "train-seeds", "--game", "${item.game}",
+                               "--algo", "${item.algo}", "--config", f"data/{pd}/config.yaml",
+                               "--out", f"models/{pd}", "--no-progress"),
                 "deps": [f"data/{pd}/config.yaml"] + _deps(pipe.root, "train"),
                 "outs": [f"models/{pd}"],
             },
@@ -432,11 +629,14 @@ def dvc_stages(pipe: Pipeline) -> dict:
         "evaluate": {
             "foreach": items,
             "do": {
-                "cmd": (f"mfax evaluate-pair --agent models/{pd} "
-                        "--num-envs ${evaluation.num_envs} --seed ${evaluation.seed} "
-                        "--episodes ${evaluation.episodes} "
-                        f"--metrics reports/{pd}/metrics.json --curve reports/{pd}/curve.csv "
-                        f"--trajectory data/{pd}/trajectory.nc"),
+                "cmd": command("mfax", "evaluate-pair", "--agent", f"models/{pd}",
+                               "--num-envs", "${evaluation.num_envs}",
+                               "--seed", "${evaluation.seed}",
+                               "--episodes", "${evaluation.episodes}",
+                               "--metrics", f"reports/{pd}/metrics.json",
+                               "--curve", f"reports/{pd}/curve.csv",
+                               "--trajectory", f"data/{pd}/trajectory.nc",
+                               "--report", f"reports/{pd}/report.html"),
                 "deps": [f"models/{pd}"] + _deps(pipe.root, "evaluate"),
                 "params": [{params_file: ["evaluation"]}],
                 "outs": [f"data/{pd}/trajectory.nc"],
@@ -448,16 +648,18 @@ def dvc_stages(pipe: Pipeline) -> dict:
         "report": {
             "foreach": items,
             "do": {
-                "cmd": (f"mfax report --metrics reports/{pd}/metrics.json "
-                        f"--curve reports/{pd}/curve.csv --trajectory data/{pd}/trajectory.nc "
-                        f"--out reports/{pd}/report.html"),
+                "cmd": command("mfax", "report", "--metrics", f"reports/{pd}/metrics.json",
+                               "--curve", f"reports/{pd}/curve.csv",
+                               "--trajectory", f"data/{pd}/trajectory.nc",
+                               "--out", f"reports/{pd}/report.html"),
                 "deps": [f"reports/{pd}/metrics.json", f"reports/{pd}/curve.csv",
                          f"data/{pd}/trajectory.nc"] + _deps(pipe.root, "report"),
                 "outs": [f"reports/{pd}/report.html", f"reports/{pd}/figures"],
             },
         },
         "summary": {
-            "cmd": "mfax summary --out reports/summary.md " + " ".join(r.metrics for r in runs),
+            "cmd": command("mfax", "summary", "--out", "reports/summary.md",
+                           *(r.metrics for r in runs)),
             "deps": [p for r in runs for p in (r.metrics, r.curve)] + _deps(pipe.root, "summary"),
             "outs": list(SUMMARY_OUTPUTS),
         },

@@ -23,7 +23,7 @@ from mfax import pipeline as P
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SOURCES = ["Snakefile", "workflow", "params", "mfax", "pyproject.toml", ".gitignore"]
+SOURCES = ["workflow", "params", "mfax", "pyproject.toml", ".gitignore"]
 
 
 def _env(root: Path) -> dict:
@@ -165,12 +165,12 @@ def test_params_errors_name_the_field(tmp_path, edit, match):
         P.Pipeline.load(root=root)
 
 
-def test_bad_game_parameter_is_caught_when_configuring(tmp_path):
+def test_bad_game_parameter_is_caught_when_loading(tmp_path):
     params = {"preset": "base", "grid": {"games": ["linear_quadratic"], "algos": ["spg"]},
               "games": {"linear_quadratic": {"game": {"horizon": -1}}}}
-    pipe = P.Pipeline.load(root=_write_params(tmp_path, params))
-    with pytest.raises(P.ParamsError, match="linear_quadratic/spg.*horizon"):
-        P.write_config(pipe, pipe.runs()[0])
+    with pytest.raises(P.ParamsError,
+                       match=r"params/params.yaml: games\.linear_quadratic\.game\.horizon: .*-1"):
+        P.Pipeline.load(root=_write_params(tmp_path, params))
 
 
 # ------------------------------------------------------- Snakemake <-> DVC agreement

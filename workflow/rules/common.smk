@@ -1,5 +1,6 @@
 # Shared by all rules: the grid and configs come from params/ via mfax.pipeline
-# (the same code that generates dvc.yaml).
+# (the same code that generates dvc.yaml), read with mfax's YAML reader and
+# validated in full (run names, every run's training config) before any job runs.
 #
 # When does a job rerun? When an output is missing, when its params change
 # (the run's resolved config, the evaluation settings, a hash of the code it
@@ -9,16 +10,25 @@
 # (max-checksum-file-size in workflow/profiles/default), so a `dvc checkout`
 # or `git checkout` (new mtimes, same content) retrains nothing. Force a rerun
 # with `snakemake -R <rule>` or `--forceall`.
+#
+# Shell commands quote every substitution ({...:q}); run names are checked to
+# be plain words anyway (mfax.pipeline.SAFE_NAME).
 import json
 import os
 
-from mfax.pipeline import AGENT_FILES, SUMMARY_OUTPUTS, Pipeline, code_hash, write_config
+from snakemake.exceptions import WorkflowError
+
+from mfax.pipeline import AGENT_FILES, SUMMARY_OUTPUTS, ParamsError, Pipeline, code_hash, write_config
 
 # several jobs may share one GPU: do not let each JAX process grab 75% of its memory
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-ROOT = workflow.basedir
-PIPE = Pipeline.from_config(config, root=ROOT)
+ROOT = os.path.dirname(workflow.basedir)  # the repository (this file: workflow/rules/)
+try:
+    PIPE = Pipeline.from_snakemake(ROOT, workflow.config_settings.configfiles,
+                                   workflow.config_settings.config)
+except ParamsError as err:
+    raise WorkflowError(str(err)) from None
 RUNS = PIPE.runs()
 EVAL = PIPE.evaluation
 
@@ -29,4 +39,4 @@ def run_of(wildcards):
 
 wildcard_constraints:
     game="|".join(PIPE.games),
-    run="[^/]+",
+    run="[A-Za-z0-9._=+-]+",

@@ -10,8 +10,8 @@ rule report:
     params:
         code=code_hash(ROOT, "report"),
     shell:
-        "mfax report --metrics {input.metrics} --curve {input.curve} "
-        "--trajectory {input.trajectory} --out {output.report}"
+        "mfax report --metrics {input.metrics:q} --curve {input.curve:q} "
+        "--trajectory {input.trajectory:q} --out {output.report:q}"
 
 
 rule summary:
@@ -24,4 +24,4 @@ rule summary:
         code=code_hash(ROOT, "summary"),
     localrule: True
     shell:
-        "mfax summary --out {output[0]} {input.metrics}"
+        "mfax summary --out {output[0]:q} {input.metrics:q}"

@@ -11,7 +11,9 @@ rule configure:
 
 
 rule train:
-    # all seeds of the run in one jitted, vmapped computation; GPU if JAX sees one
+    # all seeds of the run in one jitted, vmapped computation; GPU if JAX sees one.
+    # `mfax train-seeds` replaces the whole folder models/{game}/{run} when it has
+    # finished (written next to it, then renamed): no shell `rm`, no half-written model
     input:
         config="data/{game}/{run}/config.yaml",
     output:
@@ -26,5 +28,5 @@ rule train:
         code=code_hash(ROOT, "train"),
     threads: 1
     shell:
-        "rm -rf {params.out} && mfax train-seeds --game {wildcards.game} "
-        "--algo {params.algo} --config {input.config} --out {params.out} --no-progress"
+        "mfax train-seeds --game {wildcards.game:q} --algo {params.algo:q} "
+        "--config {input.config:q} --out {params.out:q} --no-progress"
