@@ -89,7 +89,7 @@ def train(
                         "num_envs / eval_num_envs")
     except ValueError as e:
         raise _fail(str(e)) from None
-    _check_outputs((out, "dir", "--out"))
+    _check_outputs((out, "agent", "--out"))
 
     result = run_training(cfg, seed, progress=progress)
     save_result(result, out)

@@ -9,6 +9,9 @@ A location is usable when:
 
 - it is not an existing file where a folder is expected (or an existing folder
   where a file is expected);
+- for an agent folder (kind ``"agent"``): it is new, empty or an earlier agent
+  (holds ``agent.json`` or ``weights.msgpack``), so that ``--out .`` or
+  ``--out reports/`` cannot overwrite files that belong to something else;
 - it exists, or its nearest existing ancestor is a folder (not a file) in
   which folders can be created;
 - the folder it is written into accepts new files (tested by creating and
@@ -25,7 +28,7 @@ import os
 import tempfile
 from pathlib import Path
 
-KINDS = ("dir", "file")
+KINDS = ("dir", "file", "agent")
 
 
 class OutputLocationError(ValueError):
@@ -47,7 +50,8 @@ def _writable(folder: Path) -> str | None:
 
 
 def check_output_location(path: str | Path, kind: str = "dir", option: str = "output") -> Path:
-    """Check that ``path`` can be written as a ``kind`` ("dir" or "file") output.
+    """Check that ``path`` can be written as a ``kind`` ("dir", "file" or "agent": a folder
+    that is new, empty or an earlier agent) output.
 
     Raises `OutputLocationError` (a ValueError) naming ``option`` (e.g.
     ``"--out"``) and the path; returns the path.
@@ -58,9 +62,9 @@ def check_output_location(path: str | Path, kind: str = "dir", option: str = "ou
         raise OutputLocationError(f"{option}: an empty path is not allowed")
     path = Path(path)
     where = f"{option} {str(path)!r}"
-    want = "a directory" if kind == "dir" else "a file"
+    want = "a file" if kind == "file" else "a directory"
     if path.exists() or path.is_symlink():
-        if kind == "dir" and not path.is_dir():
+        if kind != "file" and not path.is_dir():
             raise OutputLocationError(f"{where} is an existing file, not a directory; "
                                       "choose another path or remove the file")
         if kind == "file" and path.is_dir():
@@ -68,6 +72,8 @@ def check_output_location(path: str | Path, kind: str = "dir", option: str = "ou
                                       "give a file name (e.g. inside that directory)")
         if kind == "file" and not path.is_file():
             raise OutputLocationError(f"{where} exists but is not a regular file")
+        if kind == "agent":
+            _check_agent_folder(path, where)
     # the folder the output's files go into, and its nearest existing ancestor
     target_dir = path if kind == "dir" else path.parent
     probe = target_dir if str(target_dir) else Path(".")
@@ -87,6 +93,21 @@ def check_output_location(path: str | Path, kind: str = "dir", option: str = "ou
         raise OutputLocationError(
             f"{where} cannot be written: folder {str(probe)!r} is not writable ({reason})")
     return path
+
+
+def _check_agent_folder(path: Path, where: str) -> None:
+    from mfax.agents import DESCRIPTION_FILE, WEIGHTS_FILE
+
+    try:
+        names = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+    except OSError as err:
+        raise OutputLocationError(f"{where} cannot be read: {err.strerror}") from None
+    if names and not {DESCRIPTION_FILE, WEIGHTS_FILE} & set(names):
+        shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        raise OutputLocationError(
+            f"{where} is an existing folder that is not an mfax agent (it holds {len(names)} "
+            f"other entr{'y' if len(names) == 1 else 'ies'}: {shown}); an agent is written to a "
+            "new or empty folder, or over an earlier agent: choose another path")
 
 
 def check_output_locations(*locations: tuple[str | Path | None, str, str]) -> None:

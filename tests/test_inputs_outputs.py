@@ -130,3 +130,29 @@ def test_evaluate_json_good_location_written(tmp_path, agent_dir):
                               "--json", str(out)])
     assert res.exit_code == 0, res.output
     assert out.exists()
+
+
+def test_agent_folder_must_be_new_empty_or_an_agent(tmp_path, agent_dir):
+    (tmp_path / "empty").mkdir()
+    check_output_location(tmp_path / "empty", "agent", "--out")
+    check_output_location(agent_dir, "agent", "--out")  # retraining over an agent
+    check_output_location(tmp_path / "new" / "agent", "agent", "--out")
+    other = tmp_path / "reports"
+    other.mkdir()
+    for name in ("curve.csv", "metrics.json", "notes.txt"):
+        (other / name).write_text("keep me")
+    with pytest.raises(OutputLocationError, match=r"--out '.*reports' is an existing folder that "
+                                                  r"is not an mfax agent \(it holds 3 other"):
+        check_output_location(other, "agent", "--out")
+
+
+def test_train_out_never_overwrites_other_files(tmp_path, calls, monkeypatch):
+    other = tmp_path / "reports"
+    other.mkdir()
+    (other / "curve.csv").write_text("keep me")
+    monkeypatch.chdir(tmp_path)
+    for out in (str(other), "."):
+        res = runner.invoke(app, ["train", "--game", "linear_quadratic", "--algo", "spg",
+                                  "--out", out])
+        assert res.exit_code == 2 and "not an mfax agent" in res.output, res.output
+    assert calls == [] and (other / "curve.csv").read_text() == "keep me"
