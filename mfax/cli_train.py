@@ -2,12 +2,18 @@
 
     mfax train --game G --algo spg|rspg|ippo|rippo|m_omd [--config file.yaml] [--set key=value ...]
                [--param game_key=value ...] --out DIR [--seed N]
+    mfax train --resume DIR [--set num_iterations=N] [--out DIR2]
     mfax evaluate --agent DIR [--num-envs E] [--seed K] [--json FILE]
 
 The config file holds training keys at the top level and an optional
 ``game:`` mapping of game parameters; ``--set`` takes the same keys (and
 ``game.<param>=value``), ``--param`` game parameters.  Precedence: file <
 --set < --param.  Unknown keys are errors listing the allowed keys.
+
+Ctrl-C stops training within about a second (after the iteration in flight),
+saves the last evaluated agent with ``"status": "interrupted"`` and the
+training state, and exits with status 130; ``--resume DIR`` continues it
+(see docs/ERRORS.md).
 """
 
 from __future__ import annotations
@@ -53,22 +59,33 @@ def _check_outputs(*locations) -> None:
 
 @app.command()
 def train(
-    game: str = typer.Option(..., "--game", help="game name (see `mfax games`)"),
-    algo: str = typer.Option(..., "--algo", help="spg, rspg, ippo, rippo or m_omd"),
+    game: Optional[str] = typer.Option(None, "--game", help="game name (see `mfax games`)"),
+    algo: Optional[str] = typer.Option(None, "--algo", help="spg, rspg, ippo, rippo or m_omd"),
     config: Optional[Path] = typer.Option(None, "--config",
                                           help="YAML: training keys and an optional game: mapping"),
     set_: Optional[List[str]] = typer.Option(None, "--set",
                                              help="training key=value (or game.<param>=value)"),
     param: Optional[List[str]] = typer.Option(None, "--param", help="game parameter key=value"),
-    out: Path = typer.Option(..., "--out", help="agent directory to write"),
-    seed: int = typer.Option(0, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out",
+                                       help="agent directory to write (with --resume: DIR)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seed (default 0)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="progress bar (default: only on a terminal)"),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="continue the interrupted (or finished) run saved in this "
+        "agent directory; only --set num_iterations=N may change"),
 ) -> None:
     """Train an agent (SPG, RSPG, IPPO, RIPPO or M-OMD); save weights, agent.json, curve.csv under --out."""
+    if resume is not None:
+        return _resume(resume, game, algo, config, set_, param, out, seed, progress)
+    missing = [flag for flag, v in (("--game", game), ("--algo", algo), ("--out", out))
+               if v is None]
+    if missing:
+        raise _fail(f"missing option {', '.join(missing)} (or --resume DIR to continue a run)")
+    seed = 0 if seed is None else seed
     from mfax.multiseed import known_algorithms
     from mfax.rl.config import RL_ALGORITHMS
-    from mfax.training import TrainConfig, run_training, save_result
+    from mfax.training import TrainConfig, run_training
     from mfax.games.base import check_game_size
     from mfax.training.config import merge_mappings
 
@@ -92,6 +109,18 @@ def train(
     _check_outputs((out, "agent", "--out"))
 
     result = run_training(cfg, seed, progress=progress)
+    _report(result, out)
+
+
+def _report(result, out: Path) -> None:
+    """Save the result, print one summary line; exit 1 (diverged) or 130 (interrupted)."""
+    from mfax.training import save_result
+    from mfax.training.driver import INTERRUPTED_EXIT_CODE
+
+    cfg = result.trainer.config
+    if result.interrupted and not result.curve:
+        raise _fail("training interrupted before the first evaluation; nothing was saved",
+                    code=INTERRUPTED_EXIT_CODE)
     save_result(result, out)
     final = result.curve[-1]
     typer.echo(
@@ -102,6 +131,54 @@ def train(
         f"saved to {out}")
     if result.diverged_at is not None:
         raise _fail(f"{result.message}; the last good agent was saved to {out}", code=1)
+    if result.interrupted:
+        raise _fail(f"{result.message}; saved to {out} (agent.json status: interrupted) with "
+                    f"the training state; continue with: mfax train --resume {out}",
+                    code=INTERRUPTED_EXIT_CODE)
+
+
+def _resume(path: Path, game, algo, config, set_, param, out, seed, progress) -> None:
+    """``mfax train --resume DIR``: continue the run saved in DIR (`resume_training`)."""
+    from mfax.games import canonical_name
+    from mfax.training.spg import resume_training
+    from mfax.training.checkpoint import read_meta
+
+    try:
+        meta = read_meta(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise _fail(str(e)) from None
+    saved = meta["config"]
+    try:
+        if game is not None and canonical_name(game) != saved.get("game"):
+            raise _fail(f"--game {game!r} disagrees with the run in {path} "
+                        f"({saved.get('game')!r}); omit --game with --resume")
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    if algo is not None and algo != meta["algorithm"]:
+        raise _fail(f"--algo {algo!r} disagrees with the run in {path} "
+                    f"({meta['algorithm']!r}); omit --algo with --resume")
+    if seed is not None and seed != meta["seed"]:
+        raise _fail(f"--seed {seed} disagrees with the run in {path} (seed {meta['seed']})")
+    if config is not None or param:
+        raise _fail("--resume continues the saved config; --config and --param cannot change "
+                    "it (only --set num_iterations=N)")
+    overrides = parse_assignments(set_, "--set")
+    other = sorted(set(overrides) - {"num_iterations"})
+    if other:
+        raise _fail(f"--resume continues the saved config; --set {other[0]} cannot change it "
+                    "(only num_iterations may: train further)")
+    num_iterations = overrides.get("num_iterations")
+    target = saved.get("num_iterations") if num_iterations is None else num_iterations
+    if meta["status"] == "ok" and target == meta["iteration"]:
+        typer.echo(f"the run in {path} has finished ({meta['iteration']} iterations); nothing "
+                   f"to resume (train further with --set num_iterations=N)")
+        return
+    _check_outputs((path if out is None else out, "dir", "--out"))
+    try:
+        result = resume_training(path, num_iterations=num_iterations, progress=progress)
+    except (FileNotFoundError, ValueError) as e:
+        raise _fail(str(e)) from None
+    _report(result, path if out is None else out)
 
 
 @app.command()

@@ -49,15 +49,20 @@ def known_algorithms() -> list[str]:
     return list(ALGORITHMS) + list(RL_ALGORITHMS)
 
 
-def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, stream=None):
+def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, stream=None,
+                raise_on_interrupt: bool = True):
     """Train every seed in one vmapped run; returns one `TrainResult` per seed.
 
-    Works for every trainer with the ``init / chunk / evaluate`` pieces (SPG,
+    Works for every trainer with the ``init / advance / evaluate`` pieces (SPG,
     RSPG and the model-free learners, whose mean-field parameters come from
-    ``trainer.mf_params(state)``).
+    ``trainer.mf_params(state)``).  Ctrl-C (or SIGTERM) stops the run after the
+    compiled call in flight (`mfax.training.driver.interrupt_guard`); it then
+    raises KeyboardInterrupt (so a pipeline job fails and keeps no partial
+    model folder), or with ``raise_on_interrupt=False`` returns the last
+    evaluated agents marked ``interrupted``.
     """
     from mfax.training import TrainResult  # noqa: PLC0415
-    from mfax.training.driver import drive  # noqa: PLC0415
+    from mfax.training.driver import drive, interrupt_guard  # noqa: PLC0415
 
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -67,23 +72,36 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     state = jax.vmap(trainer.init)(keys)
 
-    t0 = time.perf_counter()
-    chunk = jax.jit(jax.vmap(trainer.chunk)).lower(state).compile()
-    evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state).compile()
-    compile_seconds = time.perf_counter() - t0
+    with interrupt_guard(stream) as flag:
+        t0 = time.perf_counter()
+        advance = jax.jit(jax.vmap(trainer.advance, (0, None))).lower(
+            state, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+        evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state).compile()
+        compile_seconds = time.perf_counter() - t0
 
-    run = drive(chunk, evaluate, state, trainer.num_chunks, config.num_iterations,
-                num_seeds=len(seeds), progress=progress, stream=stream)
-    all_params = jax.device_get(jax.jit(jax.vmap(mf_params))(run.state))
+        run = drive(advance, evaluate, state, config.num_iterations, config.eval_every,
+                    num_seeds=len(seeds), progress=progress, stream=stream, interrupt=flag)
+    if run.interrupted and raise_on_interrupt:
+        raise KeyboardInterrupt
+    if run.eval_state is None:  # interrupted before the first evaluation
+        return [TrainResult(trainer, seed, None, [], run.losses[i], compile_seconds, 0.0, 0.0,
+                            interrupted=True, message="training interrupted before the first "
+                            "evaluation; nothing to save") for i, seed in enumerate(seeds)]
+    all_params = jax.device_get(jax.jit(jax.vmap(mf_params))(run.eval_state))
     results = []
     for i, seed in enumerate(seeds):
         params = jax.tree_util.tree_map(lambda x: x[i], all_params)
         failed = run.diverged_at[i]
         r = TrainResult(trainer, seed, params, run.curve[i], run.losses[i], compile_seconds,
-                        run.train_seconds, run.eval_seconds, failed)
+                        run.train_seconds, run.eval_seconds, failed,
+                        interrupted=run.interrupted and failed is None)
         if failed is not None:
-            r.message = (f"seed {seed}: training diverged: non-finite loss, gradient or "
-                         f"parameters at iteration {failed}; kept the last good parameters")
+            r.message = (f"seed {seed}: training diverged: non-finite loss, gradient, "
+                         f"parameters or policy probabilities at iteration {failed}; kept the "
+                         f"last good parameters")
+        elif r.interrupted:
+            r.message = (f"seed {seed}: training interrupted; the agent is the last evaluated "
+                         f"one (iteration {run.curve[i][-1]['iteration']})")
         results.append(r)
     return results
 

@@ -24,12 +24,18 @@ params)`, which evaluates it on every grid state (and, for RIPPO, the
 observation history) and which `mfax.agents.save_agent` stores.
 
 `build_trainer` assembles PureJaxRL-style pure functions (``init``,
-``chunk`` = ``eval_every`` outer iterations in a ``lax.scan``, ``evaluate``
-= exact exploitability on the push-forward game via
-`mfax.evaluation.evaluate_fn`), and `run_training` drives them chunk by
-chunk from Python (timings, progress bar, NaN check) and returns the same
+``iteration``, ``chunk`` = ``eval_every`` outer iterations in a ``lax.scan``,
+``evaluate`` = exact exploitability on the push-forward game via
+`mfax.evaluation.evaluate_fn`), and `run_training` drives them from Python
+with the shared driver (`mfax.training.driver.drive`: timings, progress bar,
+divergence checks, Ctrl-C, resumption) and returns the same
 `mfax.training.TrainResult` as SPG / RSPG, so `mfax.training.save_result`
-writes RL agents in the shared on-disk format.
+writes RL agents (and their training state) in the shared on-disk format and
+`mfax.training.resume_training` continues them.
+
+Divergence: an outer iteration whose loss or learner state is not finite, or
+whose new mean-field policy gives non-finite probabilities on the
+observations of the rollout's first environment, is not applied.
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ from mfax.evaluation import evaluate_fn
 from mfax.games.base import Game
 from mfax.networks import MeanFieldNet, NetworkConfig, network_policy
 from mfax.rl.config import RLConfig
-from mfax.training.driver import ChunkedTrainer, compiled, drive
-from mfax.training.spg import Metrics, TrainingDiverged, TrainResult
+from mfax.training.driver import (
+    ChunkedTrainer, Progress, compiled, drive, interrupt_guard, policy_probs_finite,
+)
+from mfax.training.spg import Metrics, TrainResult, finish
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,6 +218,7 @@ class RLTrainer(ChunkedTrainer):
     evaluate: Callable[[RLState], Metrics]
     mf_params: Callable[[RLState], Any]
     rownet: RowNet
+    iteration: Callable[[RLState, Any], tuple[RLState, jax.Array]]  # one outer iteration
 
 
 def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTrainer:
@@ -238,6 +247,7 @@ def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTra
                           1.0 / jnp.maximum(jnp.mean(jnp.abs(traj.reward)), 1e-6))
         ls, loss = learner.iteration(state.learner, freeze(traj, scale), k_learn)
         ok = (state.failed_at < 0) & jnp.isfinite(loss) & all_finite(ls)
+        ok = ok & policy_probs_finite(policy, learner.mf_params(ls), traj.obs[:, 0])
         ls = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), ls, state.learner)
         failed_at = jnp.where((state.failed_at < 0) & ~ok, state.step, state.failed_at)
         return RLState(ls, key, state.eval_key, scale, state.step + 1, failed_at), loss
@@ -252,7 +262,7 @@ def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTra
                        r.exploitability_undiscounted)
 
     return RLTrainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate,
-                     lambda s: learner.mf_params(s.learner), rownet)
+                     lambda s: learner.mf_params(s.learner), rownet, iteration)
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,30 +291,31 @@ def _jitted_init(trainer: RLTrainer):
 
 def run_training(config: RLConfig, seed: int = 0, *, game: Optional[Game] = None,
                  progress: Optional[bool] = None, raise_on_nan: bool = False,
-                 stream=None) -> TrainResult:
+                 stream=None, resume: Optional[Progress] = None,
+                 chunk_iterations: Optional[int] = None,
+                 interrupt_after: Optional[int] = None) -> TrainResult:
     """Train chunk by chunk; returns a `mfax.training.TrainResult` whose ``params`` are
     the mean-field network parameters (save them with `mfax.training.save_result`).
 
     ``seconds`` in the curve is the cumulative execution time of the training
     chunks (outer rollouts + learner updates), without compilation or evaluation.
+    Ctrl-C, ``resume``, ``chunk_iterations`` and ``interrupt_after`` work as in
+    `mfax.training.run_training`.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed = {seed!r} is not allowed; expected an integer")
     trainer = make_train(config, game)
-    t0 = time.perf_counter()
-    state = _jitted_init(trainer)(jax.random.key(int(seed)))
-    chunk, evaluate, mf_params = compiled(trainer, state, ("chunk", "evaluate", "mf_params"))
-    compile_seconds = time.perf_counter() - t0
-
-    run = drive(chunk, evaluate, state, trainer.num_chunks, config.num_iterations,
-                progress=progress, stream=stream)
-    result = TrainResult(trainer, int(seed), jax.device_get(mf_params(run.state)), run.curve,
-                         run.losses, compile_seconds, run.train_seconds, run.eval_seconds,
-                         run.diverged_at)
-    if run.diverged_at is not None:
-        result.message = (
-            f"training diverged: non-finite loss or parameters at iteration {run.diverged_at}; "
-            f"stopped, keeping the last good parameters (after {run.diverged_at} iterations)")
-        if raise_on_nan:
-            raise TrainingDiverged(result.message, result)
-    return result
+    with interrupt_guard(stream, after_calls=interrupt_after) as flag:
+        t0 = time.perf_counter()
+        if resume is None:
+            state = _jitted_init(trainer)(jax.random.key(int(seed)))
+        else:
+            state = resume.state
+        advance, evaluate, mf_params = compiled(trainer, state,
+                                                ("advance", "evaluate", "mf_params"))
+        compile_seconds = time.perf_counter() - t0
+        run = drive(advance, evaluate, state, config.num_iterations, config.eval_every,
+                    progress=progress, stream=stream, resume=resume,
+                    chunk_iterations=chunk_iterations, interrupt=flag)
+    return finish(trainer, seed, run, compile_seconds, mf_params=mf_params,
+                  resume=resume, raise_on_nan=raise_on_nan)

@@ -19,8 +19,16 @@ improving against the current population.
   evaluation, a progress bar and a NaN check between chunks.
 
 Divergence: an iteration whose loss, gradient or new parameters are not
-finite is not applied; the state records the first such iteration and every
-later update is skipped, so the parameters are the last good ones.
+finite, or whose new parameters give non-finite action probabilities (checked
+on the observations of the iteration's first environment: finite but huge
+parameters overflow the logits), is not applied; the state records the first
+such iteration and every later update is skipped, so the parameters are the
+last good ones.  The driver also goes back to the last evaluation whose
+metrics were finite if an evaluation is not (`mfax.training.driver.drive`).
+
+Interruption and resumption: see `mfax.training.driver` (Ctrl-C stops after
+the compiled call in flight) and `resume_training` (continues a saved run
+bitwise as if it had never stopped).
 """
 
 from __future__ import annotations
@@ -41,7 +49,10 @@ from mfax.evaluation import evaluate_fn, expected_return
 from mfax.games.base import Game
 from mfax.networks import NetworkConfig, init_params, network_policy
 from mfax.training.config import TrainConfig
-from mfax.training.driver import CURVE_COLUMNS, ChunkedTrainer, compiled, drive  # noqa: F401
+from mfax.training.driver import (  # noqa: F401
+    CURVE_COLUMNS, ChunkedTrainer, Progress, compiled, drive, interrupt_guard,
+    policy_probs_finite,
+)
 
 
 class TrainState(NamedTuple):
@@ -76,6 +87,7 @@ class Trainer(ChunkedTrainer):
     init: Callable[[jax.Array], TrainState]
     chunk: Callable[[TrainState], tuple[TrainState, jax.Array]]  # -> (state, losses[eval_every])
     evaluate: Callable[[TrainState], Metrics]
+    iteration: Callable[[TrainState, Any], tuple[TrainState, jax.Array]]  # one iteration
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -112,7 +124,8 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -
                             optax.adam(schedule))
 
     def loss_fn(params, key):
-        return -expected_return(game, run(params, key), gamma)
+        traj = run(params, key)
+        return -expected_return(game, traj, gamma), traj.obs[:, 0]  # obs [T, d] of env 0
 
     def init(key: jax.Array) -> TrainState:
         k_init, k_train, k_eval = jax.random.split(key, 3)
@@ -122,13 +135,14 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -
 
     def iteration(state: TrainState, _):
         key, k_roll = jax.random.split(state.key)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, k_roll)
+        (loss, probe_obs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, k_roll)
         if inject_nan_at is not None:
             grads = jax.tree_util.tree_map(
                 lambda g: jnp.where(state.step == inject_nan_at, jnp.nan, g), grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ok = (state.failed_at < 0) & jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+        ok = ok & policy_probs_finite(policy, params, lax.stop_gradient(probe_obs))
         keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
             lambda n, o: jnp.where(ok, n, o), new, old)
         failed_at = jnp.where((state.failed_at < 0) & ~ok, state.step, state.failed_at)
@@ -145,7 +159,8 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -
         return Metrics(applied, r.exploitability, r.policy_return, r.best_response_return,
                        r.exploitability_undiscounted)
 
-    return Trainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate)
+    return Trainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate,
+                   iteration)
 
 
 # --- the chunk-by-chunk driver (`mfax.training.driver.drive`) ------------------------------
@@ -161,7 +176,7 @@ class TrainingDiverged(RuntimeError):
 class TrainResult:
     trainer: Trainer
     seed: int
-    params: Any  # the final (or, after divergence, the last good) parameters
+    params: Any  # the agent: parameters of the last evaluation (after divergence: last good)
     curve: list[dict[str, float]]  # one row per evaluation, columns CURVE_COLUMNS
     losses: np.ndarray  # [iterations run]
     compile_seconds: float  # AOT compilation of the chunk and the evaluation (0 if cached)
@@ -169,6 +184,10 @@ class TrainResult:
     eval_seconds: float
     diverged_at: Optional[int] = None  # first non-finite iteration
     message: str = ""
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM (the driver's interrupt_guard)
+    #: the state reached (for `save_result`'s training state and `resume_training`);
+    #: when interrupted it may be past the last evaluation
+    progress: Optional[Progress] = None
 
     @property
     def policy(self):
@@ -178,11 +197,59 @@ class TrainResult:
     def seconds_per_iteration(self) -> float:
         return self.train_seconds / max(len(self.losses), 1)
 
+    @property
+    def status(self) -> str:
+        """``ok`` (finished), ``diverged`` or ``interrupted``: agent.json's ``status``."""
+        if self.diverged_at is not None:
+            return "diverged"
+        return "interrupted" if self.interrupted else "ok"
+
+    @property
+    def iterations_run(self) -> int:
+        if self.progress is None:
+            return len(self.losses)
+        return int(np.asarray(self.progress.state.step))
+
+
+def finish(trainer: Any, seed: int, run, compile_seconds: float, *,
+           mf_params: Callable = lambda s: s.params, resume: Optional[Progress] = None,
+           raise_on_nan: bool = False) -> TrainResult:
+    """The `TrainResult` of a driven run (shared by SPG/RSPG and the RL learners)."""
+    if run.eval_state is not None:
+        params = jax.device_get(mf_params(run.eval_state))
+    else:  # resumed and stopped before evaluating: the agent saved with the checkpoint
+        params = getattr(resume, "params", None)
+    result = TrainResult(trainer, int(seed), params, run.curve, run.losses, compile_seconds,
+                         run.train_seconds, run.eval_seconds, run.diverged_at,
+                         interrupted=run.interrupted,
+                         progress=Progress(run.state, run.curve, run.losses, run.train_seconds,
+                                           run.eval_seconds))
+    if run.diverged_at is not None:
+        if run.nonfinite_eval_at is not None:
+            what = (f"the policy after iteration {run.nonfinite_eval_at} evaluates to a "
+                    f"non-finite exploitability")
+        else:
+            what = (f"non-finite loss, gradient, parameters or policy probabilities at "
+                    f"iteration {run.diverged_at}")
+        result.message = (f"training diverged: {what}; stopped, keeping the last good "
+                          f"parameters (after {run.diverged_at} updates); lower lr "
+                          f"(now {trainer.config.lr:g}) or max_grad_norm")
+        if raise_on_nan:
+            raise TrainingDiverged(result.message, result)
+    elif run.interrupted:
+        last = f"iteration {run.curve[-1]['iteration']}" if run.curve else "none"
+        result.message = (f"training interrupted after {result.iterations_run} of "
+                          f"{trainer.config.num_iterations} iterations; the agent is the last "
+                          f"evaluated one ({last})")
+    return result
+
 
 def run_training(config: TrainConfig, seed: int = 0, *, game: Optional[Game] = None,
                  progress: Optional[bool] = None, raise_on_nan: bool = False,
-                 inject_nan_at: Optional[int] = None, stream=None) -> TrainResult:
-    """Train chunk by chunk from Python: timings, progress bar, NaN check per chunk.
+                 inject_nan_at: Optional[int] = None, stream=None,
+                 resume: Optional[Progress] = None, chunk_iterations: Optional[int] = None,
+                 interrupt_after: Optional[int] = None) -> TrainResult:
+    """Train chunk by chunk from Python: timings, progress bar, NaN check, Ctrl-C.
 
     The ``seconds`` of the curve are the cumulative execution time of the
     training iterations at each evaluation (compilation and evaluation time
@@ -190,34 +257,43 @@ def run_training(config: TrainConfig, seed: int = 0, *, game: Optional[Game] = N
     stream (stderr) is a terminal.  On divergence the result keeps the last
     good parameters, its ``message`` names the iteration, and
     ``raise_on_nan`` raises `TrainingDiverged` instead of returning.
+
+    Ctrl-C (SIGINT) or SIGTERM stops the run after the compiled call in flight
+    (about `mfax.training.driver.CHUNK_SECONDS`, at least one iteration): the
+    result has ``interrupted=True``, the last evaluated agent and the state
+    reached (``progress``); `save_result` then `resume_training` continue it.
+    ``resume`` (a `mfax.training.checkpoint.Checkpoint`) continues a saved run;
+    ``chunk_iterations`` fixes the iterations per compiled call and
+    ``interrupt_after`` (testing hook) acts as if Ctrl-C came after that many
+    calls.  Neither changes the numbers: a resumed run is bitwise the run that
+    was never interrupted.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed = {seed!r} is not allowed; expected an integer")
     trainer = make_train(config, game, inject_nan_at=inject_nan_at)
-    state = trainer.init(jax.random.key(int(seed)))
-
-    t0 = time.perf_counter()
-    chunk, evaluate = compiled(trainer, state)
-    compile_seconds = time.perf_counter() - t0
-
-    run = drive(chunk, evaluate, state, trainer.num_chunks, config.num_iterations,
-                progress=progress, stream=stream)
-    result = TrainResult(trainer, int(seed), run.state.params, run.curve, run.losses,
-                         compile_seconds, run.train_seconds, run.eval_seconds, run.diverged_at)
-    if run.diverged_at is not None:
-        result.message = (
-            f"training diverged: non-finite loss, gradient or parameters at iteration "
-            f"{run.diverged_at} (loss {float(run.losses[-1])!r}); stopped, keeping the last "
-            f"good parameters (after {run.diverged_at} updates)")
-        if raise_on_nan:
-            raise TrainingDiverged(result.message, result)
-    return result
+    with interrupt_guard(stream, after_calls=interrupt_after) as flag:
+        state = trainer.init(jax.random.key(int(seed))) if resume is None else resume.state
+        t0 = time.perf_counter()
+        advance, evaluate = compiled(trainer, state)
+        compile_seconds = time.perf_counter() - t0
+        run = drive(advance, evaluate, state, config.num_iterations, config.eval_every,
+                    progress=progress, stream=stream, resume=resume,
+                    chunk_iterations=chunk_iterations, interrupt=flag)
+    return finish(trainer, seed, run, compile_seconds, resume=resume,
+                  raise_on_nan=raise_on_nan)
 
 
 def save_result(result: TrainResult, path) -> "Path":  # noqa: F821
-    """Save a trained (or last good, after divergence) agent with its curve (`mfax.agents`)."""
-    from mfax.agents import save_agent
+    """Save a trained (or last good, or last evaluated) agent with its curve (`mfax.agents`),
+    and the training state for `resume_training` (`mfax.training.checkpoint`).
 
+    agent.json's ``status`` is ``ok``, ``diverged`` or ``interrupted``.
+    """
+    from mfax.agents import save_agent
+    from mfax.training.checkpoint import save_checkpoint
+
+    if result.params is None or not result.curve:
+        raise ValueError("nothing to save: the run was stopped before its first evaluation")
     trainer = result.trainer
     config = trainer.config
     final = result.curve[-1] if result.curve else {}
@@ -226,6 +302,7 @@ def save_result(result: TrainResult, path) -> "Path":  # noqa: F821
         "policy_return": final.get("policy_return"),
         "best_response_return": final.get("best_response_return"),
         "iterations": final.get("iteration"),
+        "iterations_run": result.iterations_run,
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
@@ -234,8 +311,54 @@ def save_result(result: TrainResult, path) -> "Path":  # noqa: F821
     }
     training = {**config.to_dict(), "num_envs": trainer.num_envs,
                 "eval_num_envs": trainer.eval_num_envs, "gamma": trainer.gamma}
+    if result.progress is not None:  # first: agent.json, written last, marks a complete save
+        save_checkpoint(path, result.progress, config=config, seed=result.seed,
+                        status=result.status)
     return save_agent(path, network=trainer.network, params=result.params, game=trainer.game,
                       algorithm=config.algo, seed=result.seed, gamma=trainer.gamma,
                       training=training, metrics=metrics, curve=result.curve,
-                      extra={"status": "diverged" if result.diverged_at is not None else "ok",
-                             "message": result.message})
+                      extra={"status": result.status, "message": result.message})
+
+
+def resume_training(path, *, num_iterations: Optional[int] = None,
+                    progress: Optional[bool] = None, stream=None,
+                    chunk_iterations: Optional[int] = None,
+                    interrupt_after: Optional[int] = None) -> TrainResult:
+    """Continue the run saved in the agent directory ``path`` (any algorithm) from its
+    training state: parameters, optimiser state, iteration, keys, curve and losses.
+
+    With the same ``num_iterations`` the result is bitwise that of the run never
+    interrupted.  A larger ``num_iterations`` (a finished or an interrupted run) trains
+    on: every schedule (learning rate, M-OMD's epsilon) is then the one of a run of
+    ``num_iterations`` from the iteration reached, so the result differs from a fresh
+    run of that length.  Nothing else of the config can change.  A diverged run cannot
+    be resumed.  Save the result with `save_result` (into ``path`` again, as the CLI does).
+    """
+    from mfax.agents import load_agent
+    from mfax.multiseed import trainer_for
+    from mfax.training.checkpoint import load_checkpoint, read_meta
+
+    meta = read_meta(path)
+    file = f"{path}/training_state.json"
+    if meta["status"] == "diverged":
+        raise ValueError(f"{file}: this run diverged; it cannot be resumed (train again with "
+                         f"a lower lr)")
+    config_cls, make = trainer_for(meta["algorithm"])
+    try:
+        config = config_cls(**meta["config"])
+        if num_iterations is not None:
+            config = config.replace(num_iterations=num_iterations)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{file}: {e}") from None
+    if config.num_iterations < meta["iteration"]:
+        raise ValueError(f"num_iterations = {config.num_iterations} is not allowed: the run in "
+                         f"{path} has already run {meta['iteration']} iterations")
+    trainer = make(config)
+    checkpoint = load_checkpoint(path, trainer, meta)
+    checkpoint.params = load_agent(path).params
+    if meta["algorithm"] in ("spg", "rspg"):
+        run = run_training
+    else:
+        from mfax.rl import run_training as run
+    return run(config, meta["seed"], progress=progress, stream=stream, resume=checkpoint,
+               chunk_iterations=chunk_iterations, interrupt_after=interrupt_after)
