@@ -169,6 +169,18 @@ def _fail(where: str, field: str, value: Any, allowed: str) -> None:
     raise ParamsError(f"{where}: {field} = {value!r} is not allowed; expected {allowed}")
 
 
+def _check_finite(where: str, field: str, value: Any) -> None:
+    """``nan`` and ``inf`` (``.nan``, ``-.inf``) anywhere in params/ are errors."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(where, f"{field}.{k}" if field else str(k), v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(where, f"{field}[{i}]", v)
+    elif isinstance(value, float) and not np.isfinite(value):
+        _fail(where, field, value, "a finite number")
+
+
 def _mapping(where: str, field: str, value: Any) -> dict:
     if value is None:
         return {}
@@ -294,6 +306,8 @@ class Pipeline:
     # -- validation ----------------------------------------------------------
     def _validate(self) -> None:
         w = self.where
+        for source, data in ((self.preset_where, self.preset), (w, self.params)):
+            _check_finite(source, "", data)
         grid = _mapping(w, "grid", self.params.get("grid"))
         for key in grid:
             if key not in ("games", "algos", "seeds"):
