@@ -68,7 +68,8 @@ def train(
     param: Optional[List[str]] = typer.Option(None, "--param", help="game parameter key=value"),
     out: Optional[Path] = typer.Option(None, "--out",
                                        help="agent directory to write (with --resume: DIR)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="seed (default 0)"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=SEED_MAX,
+                                       help="seed (default 0)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="progress bar (default: only on a terminal)"),
     resume: Optional[Path] = typer.Option(
@@ -173,7 +174,7 @@ def _resume(path: Path, game, algo, config, set_, param, out, seed, progress) ->
         typer.echo(f"the run in {path} has finished ({meta['iteration']} iterations); nothing "
                    f"to resume (train further with --set num_iterations=N)")
         return
-    _check_outputs((path if out is None else out, "dir", "--out"))
+    _check_outputs((path if out is None else out, "agent", "--out"))
     try:
         result = resume_training(path, num_iterations=num_iterations, progress=progress)
     except (FileNotFoundError, ValueError) as e:

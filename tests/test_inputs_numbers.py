@@ -187,7 +187,8 @@ def test_integer_keys_accept_whole_numbers_in_any_notation(tmp_path, trained):
 
 @pytest.mark.parametrize("seed", ["-1", "4294967296", "99999999999999999999999"])
 def test_seeds_are_32_bit(tmp_path, seed):
-    for cmd in (["solve", "--game", "linear_quadratic"], ["evaluate", "--agent", str(tmp_path)]):
+    for cmd in (["solve", "--game", "linear_quadratic"], ["evaluate", "--agent", str(tmp_path)],
+                ["train", "--game", "linear_quadratic", "--algo", "spg", "--out", str(tmp_path)]):
         res = runner.invoke(app, [*cmd, "--seed", seed])
         assert res.exit_code == 2 and "--seed" in res.output, res.output
         assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
