@@ -2,7 +2,9 @@
 
     python benchmarks/training.py                      # everything (long on a small CPU)
     python benchmarks/training.py --sections timing --timing-iterations 4
-    python benchmarks/training.py --sections quality --iterations 200 --games linear_quadratic
+    python benchmarks/training.py --sections quality --games linear_quadratic --seeds 0 --lrs 0.001
+    python benchmarks/training.py --sections quality --published-python /tmp/pubvenv/bin/python \
+        --published-repo /tmp/published-mfax      # MFAX itself in the same table
 
 Sections (``--sections``, comma-separated):
 
@@ -13,9 +15,12 @@ Sections (``--sections``, comma-separated):
   pairs, naive first layer (concat per pair) vs factored (W_s state once per
   state + W_o obs once per env, broadcast add), at published sizes.
 - ``quality``: with common noise on, exploitability (an upper bound: the best
-  response knows the common-noise path in hindsight) at fixed iteration
-  counts for SPG and RSPG, next to the uniform policy, on linear-quadratic
-  and beach bar (RSPG should end below SPG: the observation hides time).
+  response knows the common-noise path in hindsight) after fixed iteration
+  counts (`QUALITY_RUNS`) for SPG and RSPG on the three games, per learning
+  rate of the published sweep, median and range over 3 seeds, with
+  wall-clock: mfax and, given a virtual
+  environment with the published code (``--published-python``,
+  ``--published-repo``), MFAX itself in the same run (docs/LEARNING.md).
 - ``tabular``: without common noise, SPG against `mfax.solve_tabular`
   (fictitious play); skipped if `mfax.solvers` is missing.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -115,31 +121,77 @@ def _uniform(game, envs, gamma):
     return float(r.exploitability)
 
 
-def quality(games, iterations, eval_every, num_envs, lr, hidden, out):
-    games = [g for g in games if g != "macro"]
-    print(f"## Exploitability with common noise (upper bound; same {num_envs} evaluation "
-          f"environments per run), lr {lr}, num_envs {num_envs}, hidden {hidden}, published game "
-          "sizes, seed 0")
+#: the issue-10 comparison settings per (game, algo): environments per iteration and the
+#: iteration counts at which exploitability is reported (the last one is the run length)
+QUALITY_RUNS = {
+    ("linear_quadratic", "spg"): (8, (200, 1000)),
+    ("linear_quadratic", "rspg"): (8, (200, 1000, 2400)),
+    ("beach_bar_1d", "spg"): (128, (40,)),
+    ("beach_bar_1d", "rspg"): (128, (40,)),
+    ("macro", "spg"): (8, (20,)),
+    ("macro", "rspg"): (8, (20,)),
+}
+
+
+def _spread(values):
+    """``median [min, max]`` of a list of numbers."""
+    med = statistics.median(values)
+    return f"{med:.2f} [{min(values):.2f}, {max(values):.2f}]" if len(values) > 1 else f"{med:.2f}"
+
+
+def _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden):
+    iterations = checkpoints[-1]
+    every = math.gcd(*checkpoints)
+    # the published code reads macro states as values, the other games' as indices
+    cfg = TrainConfig(game=game, algo=algo, lr=lr, num_iterations=iterations, eval_every=every,
+                      num_envs=envs, eval_num_envs=8, hidden=hidden,
+                      state_input="values" if game == "macro" else "index")
+    r = run_training(cfg, seed, progress=False)
+    by_iter = {int(row["iteration"]): row["exploitability"] for row in r.curve}
+    return [by_iter[c] for c in checkpoints], r.train_seconds + r.eval_seconds
+
+
+def quality(games, algos, lrs, seeds, iteration_scale, hidden, published, out):
+    """Exploitability after fixed iteration counts: mfax and, given the published code's
+    python and repository, MFAX itself, per learning rate, over seeds."""
+    print(f"## Exploitability with common noise (upper bound: hindsight best response) on 8 "
+          f"evaluation environments, median [min, max] over seeds {seeds}; Adam, lr annealed "
+          f"to 10%, clipping 1.0, published network, game sizes and settings")
     rows = []
-    for name in games:
-        cfgs = {algo: TrainConfig(game=name, algo=algo, num_iterations=iterations,
-                                  eval_every=eval_every, num_envs=num_envs, lr=lr,
-                                  hidden=hidden)
-                for algo in ("spg", "rspg")}
-        game = cfgs["spg"].make_game()
-        uni = _uniform(game, num_envs, game.default_discount)
-        curves = {}
-        for algo, cfg in cfgs.items():
-            r = run_training(cfg, 0, progress=False)
-            curves[algo] = r.curve
-            print(f"   {name} {algo}: {[round(c['exploitability'], 3) for c in r.curve]} "
-                  f"({r.train_seconds:.0f}s)", file=sys.stderr, flush=True)
-        for i, row in enumerate(curves["spg"]):
-            rows.append([name, row["iteration"], f"{row['exploitability']:.4f}",
-                         f"{curves['rspg'][i]['exploitability']:.4f}", f"{uni:.4f}"])
-        out.setdefault("quality", []).append(dict(game=name, uniform=uni, lr=lr,
-                                                  num_envs=num_envs, curves=curves))
-    print_table(["game", "iteration", "SPG", "RSPG", "uniform"], rows)
+    for (game, algo), (envs, checkpoints) in QUALITY_RUNS.items():
+        if game not in games or algo not in algos:
+            continue
+        checkpoints = tuple(max(1, round(c * iteration_scale)) for c in checkpoints)
+        sides = ["mfax"] + (["MFAX (published)"] if published else [])
+        for lr in lrs:
+            for label in sides:
+                curves, secs = [], []
+                for seed in seeds:
+                    if label != "mfax":
+                        from published import run_published  # noqa: PLC0415
+
+                        res = run_published(*published, game=game, algo=algo, lr=lr, seed=seed,
+                                            iterations=checkpoints[-1],
+                                            eval_every=math.gcd(*checkpoints), num_envs=envs)
+                        by_iter = dict(res["curve"])
+                        curve, sec = [by_iter[c] for c in checkpoints], res["seconds"]
+                    else:
+                        curve, sec = _mfax_curve(game, algo, lr, seed, envs, checkpoints,
+                                                 hidden)
+                    curves.append(curve)
+                    secs.append(sec)
+                    print(f"   {game} {algo} {label} lr={lr:g} seed={seed}: "
+                          f"{[round(c, 2) for c in curve]} ({sec:.0f} s)",
+                          file=sys.stderr, flush=True)
+                cells = [f"{c}: {_spread([cv[i] for cv in curves])}"
+                         for i, c in enumerate(checkpoints)]
+                rows.append([game, algo, envs, label, f"{lr:g}", "; ".join(cells),
+                             f"{statistics.median(secs):.0f}"])
+                out.setdefault("quality", []).append(dict(
+                    game=game, algo=algo, num_envs=envs, side=label, lr=lr, seeds=list(seeds),
+                    checkpoints=list(checkpoints), curves=curves, seconds=secs))
+    print_table(["game", "algo", "envs", "code", "lr", "exploitability at iteration",
+                 "seconds"], rows)
 
 
 def tabular(games, iterations, num_envs, lr, hidden, out):
@@ -174,11 +226,19 @@ def main(argv=None):
     ap.add_argument("--games", default="linear_quadratic,beach_bar_1d,macro")
     ap.add_argument("--timing-iterations", type=int, default=10)
     ap.add_argument("--iterations", type=int, default=200)
-    ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--num-envs", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--hidden", default="128,128,128",
+    ap.add_argument("--hidden", default="128,128",
                     help="MLP sizes for the quality and tabular sections")
+    ap.add_argument("--algos", default="spg,rspg", help="quality: spg, rspg or both")
+    ap.add_argument("--lrs", default="0.0001,0.001,0.01", help="quality: the learning rates")
+    ap.add_argument("--seeds", default="0,1,2", help="quality: seeds")
+    ap.add_argument("--iteration-scale", type=float, default=1.0,
+                    help="quality: multiply the iteration counts (e.g. 0.2 for a quick look)")
+    ap.add_argument("--published-python", default=None,
+                    help="quality: the python of a virtual environment with the published "
+                         "MFAX code's dependencies (then --published-repo is its checkout)")
+    ap.add_argument("--published-repo", default=None)
     ap.add_argument("--json", default=None, help="also write the numbers as JSON")
     args = ap.parse_args(argv)
     sections = args.sections.split(",")
@@ -192,7 +252,14 @@ def main(argv=None):
     if "factored" in sections:
         factored(games, out)
     if "quality" in sections:
-        quality(games, args.iterations, args.eval_every, args.num_envs, args.lr, hidden, out)
+        published = None
+        if args.published_python or args.published_repo:
+            if not (args.published_python and args.published_repo):
+                ap.error("--published-python and --published-repo go together")
+            published = (args.published_python, args.published_repo)
+        quality(games, args.algos.split(","),
+                [float(x) for x in args.lrs.split(",")], [int(x) for x in args.seeds.split(",")],
+                args.iteration_scale, hidden, published, out)
     if "tabular" in sections:
         tabular(games, args.iterations, args.num_envs, args.lr, hidden, out)
     if args.json:

@@ -1,29 +1,27 @@
 """Neural mean-field policies (flax linen), applied to all ``S`` grid states at once.
 
-Architecture (ALGORITHMS.md, "Shared pieces"): a state part -- an embedding
-of the state index (``state_input="index"``) or a dense layer on the
-normalised state features (``"values"``) -- and an observation part -- a
-dense embedding of the shared observation, or, for the recurrent variant,
-the output of a GRU that reads the observation history -- go through an MLP
-(default 128, 128, 128, relu) and a head over the ``A`` actions:
+Architecture (ALGORITHMS.md, "Shared pieces"; the same function class, layer
+sizes and initialisation as the published MFAX network, see docs/LEARNING.md):
 
-- ``categorical``: one logit per action;
-- ``beta``: two concentrations per state, turned into probabilities over the
-  action grid by a softmax over the Beta log-densities at the action values
-  (which lie in (0, 1), ENVIRONMENTS.md).
+- a state part: a learned embedding of the state index (``state_input=
+  "index"``) or a linear layer on the normalised state features
+  (``"values"``), both of size ``embed_dim``;
+- an observation part: a linear embedding (size ``embed_dim``) of the shared
+  observation or, recurrent, of ``dense(act(h_t))`` where ``h_t`` is the
+  state of a GRU (``gru_hidden``) that reads the observation history and is
+  reset at every episode start;
+- their concatenation goes through the MLP (``hidden``, default 128, 128;
+  dense + activation, default relu) and a head over the ``A`` actions:
+  ``categorical`` (one logit per action, bias initialised at N(0, 0.01^2))
+  or ``beta`` (two concentrations per state, turned into probabilities over
+  the action grid by a softmax over the Beta log-densities at the action
+  values, which lie in (0, 1), ENVIRONMENTS.md).
 
-Two architectures (``NetworkConfig.architecture``):
-
-- ``"mfax"`` (default): the state part (embedding, or ``act(dense(values))``)
-  and the observation part (``act(dense(obs))``, or the raw GRU output) are
-  concatenated and go through ``len(hidden)`` dense + activation layers;
-- ``"published"``: the published MFAX network, for exact reproduction. The
-  state and observation embeddings are linear (no activation); recurrent:
-  ``dense(act(GRU output))`` then the linear observation embedding; the
-  concatenation goes through ``hidden[1:]`` dense + activation layers (the
-  published code sizes each embedding ``hidden[0] // 2``, which is
-  ``embed_dim``'s default 64 for the default ``hidden``); the categorical
-  head's bias starts at N(0, 0.01^2).
+The embeddings are linear on purpose: an activation there, a raw GRU state
+fed to the MLP, or one more MLP layer (the earlier mfax layout) made RSPG
+stall on the linear-quadratic game (docs/LEARNING.md). The published code's
+``hidden_layer_sizes=(128, 128, 128)`` is ``embed_dim=64, hidden=(128,
+128)`` here (its first size is the concatenation of two embeddings of 64).
 
 Efficiency: the first MLP layer is linear in ``concat(state_part, obs_part)``,
 so ``W_s state_part`` is computed once for all ``S`` states ([S, H], it does
@@ -53,7 +51,6 @@ from mfax.policies import MeanFieldPolicy
 
 STATE_INPUTS = ("index", "values")
 HEADS = ("categorical", "beta")
-ARCHITECTURES = ("mfax", "published")
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.silu}
 
 
@@ -73,13 +70,12 @@ class NetworkConfig:
 
     recurrent: bool = False
     state_input: str = "index"
-    hidden: tuple[int, ...] = (128, 128, 128)
+    hidden: tuple[int, ...] = (128, 128)
     embed_dim: int = 64
     gru_hidden: int = 128
     head: str = "categorical"
     activation: str = "relu"
     factored: bool = True
-    architecture: str = "mfax"
 
     def __post_init__(self):
         if not isinstance(self.recurrent, bool):
@@ -88,7 +84,7 @@ class NetworkConfig:
             _fail("state_input", self.state_input, " or ".join(STATE_INPUTS))
         if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence) \
                 or len(self.hidden) == 0:
-            _fail("hidden", self.hidden, "a non-empty list of layer sizes, e.g. [128, 128, 128]")
+            _fail("hidden", self.hidden, "a non-empty list of layer sizes, e.g. [128, 128]")
         object.__setattr__(self, "hidden", tuple(_positive_int("hidden", h) for h in self.hidden))
         object.__setattr__(self, "embed_dim", _positive_int("embed_dim", self.embed_dim))
         object.__setattr__(self, "gru_hidden", _positive_int("gru_hidden", self.gru_hidden))
@@ -98,16 +94,6 @@ class NetworkConfig:
             _fail("activation", self.activation, " or ".join(ACTIVATIONS))
         if not isinstance(self.factored, bool):
             _fail("factored", self.factored, "true or false")
-        if self.architecture not in ARCHITECTURES:
-            _fail("architecture", self.architecture, " or ".join(ARCHITECTURES))
-        if self.architecture == "published" and len(self.hidden) < 2:
-            _fail("hidden", list(self.hidden), "at least two layer sizes for architecture "
-                  "'published' (the first sizes its embeddings, the rest its MLP)")
-
-    @property
-    def mlp(self) -> tuple[int, ...]:
-        """The sizes of the dense + activation layers after the embeddings."""
-        return self.hidden[1:] if self.architecture == "published" else self.hidden
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -183,23 +169,19 @@ class MeanFieldNet(nn.Module):
 
     def setup(self):
         cfg = self.config
-        published = cfg.architecture == "published"
         if cfg.state_input == "index":
             self.state_embed = nn.Embed(self.num_states, cfg.embed_dim)
         else:
             self.state_dense = nn.Dense(cfg.embed_dim)
         if cfg.recurrent:
             self.gru = nn.GRUCell(cfg.gru_hidden)
-            if published:
-                self.gru_out = nn.Dense(cfg.hidden[0])
-        if published or not cfg.recurrent:
-            self.obs_embed = nn.Dense(cfg.embed_dim)
-        self.first = FirstLayer(cfg.mlp[0], cfg.factored)
-        for i, h in enumerate(cfg.mlp[1:]):
+            self.gru_out = nn.Dense(cfg.gru_hidden)
+        self.obs_embed = nn.Dense(cfg.embed_dim)
+        self.first = FirstLayer(cfg.hidden[0], cfg.factored)
+        for i, h in enumerate(cfg.hidden[1:]):
             setattr(self, f"hidden_{i + 1}", nn.Dense(h))
         if cfg.head == "categorical":
-            bias_init = _small_normal if published else nn.initializers.zeros_init()
-            self.head = nn.Dense(self.num_actions, bias_init=bias_init)
+            self.head = nn.Dense(self.num_actions, bias_init=_small_normal)
         else:
             self.head = nn.Dense(2)
 
@@ -207,27 +189,21 @@ class MeanFieldNet(nn.Module):
     def _act(self):
         return ACTIVATIONS[self.config.activation]
 
-    @property
-    def _published(self) -> bool:
-        return self.config.architecture == "published"
-
     def state_part(self, features: jax.Array) -> jax.Array:
-        """``[S, embed_dim]``: the state embeddings, or a dense layer on ``features[S, f]``."""
+        """``[S, embed_dim]``: the state embeddings, or a linear layer on ``features[S, f]``."""
         if self.config.state_input == "index":
             return self.state_embed(jnp.arange(self.num_states))
-        dense = self.state_dense(features)
-        return dense if self._published else self._act(dense)
+        return self.state_dense(features)
 
     def _obs_embedding(self, x: jax.Array) -> jax.Array:
-        """The observation part from the observation (feed-forward) or the GRU output."""
-        if self._published:
-            if self.config.recurrent:
-                x = self.gru_out(self._act(x))
-            return self.obs_embed(x)
-        return x if self.config.recurrent else self._act(self.obs_embed(x))
+        """The observation part from the observation (feed-forward) or the GRU state."""
+        if self.config.recurrent:
+            x = self.gru_out(self._act(x))
+        return self.obs_embed(x)
 
     def obs_part(self, carry, obs: jax.Array):
-        """``(carry, obs[..., d]) -> (carry, obs_part[..., Do])`` (one GRU step if recurrent)."""
+        """``(carry, obs[..., d]) -> (carry, obs_part[..., embed_dim])`` (one GRU step if
+        recurrent)."""
         if self.config.recurrent:
             carry, obs = self.gru(carry, obs)
         return carry, self._obs_embedding(obs)
@@ -249,7 +225,7 @@ class MeanFieldNet(nn.Module):
         """First-layer pre-activations ``[..., H]`` -> action logits ``[..., A]``."""
         act = self._act
         x = act(first)
-        for i in range(1, len(self.config.mlp)):
+        for i in range(1, len(self.config.hidden)):
             x = act(getattr(self, f"hidden_{i}")(x))
         out = self.head(x)
         if self.config.head == "categorical":

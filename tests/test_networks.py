@@ -118,15 +118,15 @@ def test_recurrent_carry_resets_between_episodes(lq):
         np.testing.assert_allclose(t1.policy[0, e], fresh, rtol=1e-6, atol=1e-7)
 
 
-# --- the published architecture (issue 10): which inputs reach which layer ------------------
-def _np_published_probs(p, obs, carry, recurrent, act=lambda x: np.maximum(x, 0.0)):
-    """Numpy forward pass of the published MFAX network, written from its description:
-    linear state embedding and linear observation embedding (recurrent: GRU -> act ->
-    dense -> linear embedding), concatenated, then the MLP over ``hidden[1:]`` and the head."""
+# --- the architecture, pinned (issue 10: the published MFAX network's layout) -------------
+def _np_probs(p, obs, carry, recurrent, act=lambda x: np.maximum(x, 0.0)):
+    """Numpy forward pass written from the architecture's description: linear state
+    embedding and linear observation embedding (recurrent: GRU -> act -> dense -> linear
+    embedding), concatenated, then the MLP over ``hidden`` and the categorical head."""
     p = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), p["params"])
     state_emb = p["state_embed"]["embedding"]  # [S, E]
     x = np.asarray(obs, np.float64)
-    if recurrent:
+    if recurrent:  # flax's GRUCell: r, z gates; n = tanh(W_in x + r * (W_hn h + b_hn))
         g = p["gru"]
         h = np.asarray(carry, np.float64)
         dense = lambda name, v, bias=True: v @ g[name]["kernel"] + (g[name]["bias"] if bias else 0)  # noqa: E731
@@ -149,49 +149,56 @@ def _np_published_probs(p, obs, carry, recurrent, act=lambda x: np.maximum(x, 0.
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_published_architecture_layers_and_forward_pass(lq, recurrent):
-    cfg = NetworkConfig(recurrent=recurrent, architecture="published", hidden=(32, 24, 20),
-                        embed_dim=16, gru_hidden=32)
+def test_architecture_layers_and_forward_pass(lq, recurrent):
+    cfg = NetworkConfig(recurrent=recurrent, hidden=(24, 20), embed_dim=16, gru_hidden=32)
     params = init_params(cfg, lq, jax.random.key(3))
     shapes = jax.tree_util.tree_map(np.shape, params["params"])
-    # embeddings of size embed_dim (hidden[0] // 2 in the published code) ...
+    # two embeddings of embed_dim: the state index's, and the observation's (recurrent: of
+    # dense(act(GRU state)), a layer of gru_hidden) ...
     assert shapes["state_embed"]["embedding"] == (lq.num_states, 16)
     assert shapes["obs_embed"]["kernel"] == ((32 if recurrent else lq.obs_dim), 16)
-    # ... concatenated into the MLP over hidden[1:] (one layer fewer than "mfax")
+    # ... concatenated into the MLP over `hidden`, then the head
     assert shapes["first"]["kernel"] == (32, 24)
     assert shapes["hidden_1"]["kernel"] == (24, 20)
     assert "hidden_2" not in shapes
     assert shapes["head"]["kernel"] == (20, lq.num_actions)
-    if recurrent:  # the GRU output goes through act -> dense(hidden[0]) before the embedding
+    if recurrent:
         assert shapes["gru_out"]["kernel"] == (32, 32)
+        assert shapes["gru"]["ir"]["kernel"] == (lq.obs_dim, 32)  # the GRU reads the observation
     else:
         assert "gru" not in shapes and "gru_out" not in shapes
-    # the categorical head's bias starts small and non-zero
+    # the categorical head's bias starts small and non-zero (as published)
     bias = np.asarray(params["params"]["head"]["bias"])
     assert 0 < np.abs(bias).max() < 0.1
     carry = jnp.linspace(-0.5, 0.5, 32) if recurrent else ()
     obs = jnp.asarray([0.37])
-    probs, _ = NetworkApply(cfg, lq)(params, carry, obs, 2)
-    ref = _np_published_probs(params, obs, carry, recurrent)
-    np.testing.assert_allclose(probs, ref, rtol=2e-4, atol=1e-6)
-    # factored and naive first layer agree for this architecture too
-    naive = NetworkConfig(**{**cfg.to_dict(), "factored": False})
-    np.testing.assert_allclose(NetworkApply(naive, lq)(params, carry, obs, 2)[0], probs,
-                               rtol=1e-5, atol=1e-6)
+    probs, new_carry = NetworkApply(cfg, lq)(params, carry, obs, 2)
+    np.testing.assert_allclose(probs, _np_probs(params, obs, carry, recurrent),
+                               rtol=2e-4, atol=1e-6)
+    if recurrent:
+        assert new_carry.shape == (32,) and float(jnp.abs(new_carry - carry).max()) > 1e-4
 
 
-def test_mfax_architecture_layers(lq):
-    """The default network: activated observation embedding, all of ``hidden`` in the MLP."""
-    cfg = NetworkConfig(hidden=(32, 24), embed_dim=16)
-    shapes = jax.tree_util.tree_map(np.shape, init_params(cfg, lq, jax.random.key(0))["params"])
-    assert shapes["first"]["kernel"] == (32, 32) and shapes["hidden_1"]["kernel"] == (32, 24)
-    rec = NetworkConfig(recurrent=True, hidden=(32,), embed_dim=16, gru_hidden=8)
-    shapes = jax.tree_util.tree_map(np.shape, init_params(rec, lq, jax.random.key(0))["params"])
-    assert "obs_embed" not in shapes and shapes["first"]["kernel"] == (16 + 8, 32)
+def test_published_sizes_by_default(lq):
+    """The default is the published network: embeddings of 64 and an MLP of 128, 128 (the
+    published 128-128-128), a GRU of 128 whose state goes through a dense layer of 128."""
+    from mfax.training import TrainConfig
+
+    net = TrainConfig(algo="rspg").network(lq)
+    shapes = jax.tree_util.tree_map(np.shape, init_params(net, lq, jax.random.key(0))["params"])
+    assert shapes["state_embed"]["embedding"] == (lq.num_states, 64)
+    assert shapes["obs_embed"]["kernel"] == (128, 64)
+    assert shapes["gru_out"]["kernel"] == (128, 128)
+    assert shapes["first"]["kernel"] == (128, 128) and shapes["hidden_1"]["kernel"] == (128, 128)
+    assert "hidden_2" not in shapes and net.activation == "relu"
 
 
-def test_published_architecture_needs_two_hidden_sizes():
-    with pytest.raises(ValueError, match="hidden.*at least two"):
-        NetworkConfig(architecture="published", hidden=(64,))
-    with pytest.raises(ValueError, match="architecture.*mfax or published"):
-        NetworkConfig(architecture="paper")
+def test_state_values_input_is_linear(macro):
+    """``state_input="values"``: a linear layer on the normalised state values (no activation)."""
+    cfg = NetworkConfig(state_input="values", head="beta", hidden=(16,), embed_dim=8)
+    params = init_params(cfg, macro, jax.random.key(2))
+    module = build_module(cfg, macro)
+    feats = jnp.asarray(macro.state_features())
+    part = module.apply(params, feats, method=module.state_part)
+    p = params["params"]["state_dense"]
+    np.testing.assert_allclose(part, feats @ p["kernel"] + p["bias"], rtol=1e-5, atol=1e-6)

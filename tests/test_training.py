@@ -106,7 +106,7 @@ def test_published_defaults():
     assert cfg.network(game).head == "beta"
     assert TrainConfig(game="beach_bar_1d").network(mfax.make_game("beach_bar_1d")).head == \
         "categorical"
-    assert TrainConfig().lr == 1e-3 and TrainConfig().hidden == (128, 128, 128)
+    assert TrainConfig().lr == 1e-3 and TrainConfig().hidden == (128, 128)
     assert TrainConfig(game="endogenous").game == "macro"
 
 

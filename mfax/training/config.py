@@ -26,7 +26,7 @@ import numpy as np
 
 from mfax.games import canonical_name, make_game
 from mfax.games.base import Game
-from mfax.networks import ACTIVATIONS, ARCHITECTURES, STATE_INPUTS, NetworkConfig
+from mfax.networks import ACTIVATIONS, STATE_INPUTS, NetworkConfig
 
 ALGORITHMS = ("spg", "rspg")
 HEAD_CHOICES = ("auto", "categorical", "beta")
@@ -137,15 +137,14 @@ class BaseTrainConfig(MappingConfig):
     max_grad_norm: float = 1.0
     # --- network ---
     state_input: str = "index"
-    hidden: tuple[int, ...] = (128, 128, 128)
+    #: MLP after the state and observation embeddings (the published 128-128-128 network)
+    hidden: tuple[int, ...] = (128, 128)
     embed_dim: int = 64
     gru_hidden: int = 128
     #: auto: beta for games whose actions lie in (0, 1) (macro), categorical otherwise
     head: str = "auto"
     activation: str = "relu"
     factored: bool = True
-    #: "mfax" (default) or "published" (the published MFAX network, see mfax.networks)
-    architecture: str = "mfax"
 
     def _bad(self, name: str, value: Any, allowed: str) -> ValueError:
         return ValueError(f"{self._PREFIX}: {name!r} = {value!r} is not allowed; expected {allowed}")
@@ -164,7 +163,7 @@ class BaseTrainConfig(MappingConfig):
         v = getattr(self, name)
         if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)) or not v \
                 or not all(_is_int(h) and h >= 1 for h in v):
-            raise self._bad(name, v, "a non-empty list of integers >= 1, e.g. [128, 128, 128]")
+            raise self._bad(name, v, "a non-empty list of integers >= 1, e.g. [128, 128]")
         self._set(name, tuple(int(h) for h in v))
 
     def __post_init__(self):
@@ -208,8 +207,6 @@ class BaseTrainConfig(MappingConfig):
             raise bad("activation", self.activation, " or ".join(ACTIVATIONS))
         if not isinstance(self.factored, bool):
             raise bad("factored", self.factored, "true or false")
-        if self.architecture not in ARCHITECTURES:
-            raise bad("architecture", self.architecture, " or ".join(ARCHITECTURES))
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
@@ -246,8 +243,7 @@ class BaseTrainConfig(MappingConfig):
         return NetworkConfig(recurrent=self.recurrent, state_input=self.state_input,
                              hidden=self.hidden, embed_dim=self.embed_dim,
                              gru_hidden=self.gru_hidden, head=head,
-                             activation=self.activation, factored=self.factored,
-                             architecture=self.architecture)
+                             activation=self.activation, factored=self.factored)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
