@@ -4,6 +4,7 @@ reports, and an end-to-end run of the tiny preset in a temporary git + DVC repos
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -367,6 +368,57 @@ def test_snakemake_reruns_on_content_not_mtimes(tiny_repo):
     assert snakemake_jobs(root) == {"configure": 1, "train": 1, "evaluate": 1, "report": 1,
                                     "summary": 1, "all": 1}
     params.write_text(text)
+    assert snakemake_jobs(root) == {}
+
+
+def test_profile_checksums_large_inputs_and_resumes_interrupted_runs(tiny_repo):
+    """The workflow profile is in force for a plain `snakemake`: inputs over Snakemake's
+    default max-checksum-file-size (1 MB) are compared by content, and a run that was
+    interrupted (a job marked incomplete, its outputs written atomically) resumes."""
+    from mfax.netcdf import read_netcdf, write_netcdf
+
+    root = tiny_repo
+    assert snakemake_jobs(root) == {}
+    # an input over 1 MB: spg's trajectory (read by its report), with incompressible padding
+    traj = root / "data/linear_quadratic/spg/trajectory.nc"
+    ds = read_netcdf(traj)
+    ds["padding"] = ("padding", np.random.default_rng(0).random(200_000))
+    write_netcdf(ds, traj)
+    assert traj.stat().st_size > 1_200_000
+    # an interrupted run: Snakemake was killed while rspg's report job was running
+    key = "reports/linear_quadratic/rspg/report.html"
+    marker = root / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(key.encode()).decode()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text('{"external_jobid": null}')
+    out = sh(root, str(BIN / "snakemake"), "-n")
+    assert "Using workflow specific profile workflow/profiles/default" in out.stderr
+    assert job_counts(out.stdout) == {"report": 2, "all": 1}
+    sh(root, str(BIN / "snakemake"), "--cores", "2")
+    # what a `dvc checkout` does: every file rewritten, same content
+    sh(root, "find", "data", "models", "reports", "-type", "f", "-exec", "touch", "{}", "+")
+    assert snakemake_jobs(root) == {}
+
+
+def test_corrupted_model_fails_the_pipeline_and_leaves_no_stale_report(tiny_repo):
+    root = tiny_repo
+    model = root / "models/linear_quadratic/spg"
+    backup = root.parent / "spg-model-backup"
+    shutil.copytree(model, backup)
+    weights = model / "seed_0" / "weights.msgpack"
+    weights.write_bytes(weights.read_bytes()[:-7] + b"garbage")
+    proc = sh(root, str(BIN / "snakemake"), "--cores", "2", check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "weights.msgpack" in output and "retrain it: delete models/linear_quadratic/spg" in output
+    for stale in ("reports/linear_quadratic/spg/report.html", "reports/linear_quadratic/spg/figures",
+                  "reports/linear_quadratic/spg/metrics.json"):
+        assert not (root / stale).exists(), stale
+    assert (root / "reports/linear_quadratic/rspg/report.html").exists()
+    # the model restored (as `dvc checkout` would): evaluated and reported again
+    shutil.rmtree(model)
+    shutil.copytree(backup, model)
+    assert snakemake_jobs(root) == {"evaluate": 1, "report": 1, "summary": 1, "all": 1}
+    sh(root, str(BIN / "snakemake"), "--cores", "2")
     assert snakemake_jobs(root) == {}
 
 
