@@ -80,6 +80,7 @@ def train_seeds_cmd(
     import shutil
 
     from mfax.multiseed import save_seeds, train_seeds, trainer_for
+    from mfax.outputs import check_output_location
     from mfax.pipeline import replace_dir, staging_dir
     from mfax.userio import read_yaml
 
@@ -98,7 +99,8 @@ def train_seeds_cmd(
     try:
         config_class = trainer_for(algo)[0]
         cfg = config_class.from_mapping(mapping, game=game, algo=algo, source=f"config ({config})")
-        staged = staging_dir(out)  # before training: a bad --out fails now
+        check_output_location(out, "dir", "--out")  # before training: a bad --out fails now
+        staged = staging_dir(out)
     except ValueError as err:
         raise _fail(str(err), 2) from None
     try:
