@@ -211,5 +211,7 @@ def dvc_yaml_cmd(
             raise _fail(f"{out} is out of date with {params}; run `mfax dvc-yaml`")
         typer.echo(f"{out} is up to date")
         return
-    out.write_text(text)
+    from mfax.agents import atomic_write
+
+    atomic_write(out, text)
     typer.echo(f"wrote {out}")

@@ -3,7 +3,9 @@
 ``params/params.yaml`` names the preset, the grid (games, algorithms,
 seeds), an optional hyper-parameter sweep, the evaluation settings and
 overrides; ``params/presets/<preset>.yaml`` holds the compute budget of a
-preset.  Snakemake reads ``params.yaml`` as its config (``configfile:``);
+preset.  Every reader goes through `mfax.userio` (``1e-3`` is a number):
+the Snakefile builds its `Pipeline` with `Pipeline.from_snakemake` (not a
+``configfile:``, whose YAML 1.1 reader takes ``1e-3`` for a string);
 ``dvc.yaml`` is generated from the same files by `dvc_yaml` (``mfax
 dvc-yaml``) and checked in, and a test keeps it up to date.
 
@@ -23,7 +25,12 @@ Config layering, later wins (each layer holds training keys plus an optional
 ``game:`` mapping of game parameters, the format of ``mfax train --config``):
 preset ``defaults``, ``algos[algo]``, ``games[game]``, ``pairs[game][algo]``,
 then the same four sections of ``params.yaml``, then the sweep setting, then
-``seeds`` from the grid.  Reading params imports neither JAX nor the trainer.
+``seeds`` from the grid.
+
+Loading params checks everything before any job runs: run names (a strict
+character set, `SAFE_NAME`, and unique), ``nan``/``inf`` anywhere, and every
+run's resolved training config through the trainer's own config class; errors
+are `ParamsError` naming the file, the section and the key.
 """
 
 from __future__ import annotations
@@ -264,7 +271,8 @@ class Pipeline:
     def from_config(cls, params: dict, root: str | os.PathLike = ".",
                     params_dir: str | os.PathLike | None = None,
                     where: str = PARAMS_FILE) -> "Pipeline":
-        """From an already-read params mapping (Snakemake's ``config``)."""
+        """From an already-read params mapping (read with `read_yaml`; Snakemake uses
+        `from_snakemake`)."""
         root = Path(root)
         params_dir = Path(params_dir) if params_dir is not None else root / Path(PARAMS_FILE).parent
         params = copy.deepcopy(dict(params))
