@@ -244,3 +244,21 @@ def test_train_seeds_checks_out_before_training(tmp_path):
     assert "is an existing file" in proc.stderr and "Traceback" not in proc.stderr
     assert "iterations" not in proc.stdout  # no training happened
     assert out.read_text() == "not a folder"
+
+
+def test_from_snakemake_reads_params_and_overrides_like_mfax(tmp_path):
+    """`snakemake --config` hands nested values over as strings (YAML BaseLoader) and
+    `--configfile` would be read as YAML 1.1: both are read the way mfax reads params."""
+    (tmp_path / "params" / "presets").mkdir(parents=True)
+    for name in ("base", "other"):
+        (tmp_path / "params" / "presets" / f"{name}.yaml").write_text(f"defaults: {{lr: 1e-2}}\n")
+    (tmp_path / "params" / "params.yaml").write_text(
+        "preset: base\ngrid: {games: [linear_quadratic], algos: [spg]}\ndefaults: {lr: 3e-4}\n")
+    extra = _write(tmp_path / "extra.yaml", "algos: {spg: {max_grad_norm: 5E-1}}\n")
+    pipe = P.Pipeline.from_snakemake(tmp_path, [extra], {
+        "preset": "other", "defaults": {"num_iterations": "8", "eval_every": "4",
+                                        "lr_end_fraction": ".5"}})
+    cfg = pipe.train_config(pipe.runs()[0])
+    assert pipe.params["preset"] == "other"
+    assert cfg["lr"] == 3e-4 and cfg["max_grad_norm"] == 0.5 and cfg["lr_end_fraction"] == 0.5
+    assert cfg["num_iterations"] == 8 and cfg["eval_every"] == 4
