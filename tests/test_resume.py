@@ -188,3 +188,17 @@ def test_nonfinite_evaluation_goes_back_to_the_last_finite_one(monkeypatch):
     assert all(np.isfinite(row["exploitability"]) for row in result.curve)
     traj = mfax.rollout(result.trainer.game, result.policy, jax.random.key(7), 8)
     assert np.all(np.isfinite(np.asarray(traj.policy)))
+
+
+def test_train_seeds_stops_on_the_same_interrupt():
+    """One mechanism: the vmapped multi-seed driver obeys the same guard."""
+    from mfax.multiseed import train_seeds
+    from mfax.training.driver import interrupt_guard
+
+    cfg = spg_config(num_iterations=10)
+    with interrupt_guard(after_calls=2):
+        results = train_seeds(cfg, [0, 1], progress=False, raise_on_interrupt=False)
+    assert [r.status for r in results] == ["interrupted", "interrupted"]
+    assert all(r.curve[-1]["iteration"] < 10 for r in results)
+    with pytest.raises(KeyboardInterrupt), interrupt_guard(after_calls=2):
+        train_seeds(cfg, [0, 1], progress=False)  # a pipeline job fails, keeping nothing

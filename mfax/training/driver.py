@@ -311,6 +311,9 @@ def drive(advance: Callable, evaluate: Callable, state: Any, num_iterations: int
     step = int(np.max(batch(state.step)))
     if resume is None and not interrupt.requested:
         state = record(state)
+    elif resume is not None and all(curves):
+        bar.update(step, float(np.mean([c[-1]["exploitability"] for c in curves])),
+                   train_seconds)
     per_iteration: Optional[float] = None
     started = resume is not None or eval_state is not None
     while started and step < num_iterations and not interrupt.requested:
