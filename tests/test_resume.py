@@ -78,6 +78,11 @@ def test_spg_interrupt_then_resume_is_bitwise_the_uninterrupted_run(spg_full, tm
     assert agent.description["metrics"]["iterations"] == 5
     assert agent.description["metrics"]["iterations_run"] == 8
 
+    # resumed and interrupted again before any evaluation: the saved agent stays the same
+    once = resume_training(out, chunk_iterations=1, interrupt_after=1)
+    assert once.interrupted and once.iterations_run == 9 and len(once.curve) == 2
+    jax.tree_util.tree_map(np.testing.assert_array_equal, once.params, cut.params)
+
     # resumed with other call sizes (and interrupted once more): still the same run
     again = resume_training(out, chunk_iterations=2, interrupt_after=2)
     assert again.interrupted and again.iterations_run == 12  # 8-10, 10-12
