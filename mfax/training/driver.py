@@ -144,7 +144,7 @@ class Interrupt:
             self.requested = True
 
 
-_active: Optional[Interrupt] = None
+_active = threading.local()  # .flag: the guard active in this thread
 
 
 @contextlib.contextmanager
@@ -156,11 +156,11 @@ def interrupt_guard(stream=None, after_calls: Optional[int] = None) -> Iterator[
     and raises KeyboardInterrupt.  Nested guards share the outer flag.  Outside the main
     thread (where Python cannot install handlers) the flag exists but no signal sets it.
     """
-    global _active
-    if _active is not None:
+    outer = getattr(_active, "flag", None)
+    if outer is not None:
         if after_calls is not None:
-            _active.after_calls = after_calls
-        yield _active
+            outer.after_calls = after_calls
+        yield outer
         return
     flag = Interrupt(after_calls)
     out = sys.stderr if stream is None else stream
@@ -169,12 +169,12 @@ def interrupt_guard(stream=None, after_calls: Optional[int] = None) -> Iterator[
     def handler(signum, frame):
         if flag.requested and signum == signal.SIGINT:
             for sig, previous in installed.items():
-                signal.signal(sig, previous)
+                signal.signal(sig, signal.SIG_DFL if previous is None else previous)
             raise KeyboardInterrupt
         flag.requested, flag.signal = True, signum
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         try:
-            out.write(f"\n{name}: stopping after the current step and saving "
+            out.write(f"\n{name}: stopping after the current step "
                       "(press Ctrl-C again to abort without saving)\n")
             out.flush()
         except Exception:  # noqa: BLE001 -- a closed stream must not hide the interrupt
@@ -187,11 +187,11 @@ def interrupt_guard(stream=None, after_calls: Optional[int] = None) -> Iterator[
                 signal.signal(sig, handler)
             except (ValueError, OSError):  # e.g. an embedded interpreter
                 installed.pop(sig, None)
-    _active = flag
+    _active.flag = flag
     try:
         yield flag
     finally:
-        _active = None
+        _active.flag = None
         for sig, previous in installed.items():
             signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
 
