@@ -46,7 +46,8 @@ from mfax.networks import NetworkConfig, NetworkApply, init_params, initial_carr
 from mfax.policies import MeanFieldPolicy
 
 FORMAT_NAME = "mfax-agent"
-FORMAT_VERSION = 1
+#: 2: the published network layout (docs/LEARNING.md); version-1 weights do not fit it
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "weights.msgpack"
 DESCRIPTION_FILE = "agent.json"
 CURVE_FILE = "curve.csv"
@@ -330,8 +331,12 @@ def read_description(path: Path | str) -> dict[str, Any]:
             f"{file}: format_version {version} was written by a newer mfax "
             f"({desc.get('versions', {}).get('mfax', '?')}); this mfax "
             f"({_versions()['mfax']}) reads format versions up to {FORMAT_VERSION}")
+    if version == 1:
+        raise ValueError(f"{file}: format_version 1 was written with mfax's former network "
+                         "layout, whose weights do not fit today's network (docs/LEARNING.md); "
+                         "retrain the agent")
     if version < 1:
-        raise ValueError(f"{file}: format_version {version} is not supported (expected 1..."
+        raise ValueError(f"{file}: format_version {version} is not supported (expected "
                          f"{FORMAT_VERSION})")
     return desc
 

@@ -49,7 +49,7 @@ def test_save_load_evaluate_identical(tmp_path, lq, recurrent):
     desc = agent.description
     assert desc["seed"] == 7 and desc["game"]["params"] == lq.params.to_dict()
     assert desc["algorithm"] == ("rspg" if recurrent else "spg")
-    assert desc["versions"]["jax"] == jax.__version__ and desc["format_version"] == 1
+    assert desc["versions"]["jax"] == jax.__version__ and desc["format_version"] == 2
     assert "normalised" in desc["observation"]
     assert agent.curve() == curve
     key = jax.random.key(3)
@@ -110,10 +110,13 @@ def test_truncated_files(saved):
 
 
 def test_incompatible_version(saved):
+    _edit_json(saved, format_version=1)
+    with pytest.raises(ValueError, match=r"agent\.json: format_version 1 .*former network.*retrain"):
+        load_agent(saved)
     _edit_json(saved, format_version=99)
     with pytest.raises(ValueError, match=r"agent\.json: format_version 99.*newer mfax"):
         load_agent(saved)
-    _edit_json(saved, format="something-else", format_version=1)
+    _edit_json(saved, format="something-else", format_version=2)
     with pytest.raises(ValueError, match="not an mfax agent"):
         load_agent(saved)
 
