@@ -33,7 +33,7 @@ def canonical_name(name: str) -> str:
 
 
 def make_game(name: str, **overrides: Any) -> Game:
-    """Build a game by name; every parameter of ENVIRONMENTS.md can be overridden."""
+    """Build a game by name; every parameter of docs/games.md can be overridden."""
     game_cls, params_cls = _REGISTRY[canonical_name(name)]
     params = params_cls.from_overrides(**overrides)
     game_cls.check_size(params)  # sizes beyond the machine: a clear error before allocating

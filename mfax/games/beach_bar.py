@@ -1,4 +1,4 @@
-"""Beach bar 1D (ENVIRONMENTS.md section 2)."""
+"""Beach bar 1D (docs/games.md#beach_bar_1d)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Linear-quadratic game (ENVIRONMENTS.md section 1)."""
+"""Linear-quadratic game (docs/games.md#linear_quadratic)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Heterogeneous-agent economy with endogenous prices (ENVIRONMENTS.md section 3)."""
+"""Heterogeneous-agent economy with endogenous prices (docs/games.md#macro)."""
 
 from __future__ import annotations
 
