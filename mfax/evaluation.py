@@ -1,6 +1,6 @@
 """Policy value, best response and exploitability by backward induction.
 
-Definitions follow ALGORITHMS.md.  With common noise, the best response is
+Definitions follow docs/algorithms.md#exploitability.  With common noise, the best response is
 computed on each sampled path separately, so it knows that path in
 hindsight: the reported exploitability is then an upper bound on the true
 one (the same convention as the published results).

@@ -1,6 +1,6 @@
 """Neural mean-field policies (flax linen), applied to all ``S`` grid states at once.
 
-Architecture (ALGORITHMS.md, "Shared pieces"; the same function class, layer
+Architecture (docs/algorithms.md#network; the same function class, layer
 sizes and initialisation as the published MFAX network, see docs/LEARNING.md):
 
 - a state part: a learned embedding of the state index (``state_input=
@@ -15,7 +15,7 @@ sizes and initialisation as the published MFAX network, see docs/LEARNING.md):
   ``categorical`` (one logit per action, bias initialised at N(0, 0.01^2))
   or ``beta`` (two concentrations per state, turned into probabilities over
   the action grid by a softmax over the Beta log-densities at the action
-  values, which lie in (0, 1), ENVIRONMENTS.md).
+  values, which lie in (0, 1), docs/games.md#macro).
 
 The embeddings are linear on purpose: an activation there, a raw GRU state
 fed to the MLP, or one more MLP layer (the earlier mfax layout) made RSPG
