@@ -1,5 +1,5 @@
 """Shared helpers for the core tests: independent numpy references written
-from ENVIRONMENTS.md / ALGORITHMS.md (dense kernels, python loops), and
+from docs/games.md / docs/algorithms.md (dense kernels, python loops), and
 conversions from mfax's kernel rows to dense matrices.
 
 Nothing here calls mfax code beyond building aggregate states, so the
@@ -80,7 +80,7 @@ def dense_kernel(idx, prob, num_states: int) -> np.ndarray:
 
 
 def ref_lq_kernel(p, t: int, z: float) -> np.ndarray:
-    """ENVIRONMENTS.md section 1, written with python loops."""
+    """docs/games.md#linear_quadratic, written with python loops."""
     S = p.num_states
     acts = range(-p.max_action, p.max_action + 1)
     if not p.common_noise or z == 0:
@@ -201,7 +201,7 @@ def ref_macro_reward(p, t: int, z: float, mu: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
-# reference rollout + policy value + best response (ALGORITHMS.md)
+# reference rollout + policy value + best response (docs/algorithms.md)
 # --------------------------------------------------------------------------
 def ref_rollout_and_evaluate(game, pi: np.ndarray, z_path: np.ndarray, gamma: float,
                              bar: int | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""Policy value, best response and exploitability (ALGORITHMS.md), checked
+"""Policy value, best response and exploitability (docs/algorithms.md), checked
 against an independent numpy reference and against their defining properties."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ REF_GAMES = {
 @pytest.mark.parametrize("name", GAMES)
 def test_matches_numpy_reference(name):
     """Rollout, V_0, V*_0, exploitability and best actions equal an independent
-    dense numpy implementation of ENVIRONMENTS.md + ALGORITHMS.md (with common
+    dense numpy implementation of docs/games.md + docs/algorithms.md (with common
     noise); discounted (gamma = 0.9) and undiscounted results from one call."""
     game = mfax.make_game(name, **REF_GAMES[name])
     E, gamma = 3, 0.9

@@ -1,4 +1,4 @@
-"""The three games against ENVIRONMENTS.md: kernels, resets, rewards,
+"""The three games against docs/games.md: kernels, resets, rewards,
 common noise, observations, and parameter validation."""
 
 from __future__ import annotations
