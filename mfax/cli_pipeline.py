@@ -168,7 +168,7 @@ def report(
     out: Path = typer.Option(..., "--out", help="report.html (figures go to figures/ beside it)"),
 ) -> None:
     """Write one run's HTML report and its PNG figures."""
-    from mfax.reports import write_report
+    from mfax.pipeline.reports import write_report
 
     for p in (metrics, curve, trajectory):
         if not p.exists():
@@ -187,7 +187,7 @@ def summary(
                              help="summary.md; summary.csv and summary.png go beside it"),
 ) -> None:
     """One table (Markdown and CSV) and one comparison plot over all runs."""
-    from mfax.reports import write_summary
+    from mfax.pipeline.reports import write_summary
 
     missing = [str(p) for p in metrics if not p.exists()]
     if missing:

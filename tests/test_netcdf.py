@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 import mfax
-from mfax.netcdf import DIMS, VARIABLES, trajectory_dataset, write_netcdf
+from mfax.pipeline.netcdf import DIMS, VARIABLES, trajectory_dataset, write_netcdf
 
 
 @pytest.fixture(scope="module")

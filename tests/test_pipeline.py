@@ -221,7 +221,7 @@ def test_dry_run_plans_the_whole_grid():
 def _fake_run(root: Path, game, run: str, scale: float) -> Path:
     """metrics.json, curve.csv and trajectory.nc of a uniform policy (no training)."""
     from mfax.agents import atomic_write, curve_csv
-    from mfax.netcdf import trajectory_dataset, write_netcdf
+    from mfax.pipeline.netcdf import trajectory_dataset, write_netcdf
 
     r = mfax.evaluate_policy(game, mfax.uniform_policy(game), jax.random.key(0), num_envs=2)
     base = root / "reports" / game.name / run
@@ -241,7 +241,7 @@ def _fake_run(root: Path, game, run: str, scale: float) -> Path:
 
 
 def test_report_and_summary(tmp_path):
-    from mfax.reports import write_report, write_summary
+    from mfax.pipeline.reports import write_report, write_summary
 
     lq = mfax.make_game("linear_quadratic", num_states=9, horizon=5)
     macro = mfax.make_game("macro", num_wealth=6, num_income=3, num_actions=4, horizon=4)
@@ -353,7 +353,7 @@ def test_snakemake_reruns_on_content_not_mtimes(tiny_repo):
     assert snakemake_jobs(root) == {}, "a dvc checkout must not trigger retraining"
 
     # report code changed: reports and the summary only
-    reports = root / "mfax" / "reports.py"
+    reports = root / "mfax" / "pipeline" / "reports.py"
     original = reports.read_text()
     reports.write_text(original + "\n# restyled\n")
     assert snakemake_jobs(root) == {"report": 2, "summary": 1, "all": 1}
@@ -375,7 +375,7 @@ def test_profile_checksums_large_inputs_and_resumes_interrupted_runs(tiny_repo):
     """The workflow profile is in force for a plain `snakemake`: inputs over Snakemake's
     default max-checksum-file-size (1 MB) are compared by content, and a run that was
     interrupted (a job marked incomplete, its outputs written atomically) resumes."""
-    from mfax.netcdf import read_netcdf, write_netcdf
+    from mfax.pipeline.netcdf import read_netcdf, write_netcdf
 
     root = tiny_repo
     assert snakemake_jobs(root) == {}

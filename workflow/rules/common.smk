@@ -11,6 +11,12 @@
 # or `git checkout` (new mtimes, same content) retrains nothing. Force a rerun
 # with `snakemake -R <rule>` or `--forceall`.
 #
+# Every path is defined once, in mfax.pipeline.runs: the rules use its templates
+# (path("metrics") is "reports/{game}/{run}/metrics.json", {game} and {run} being
+# the wildcards), as do Run's properties and the dvc.yaml generator.  Each job
+# writes what it prints to its log: log_path("train") is logs/{game}/{run}/train.log
+# (git-ignored; shown when a job fails: show-failed-logs in the profiles).
+#
 # Shell commands quote every substitution ({...:q}); run names are checked to
 # be plain words anyway (mfax.pipeline.SAFE_NAME).
 import json
@@ -18,7 +24,10 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
-from mfax.pipeline import AGENT_FILES, SUMMARY_OUTPUTS, ParamsError, Pipeline, code_hash, write_config
+from mfax.pipeline import (
+    SUMMARY_LOG, SUMMARY_OUTPUTS, ParamsError, Pipeline, code_hash, log_path, model_files, path,
+    write_config,
+)
 
 # several jobs may share one GPU: do not let each JAX process grab 75% of its memory
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")

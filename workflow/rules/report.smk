@@ -1,17 +1,19 @@
 # Reports depend on report code only: restyling them never retrains or re-evaluates.
 rule report:
     input:
-        metrics="reports/{game}/{run}/metrics.json",
-        curve="reports/{game}/{run}/curve.csv",
-        trajectory="data/{game}/{run}/trajectory.nc",
+        metrics=rules.evaluate.output.metrics,
+        curve=rules.evaluate.output.curve,
+        trajectory=rules.evaluate.output.trajectory,
     output:
-        report="reports/{game}/{run}/report.html",
-        figures=directory("reports/{game}/{run}/figures"),
+        report=path("report"),
+        figures=directory(path("figures")),
+    log:
+        log_path("report"),
     params:
         code=code_hash(ROOT, "report"),
     shell:
         "mfax report --metrics {input.metrics:q} --curve {input.curve:q} "
-        "--trajectory {input.trajectory:q} --out {output.report:q}"
+        "--trajectory {input.trajectory:q} --out {output.report:q} > {log:q} 2>&1"
 
 
 rule summary:
@@ -20,8 +22,10 @@ rule summary:
         curves=[r.curve for r in RUNS],
     output:
         SUMMARY_OUTPUTS,
+    log:
+        SUMMARY_LOG,
     params:
         code=code_hash(ROOT, "summary"),
     localrule: True
     shell:
-        "mfax summary --out {output[0]:q} {input.metrics:q}"
+        "mfax summary --out {output[0]:q} {input.metrics:q} > {log:q} 2>&1"

@@ -2,7 +2,7 @@ rule configure:
     # one resolved training config per run; rewritten (and the run retrained)
     # only when that run's resolved config changes
     output:
-        "data/{game}/{run}/config.yaml",
+        path("config"),
     params:
         config=lambda w: json.dumps(PIPE.train_config(run_of(w)), sort_keys=True),
     localrule: True
@@ -15,18 +15,19 @@ rule train:
     # `mfax train-seeds` replaces the whole folder models/{game}/{run} when it has
     # finished (written next to it, then renamed): no shell `rm`, no half-written model
     input:
-        config="data/{game}/{run}/config.yaml",
+        config=rules.configure.output[0],
     output:
-        # DVC tracks the folder models/{game}/{run}; Snakemake names its files so
-        # that downstream jobs compare them by checksum, not by modification time
-        index="models/{game}/{run}/seeds.json",
-        agents=expand("models/{{game}}/{{run}}/seed_{seed}/{file}", seed=PIPE.seeds,
-                      file=AGENT_FILES),
+        # DVC tracks the folder models/{game}/{run}; Snakemake names its files
+        # (seeds.json, seed_<s>/...) so that downstream jobs compare them by
+        # checksum, not by modification time
+        model_files(PIPE.seeds),
+    log:
+        log_path("train"),
     params:
         algo=lambda w: run_of(w).algo,
-        out="models/{game}/{run}",
+        out=path("model"),
         code=code_hash(ROOT, "train"),
     threads: 1
     shell:
         "mfax train-seeds --game {wildcards.game:q} --algo {params.algo:q} "
-        "--config {input.config:q} --out {params.out:q} --no-progress"
+        "--config {input.config:q} --out {params.out:q} --no-progress > {log:q} 2>&1"

@@ -1,4 +1,4 @@
-"""The pipeline's single source of truth: ``params/`` -> the grid of runs and their configs.
+"""Params: ``params/`` -> the grid of runs and each run's resolved training config.
 
 ``params/params.yaml`` names the preset, the grid (games, algorithms,
 seeds), an optional hyper-parameter sweep, the evaluation settings and
@@ -6,20 +6,10 @@ overrides; ``params/presets/<preset>.yaml`` holds the compute budget of a
 preset.  Every reader goes through `mfax.userio` (``1e-3`` is a number):
 the Snakefile builds its `Pipeline` with `Pipeline.from_snakemake` (not a
 ``configfile:``, whose YAML 1.1 reader takes ``1e-3`` for a string);
-``dvc.yaml`` is generated from the same files by `dvc_yaml` (``mfax
-dvc-yaml``) and checked in, and a test keeps it up to date.
+``dvc.yaml`` is generated from the same files by `mfax.pipeline.dvc`
+(``mfax dvc-yaml``) and checked in, and a test keeps it up to date.
 
-A *run* is one (game, algorithm, sweep setting) of the grid; without a
-sweep its name is the algorithm's (``spg``), with one it carries the setting
-(``spg-lr=0.001``).  Its files::
-
-    data/<game>/<run>/config.yaml      resolved training config (`mfax train --config`)
-    models/<game>/<run>/               agent: weights.msgpack, agent.json, training curve
-    data/<game>/<run>/trajectory.nc    evaluated mean-field trajectory (xarray / NetCDF)
-    reports/<game>/<run>/metrics.json  DVC metrics
-    reports/<game>/<run>/curve.csv     training curve (DVC plots)
-    reports/<game>/<run>/report.html   human report (+ figures/*.png)
-    reports/summary.{md,csv,png}       one table and one comparison plot over all runs
+The runs of the grid and their files are defined in `mfax.pipeline.runs`.
 
 Config layering, later wins (each layer holds training keys plus an optional
 ``game:`` mapping of game parameters, the format of ``mfax train --config``):
@@ -31,20 +21,18 @@ Loading params checks everything before any job runs: run names (a strict
 character set, `SAFE_NAME`, and unique), ``nan``/``inf`` anywhere, and every
 run's resolved training config through the trainer's own config class; errors
 are `ParamsError` naming the file, the section and the key.
+
+This module is the configure stage's code (``mfax configure``, `write_config`):
+see `mfax.pipeline.code.CODE_DEPS`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
-import json
 import os
 import re
-import shlex
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -52,6 +40,7 @@ import numpy as np
 import yaml
 
 from mfax import userio
+from mfax.pipeline.runs import MAX_NAME, SAFE_NAME, SAFE_PIECE, Run, format_value
 
 PARAMS_FILE = "params/params.yaml"
 PRESETS_DIR = "presets"  # relative to the params file's folder
@@ -68,98 +57,9 @@ TOP_KEYS = {
 }
 EVALUATION_DEFAULTS = {"num_envs": 32, "seed": 2024, "episodes": 4}
 
-#: Code each stage depends on (files or folders, relative to the repository root).
-#: Snakemake hashes their content into the rule's params; dvc.yaml lists them as deps.
-#: Report code is deliberately absent from train/evaluate, so restyling reports
-#: reruns the report stages only.
-CODE_DEPS = {
-    "configure": ["mfax/pipeline.py"],
-    "train": ["mfax/games", "mfax/training", "mfax/rl", "mfax/dynamics.py",
-              "mfax/evaluation.py", "mfax/policies.py", "mfax/networks.py", "mfax/agents.py",
-              "mfax/multiseed.py"],
-    "evaluate": ["mfax/games", "mfax/dynamics.py", "mfax/evaluation.py", "mfax/policies.py",
-                 "mfax/networks.py", "mfax/agents.py", "mfax/multiseed.py", "mfax/netcdf.py",
-                 "mfax/pipeline.py"],
-    "report": ["mfax/reports.py"],
-    "summary": ["mfax/reports.py"],
-}
-
 
 class ParamsError(ValueError):
     """A problem in params/: the message names the file, the field and what is allowed."""
-
-
-# --------------------------------------------------------------------------- runs
-@dataclasses.dataclass(frozen=True)
-class Run:
-    game: str
-    algo: str
-    setting: tuple[tuple[str, Any], ...] = ()  # sweep values of this run
-
-    @property
-    def name(self) -> str:
-        return self.algo + "".join(f"-{k}={format_value(v)}" for k, v in self.setting)
-
-    @property
-    def key(self) -> str:
-        """DVC ``foreach`` key (letters, digits, ``_`` and ``-`` only)."""
-        return re.sub(r"[^A-Za-z0-9_-]", "_", f"{self.game}-{self.name}")
-
-    @property
-    def id(self) -> str:
-        return f"{self.game}/{self.name}"
-
-    # the files of a run
-    @property
-    def config(self) -> str:
-        return f"data/{self.game}/{self.name}/config.yaml"
-
-    @property
-    def model(self) -> str:
-        return f"models/{self.game}/{self.name}"
-
-    @property
-    def trajectory(self) -> str:
-        return f"data/{self.game}/{self.name}/trajectory.nc"
-
-    @property
-    def metrics(self) -> str:
-        return f"reports/{self.game}/{self.name}/metrics.json"
-
-    @property
-    def curve(self) -> str:
-        return f"reports/{self.game}/{self.name}/curve.csv"
-
-    @property
-    def report(self) -> str:
-        return f"reports/{self.game}/{self.name}/report.html"
-
-    @property
-    def figures(self) -> str:
-        return f"reports/{self.game}/{self.name}/figures"
-
-
-#: the files of one seed's agent (mfax.agents)
-AGENT_FILES = ("weights.msgpack", "agent.json", "curve.csv")
-SUMMARY_OUTPUTS = ("reports/summary.md", "reports/summary.csv", "reports/summary.png")
-
-
-def format_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return "x".join(format_value(x) for x in v)
-    return str(v)
-
-
-#: one piece of a run name (the algorithm, a sweep key, a formatted sweep value): run names
-#: become folder names under data/, models/ and reports/ and words of the stages' commands,
-#: so only these characters are allowed (no spaces, quotes, slashes, ``$``, ``;``, ``*``, ...)
-SAFE_PIECE = re.compile(r"[A-Za-z0-9._+-]+")
-SAFE_NAME = re.compile(r"[A-Za-z0-9._=+-]+")
-MAX_NAME = 200  # file systems allow 255 bytes per name
 
 
 def check_run_piece(where: str, field: str, value: Any, piece: str) -> None:
@@ -534,293 +434,3 @@ def write_config(pipe: Pipeline, run: Run, path: str | os.PathLike | None = None
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
-
-
-def staging_dir(out: str | os.PathLike) -> Path:
-    """A new empty folder next to ``out`` to write its replacement into (then `replace_dir`).
-
-    Made before any work starts, so an output that is an existing file or lies in an
-    unwritable place fails at once (`ValueError`), not after training.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output folder {str(out)!r} is an existing file, not a folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    except OSError as err:
-        raise ValueError(f"cannot write the output folder {str(out)!r}: {err.strerror}") from None
-    os.chmod(staged, 0o755)  # mkdtemp makes 0700 folders; models are shared artefacts
-    return staged
-
-
-def replace_dir(staged: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Put the finished folder ``staged`` in place of ``out`` (whatever ``out`` held before,
-    e.g. the seeds of an older grid, is removed), by renames in the same folder: at no
-    moment does ``out`` hold a mix of old and new files."""
-    staged, out = Path(staged), Path(out)
-    old = None
-    if out.exists() or out.is_symlink():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.rename(out, old)
-    os.rename(staged, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return out
-
-
-def remove_outputs(*paths: str | os.PathLike) -> list[str]:
-    """Remove files or folders (stale outputs); returns those that existed."""
-    removed = []
-    for p in map(Path, paths):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
-        else:
-            continue
-        removed.append(str(p))
-    return removed
-
-
-# --------------------------------------------------------------------------- code
-def code_files(root: str | os.PathLike, deps: Iterable[str]) -> list[Path]:
-    root = Path(root)
-    files: list[Path] = []
-    for dep in deps:
-        p = root / dep
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*.py") if "__pycache__" not in f.parts))
-        elif p.exists():
-            files.append(p)
-    return files
-
-
-def code_hash(root: str | os.PathLike, stage: str) -> str:
-    """Content hash of a stage's code (Snakemake reruns a rule when its params change)."""
-    h = hashlib.sha256()
-    for f in code_files(root, CODE_DEPS[stage]):
-        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-# ----------------------------------------------------------------------- dvc.yaml
-DVC_HEADER = """\
-# Generated by `mfax dvc-yaml` from params/ (the grid) and mfax/pipeline.py (the
-# stage layout). Do not edit by hand: edit params/ and rerun `mfax dvc-yaml`;
-# tests/test_pipeline.py checks that this file is up to date.
-"""
-
-
-def _deps(root: Path, stage: str) -> list[str]:
-    """Code deps that exist (DVC refuses missing deps; new files need a regeneration)."""
-    return [d for d in CODE_DEPS[stage] if (root / d).exists()]
-
-
-def command(*words: str) -> str:
-    """A shell command line with every word quoted (`shlex.quote`): no path or value from
-    params/ can reach a shell as anything but one argument.  DVC substitutes ``${...}``
-    inside the quotes, before the shell sees the line."""
-    return " ".join(shlex.quote(str(w)) for w in words)
-
-
-def dvc_stages(pipe: Pipeline) -> dict:
-    runs = pipe.runs()
-    items = {r.key: {"game": r.game, "algo": r.algo, "run": r.name} for r in runs}
-    params_file = pipe.where
-    pd = "${item.game}/${item.run}"
-    stages: dict = {
-        "configure": {
-            "cmd": command("mfax", "configure", "--params", params_file),
-            "deps": [str(Path(params_file).parent / PRESETS_DIR)] + _deps(pipe.root, "configure"),
-            "params": [{params_file: None}],
-            "outs": [r.config for r in runs],
-        },
-        "train": {
-            "foreach": items,
-            "do": {
-                "cmd": command("mfax", "train-seeds", "--game", "${item.game}",
-                               "--algo", "${item.algo}", "--config", f"data/{pd}/config.yaml",
-                               "--out", f"models/{pd}", "--no-progress"),
-                "deps": [f"data/{pd}/config.yaml"] + _deps(pipe.root, "train"),
-                "outs": [f"models/{pd}"],
-            },
-        },
-        "evaluate": {
-            "foreach": items,
-            "do": {
-                "cmd": command("mfax", "evaluate-pair", "--agent", f"models/{pd}",
-                               "--num-envs", "${evaluation.num_envs}",
-                               "--seed", "${evaluation.seed}",
-                               "--episodes", "${evaluation.episodes}",
-                               "--metrics", f"reports/{pd}/metrics.json",
-                               "--curve", f"reports/{pd}/curve.csv",
-                               "--trajectory", f"data/{pd}/trajectory.nc",
-                               "--report", f"reports/{pd}/report.html"),
-                "deps": [f"models/{pd}"] + _deps(pipe.root, "evaluate"),
-                "params": [{params_file: ["evaluation"]}],
-                "outs": [f"data/{pd}/trajectory.nc"],
-                "metrics": [{f"reports/{pd}/metrics.json": {"cache": False}}],
-                "plots": [{f"reports/{pd}/curve.csv": {
-                    "cache": False, "x": "iteration", "y": "exploitability"}}],
-            },
-        },
-        "report": {
-            "foreach": items,
-            "do": {
-                "cmd": command("mfax", "report", "--metrics", f"reports/{pd}/metrics.json",
-                               "--curve", f"reports/{pd}/curve.csv",
-                               "--trajectory", f"data/{pd}/trajectory.nc",
-                               "--out", f"reports/{pd}/report.html"),
-                "deps": [f"reports/{pd}/metrics.json", f"reports/{pd}/curve.csv",
-                         f"data/{pd}/trajectory.nc"] + _deps(pipe.root, "report"),
-                "outs": [f"reports/{pd}/report.html", f"reports/{pd}/figures"],
-            },
-        },
-        "summary": {
-            "cmd": command("mfax", "summary", "--out", "reports/summary.md",
-                           *(r.metrics for r in runs)),
-            "deps": [p for r in runs for p in (r.metrics, r.curve)] + _deps(pipe.root, "summary"),
-            "outs": list(SUMMARY_OUTPUTS),
-        },
-    }
-    return stages
-
-
-def dvc_yaml(pipe: Pipeline) -> str:
-    """The text of ``dvc.yaml`` for this grid (deterministic)."""
-    curves = {r.curve: "exploitability" for r in pipe.runs()}
-    doc = {
-        "vars": [pipe.where],
-        "stages": dvc_stages(pipe),
-        "plots": [
-            {"exploitability_vs_iteration": {"template": "linear", "x": "iteration", "y": curves}},
-            {"exploitability_vs_seconds": {"template": "linear", "x": "seconds", "y": curves}},
-        ],
-    }
-    return DVC_HEADER + yaml.dump(doc, Dumper=_NoAliasDumper, sort_keys=False, width=100)
-
-
-class _NoAliasDumper(yaml.SafeDumper):
-    def ignore_aliases(self, data):  # write the foreach items out for every stage
-        return True
-
-
-def expected_outputs(pipe: Pipeline) -> set[str]:
-    """Every output path of the pipeline (the same set for Snakemake and DVC)."""
-    out = set(SUMMARY_OUTPUTS)
-    for r in pipe.runs():
-        out |= {r.config, r.model, r.trajectory, r.metrics, r.curve, r.report, r.figures}
-    return out
-
-
-def dumps_json(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
-
-
-# ----------------------------------------------------------------------- evaluate
-def _mean(values: list[float]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
-#: columns of reports/<game>/<run>/curve.csv (means over seeds, with the spread of exploitability)
-CURVE_COLUMNS = ("iteration", "seconds", "exploitability", "exploitability_std",
-                 "exploitability_min", "exploitability_max", "policy_return",
-                 "best_response_return", "exploitability_undiscounted", "seeds")
-
-
-def aggregate_curves(curves: list[list[dict]]) -> list[dict]:
-    """Per-seed training curves -> one curve: mean (and spread) over seeds at each evaluation."""
-    rows = []
-    for i in range(max((len(c) for c in curves), default=0)):
-        at = [c[i] for c in curves if i < len(c)]
-        expl = [r["exploitability"] for r in at if "exploitability" in r]
-        row = {"iteration": int(at[0]["iteration"]), "seconds": _mean([r.get("seconds") for r in at])}
-        row["exploitability"] = _mean(expl)
-        row["exploitability_std"] = float(np.std(expl)) if expl else None
-        row["exploitability_min"] = float(np.min(expl)) if expl else None
-        row["exploitability_max"] = float(np.max(expl)) if expl else None
-        for k in ("policy_return", "best_response_return", "exploitability_undiscounted"):
-            row[k] = _mean([r.get(k) for r in at])
-        row["seeds"] = len(at)
-        rows.append(row)
-    return rows
-
-
-def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, episodes: int,
-                 metrics_path: str | os.PathLike, curve_path: str | os.PathLike,
-                 trajectory_path: str | os.PathLike) -> dict:
-    """The evaluate stage: every seed's agent on the same ``num_envs`` push-forward episodes.
-
-    Writes ``metrics.json`` (means, spread and per-seed values, the untrained
-    network's and the uniform policy's exploitability, training time), the
-    seed-aggregated training ``curve.csv``, and the first seed's trajectory
-    (the first ``episodes`` episodes) as NetCDF.  Returns the metrics.
-    """
-    import jax  # noqa: PLC0415
-
-    from mfax.agents import atomic_write, curve_csv, load_agent, read_curve  # noqa: PLC0415
-    from mfax.evaluation import evaluate_policy  # noqa: PLC0415
-    from mfax.multiseed import SEEDS_FILE, agent_dirs  # noqa: PLC0415
-    from mfax.netcdf import trajectory_dataset, write_netcdf  # noqa: PLC0415
-    from mfax.policies import uniform_policy  # noqa: PLC0415
-
-    agents = [(s, load_agent(d)) for s, d in agent_dirs(model_dir)]
-    game, gamma = agents[0][1].game, agents[0][1].gamma
-    for s, a in agents[1:]:
-        if a.game != game:
-            raise ValueError(f"{a.path}: game {a.game!r} differs from {agents[0][1].path}'s {game!r}")
-    key = jax.random.key(int(seed))
-    results = [evaluate_policy(a.game, a, key, num_envs, gamma=a.gamma) for _, a in agents]
-    uniform = evaluate_policy(game, uniform_policy(game), key, num_envs, gamma=gamma)
-    curves = [read_curve(Path(a.path) / "curve.csv") for _, a in agents]
-
-    f = lambda x: float(np.asarray(x))  # noqa: E731
-    expl = [f(r.exploitability) for r in results]
-    per_seed = {}
-    for (s, a), r, c in zip(agents, results, curves):
-        per_seed[str(s)] = {
-            "exploitability": f(r.exploitability), "policy_return": f(r.policy_return),
-            "best_response_return": f(r.best_response_return),
-            "initial_exploitability": c[0]["exploitability"] if c else None,
-        }
-    index_file = Path(model_dir) / SEEDS_FILE
-    if index_file.exists():
-        index = json.loads(index_file.read_text())
-        train_seconds = index.get("train_seconds")
-    else:  # separate runs: their total cost
-        train_seconds = sum((a.description.get("metrics") or {}).get("train_seconds") or 0.0
-                            for _, a in agents)
-    metrics = {
-        "exploitability": float(np.mean(expl)),
-        "exploitability_std": float(np.std(expl)),
-        "exploitability_min": float(np.min(expl)),
-        "exploitability_max": float(np.max(expl)),
-        "policy_return": float(np.mean([f(r.policy_return) for r in results])),
-        "best_response_return": float(np.mean([f(r.best_response_return) for r in results])),
-        "exploitability_undiscounted": float(np.mean(
-            [f(r.exploitability_undiscounted) for r in results])),
-        "initial_exploitability": _mean([v["initial_exploitability"] for v in per_seed.values()]),
-        "uniform_exploitability": f(uniform.exploitability),
-        "train_seconds": train_seconds,
-        "iterations": max((c[-1]["iteration"] for c in curves if c), default=0),
-        "num_seeds": len(agents),
-        "eval_num_envs": int(num_envs),
-        "per_seed": per_seed,
-    }
-    first_seed, first = agents[0]
-    ds = trajectory_dataset(game, results[0], episodes=episodes, gamma=gamma, attrs={
-        "algorithm": first.algorithm,
-        "model": str(model_dir),
-        "seed": -1 if first_seed is None else int(first_seed),
-        "seeds": json.dumps([s for s, _ in agents]),
-        "eval_seed": int(seed),
-        "training_config": json.dumps(first.description.get("training") or {}, sort_keys=True),
-    })
-    write_netcdf(ds, trajectory_path)
-    atomic_write(curve_path, curve_csv(aggregate_curves(curves), list(CURVE_COLUMNS)))
-    atomic_write(metrics_path, dumps_json(metrics))
-    return metrics

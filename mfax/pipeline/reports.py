@@ -238,7 +238,7 @@ def figure_values(plt, ds, path):
 # ------------------------------------------------------------------------ report
 def write_report(metrics_path, curve_path, trajectory_path, out_html) -> Path:
     """One run's HTML report, with its PNG figures in ``figures/`` next to it."""
-    from mfax.netcdf import read_netcdf  # noqa: PLC0415
+    from mfax.pipeline.netcdf import read_netcdf  # noqa: PLC0415
 
     plt = _plt()
     metrics = json.loads(Path(metrics_path).read_text())
