@@ -1,17 +1,63 @@
-"""mfax: mean-field games in JAX, with exact and sample-based mean-field dynamics."""
+"""mfax: mean-field games in JAX, with exact and sample-based mean-field dynamics.
 
-__version__ = "0.1.0"
+The package is lazy (PEP 562): ``import mfax`` loads no JAX; ``mfax.make_game``
+and the other names below import their module when first used, and a
+submodule (``mfax.training``) is imported when first accessed as an attribute.
+So ``mfax --help``, the pipeline's commands and Snakefile parsing stay fast.
+"""
 
-from mfax.agents import load_agent  # noqa: E402
-from mfax.dynamics import Trajectory, rollout  # noqa: E402
-from mfax.evaluation import EvalResult, evaluate_policy  # noqa: E402
-from mfax.games import list_games, make_game  # noqa: E402
-from mfax.policies import MeanFieldPolicy, uniform_policy  # noqa: E402
-from mfax.solvers import solve_tabular  # noqa: E402
-from mfax.training import make_train  # noqa: E402
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+from mfax._version import __version__
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "load_agent": "mfax.agents",
+    "Trajectory": "mfax.dynamics",
+    "rollout": "mfax.dynamics",
+    "EvalResult": "mfax.evaluation",
+    "evaluate_policy": "mfax.evaluation",
+    "list_games": "mfax.games",
+    "make_game": "mfax.games",
+    "MeanFieldPolicy": "mfax.policies",
+    "uniform_policy": "mfax.policies",
+    "solve_tabular": "mfax.solvers",
+    "make_train": "mfax.training",
+    "list_algorithms": "mfax.algorithms",
+}
 
 __all__ = [
-    "EvalResult", "MeanFieldPolicy", "Trajectory", "evaluate_policy", "list_games",
-    "load_agent", "make_game", "make_train", "rollout", "solve_tabular", "uniform_policy",
-    "__version__",
+    "EvalResult", "MeanFieldPolicy", "Trajectory", "evaluate_policy", "list_algorithms",
+    "list_games", "load_agent", "make_game", "make_train", "rollout", "solve_tabular",
+    "uniform_policy", "__version__",
 ]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; never executed
+    from mfax.agents import load_agent
+    from mfax.algorithms import list_algorithms
+    from mfax.dynamics import Trajectory, rollout
+    from mfax.evaluation import EvalResult, evaluate_policy
+    from mfax.games import list_games, make_game
+    from mfax.policies import MeanFieldPolicy, uniform_policy
+    from mfax.solvers import solve_tabular
+    from mfax.training import make_train
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")  # a submodule: mfax.training
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -24,14 +24,10 @@ key)` accepts directly.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
@@ -40,8 +36,10 @@ import flax.serialization
 import jax
 import numpy as np
 
+from mfax._version import __version__
 from mfax.games import make_game
 from mfax.games.base import Game
+from mfax.io import atomic_write, curve_csv, read_curve  # noqa: F401  (re-exported)
 from mfax.networks import NetworkConfig, NetworkApply, init_params, initial_carry_fn
 from mfax.policies import MeanFieldPolicy
 
@@ -53,7 +51,7 @@ DESCRIPTION_FILE = "agent.json"
 CURVE_FILE = "curve.csv"
 OBSERVATION_NOTE = (
     "the policy input is game.observation(agg, mu): the shared observation normalised as in "
-    "ENVIRONMENTS.md (raw names: {names}); the state input is the state index or "
+    "docs/games.md (raw names: {names}); the state input is the state index or "
     "game.state_features()")
 
 
@@ -93,25 +91,6 @@ class Agent(MeanFieldPolicy):
 
 
 # --- writing ------------------------------------------------------------------------------
-def atomic_write(path: Path | str, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; agents are shared artefacts
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -123,28 +102,6 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return repr(x)  # JSON has no nan / inf
     return x
-
-
-def curve_csv(rows: Iterable[Mapping[str, Any]], columns: Optional[list[str]] = None) -> str:
-    rows = list(rows)
-    if columns is None:
-        columns = list(rows[0]) if rows else ["iteration", "seconds", "exploitability"]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (repr(float(row[k])) if isinstance(row.get(k), float) else row.get(k))
-                         for k in columns})
-    return buf.getvalue()
-
-
-def read_curve(path: Path | str) -> list[dict[str, float]]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}
-                for row in csv.DictReader(f)]
 
 
 def save_agent(path: Path | str, *, network: NetworkConfig, params: Any, game: Game,
@@ -201,9 +158,7 @@ def save_agent(path: Path | str, *, network: NetworkConfig, params: Any, game: G
 
 
 def _versions() -> dict[str, str]:
-    import mfax
-
-    return {"mfax": mfax.__version__, "jax": jax.__version__, "flax": flax.__version__}
+    return {"mfax": __version__, "jax": jax.__version__, "flax": flax.__version__}
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -289,13 +244,11 @@ def _check_description(desc: Mapping[str, Any], file: Path, game_name: str,
     v = training.get("gamma")
     _check_entry(file, "training.gamma", v, v is None or (
         _is_number(v) and math.isfinite(v) and 0.0 < v <= 1.0), "null or a number in (0, 1]")
-    from mfax.rl.config import RL_ALGORITHMS, RLConfig
-    from mfax.training.config import ALGORITHMS, TrainConfig
+    from mfax.algorithms import get_algorithm, list_algorithms
 
-    config_class = (TrainConfig if algorithm in ALGORITHMS
-                    else RLConfig if algorithm in RL_ALGORITHMS else None)
-    if config_class is None:  # an agent saved by other code: its training entry is free-form
+    if algorithm not in list_algorithms():  # saved by other code: a free-form training entry
         return
+    config_class = get_algorithm(algorithm).config_class
     keys = set(config_class.training_keys()) - {"algo"}
     try:
         config_class(game=game_name, game_params=dict(game_params), algo=algorithm,

@@ -1,39 +1,22 @@
-"""The `mfax` command line.
+"""The `mfax` command line: the one place where the app is built and its commands registered.
 
-Commands live in small modules next to the code they drive and are
-registered here: core commands below, training/evaluation in
-`mfax.cli_train`, the pipeline helpers in `mfax.cli_pipeline`.
+Core commands (`games`, `solve`) are defined below; training and evaluation
+(`mfax.cli_train`) and the pipeline commands (`mfax.cli_pipeline`) are
+groups of their own, merged into the app at the bottom.  Command modules
+share helpers through `mfax.cli_common` and never import this module, so
+``python -m mfax.cli`` and the ``mfax`` script see the same commands.
+Importing this module imports no JAX (commands import what they run).
 """
 
 from __future__ import annotations
 
 import typer
 
+from mfax import cli_pipeline, cli_train
+from mfax.cli_common import SEED_MAX, make_game_from_cli, parse_assignments  # noqa: F401
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="mfax: mean-field games in JAX.")
-#: seeds are 32-bit: a larger one would alias a smaller one (jax.random.key)
-SEED_MAX = 2**32 - 1
-
-
-def parse_assignments(items: list[str] | None, flag: str) -> dict:
-    """Parse ``key=value`` pairs; values are read as YAML (numbers in every notation such as
-    ``1e-3``, booleans, lists, null) by `mfax.userio.parse_value`."""
-    import yaml
-
-    from mfax.userio import parse_value
-
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"{item!r} is not of the form key=value", param_hint=flag)
-        try:
-            out[key.strip()] = parse_value(value)
-        except yaml.YAMLError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise typer.BadParameter(f"{item!r}: the value is not valid YAML ({first})",
-                                     param_hint=flag) from None
-    return out
 
 
 @app.command()
@@ -46,15 +29,6 @@ def games() -> None:
         typer.echo(f"{name}: S={game.num_states} A={game.num_actions} T={game.horizon}")
         for key, value in game.params.to_dict().items():
             typer.echo(f"    {key} = {value}")
-
-
-def make_game_from_cli(game: str, params: list[str] | None):
-    from mfax.games import make_game
-
-    try:
-        return make_game(game, **parse_assignments(params, "--param"))
-    except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="--game/--param") from None
 
 
 @app.command()
@@ -95,8 +69,9 @@ def solve(
                f"({100 * float(expl[-1]) / max(float(expl[0]), 1e-30):.3g}% of the uniform policy's)")
 
 
-from mfax import cli_train  # noqa: E402,F401  (registers `train` and `evaluate`)
-from mfax import cli_pipeline  # noqa: E402,F401  (registers the pipeline commands)
+# the command modules' groups, merged into the app: `train`, `evaluate` and the pipeline's
+app.add_typer(cli_train.commands)
+app.add_typer(cli_pipeline.app)
 
 
 def main() -> None:

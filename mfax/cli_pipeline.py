@@ -18,7 +18,9 @@ from typing import List, Optional
 
 import typer
 
-from mfax.cli import app, parse_assignments
+from mfax.cli_common import command_group, parse_assignments
+
+app = command_group()  # merged into the `mfax` app by mfax.cli
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -82,7 +84,7 @@ def train_seeds_cmd(
     from mfax.multiseed import save_seeds, train_seeds, trainer_for
     from mfax.outputs import check_output_location
     from mfax.pipeline import replace_dir, staging_dir
-    from mfax.userio import read_yaml
+    from mfax.io import read_yaml
 
     try:
         mapping = read_yaml(config, "config file") or {}
@@ -211,7 +213,7 @@ def dvc_yaml_cmd(
             raise _fail(f"{out} is out of date with {params}; run `mfax dvc-yaml`")
         typer.echo(f"{out} is up to date")
         return
-    from mfax.agents import atomic_write
+    from mfax.io import atomic_write
 
     atomic_write(out, text)
     typer.echo(f"wrote {out}")

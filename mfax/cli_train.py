@@ -1,4 +1,4 @@
-"""`mfax train` and `mfax evaluate` (registered on `mfax.cli.app`).
+"""`mfax train` and `mfax evaluate` (the group `commands`, merged into the app by `mfax.cli`).
 
     mfax train --game G --algo spg|rspg|ippo|rippo|m_omd [--config file.yaml] [--set key=value ...]
                [--param game_key=value ...] --out DIR [--seed N]
@@ -24,7 +24,9 @@ from typing import List, Optional
 
 import typer
 
-from mfax.cli import SEED_MAX, app, parse_assignments
+from mfax.cli_common import SEED_MAX, command_group, parse_assignments
+
+commands = command_group()
 
 
 def _fail(message: str, code: int = 2) -> "typer.Exit":
@@ -33,7 +35,7 @@ def _fail(message: str, code: int = 2) -> "typer.Exit":
 
 
 def _read_yaml(path: Path) -> dict:
-    from mfax.userio import read_yaml
+    from mfax.io import read_yaml
 
     try:
         data = read_yaml(path, "config file")
@@ -57,7 +59,7 @@ def _check_outputs(*locations) -> None:
         raise _fail(str(e)) from None
 
 
-@app.command()
+@commands.command()
 def train(
     game: Optional[str] = typer.Option(None, "--game", help="game name (see `mfax games`)"),
     algo: Optional[str] = typer.Option(None, "--algo", help="spg, rspg, ippo, rippo or m_omd"),
@@ -84,17 +86,14 @@ def train(
     if missing:
         raise _fail(f"missing option {', '.join(missing)} (or --resume DIR to continue a run)")
     seed = 0 if seed is None else seed
-    from mfax.multiseed import known_algorithms
-    from mfax.rl.config import RL_ALGORITHMS
-    from mfax.training import TrainConfig, run_training
+    from mfax.algorithms import get_algorithm, list_algorithms
     from mfax.games.base import check_game_size
     from mfax.training.config import merge_mappings
 
-    if algo not in known_algorithms():
+    if algo not in list_algorithms():
         raise _fail(f"--algo = {algo!r} is not allowed; expected one of "
-                    f"{', '.join(known_algorithms())}")
-    if algo in RL_ALGORITHMS:  # same config layer, same agent format
-        from mfax.rl import RLConfig as TrainConfig, run_training  # noqa: F811
+                    f"{', '.join(list_algorithms())}")
+    algorithm = get_algorithm(algo)  # every family: the same config layer and agent format
 
     file_values = _read_yaml(config) if config is not None else {}
     overrides = parse_assignments(set_, "--set")
@@ -102,20 +101,20 @@ def train(
     merged = merge_mappings(file_values, overrides, {"game": game_params} if game_params else None)
     source = f"config ({config})" if config is not None else "config"
     try:
-        cfg = TrainConfig.from_mapping(merged, game=game, algo=algo, source=source)
+        cfg = algorithm.config_class.from_mapping(merged, game=game, algo=algo, source=source)
         check_game_size(cfg.make_game(), max(cfg.resolved_num_envs(), cfg.resolved_eval_num_envs()),
                         "num_envs / eval_num_envs")
     except ValueError as e:
         raise _fail(str(e)) from None
     _check_outputs((out, "agent", "--out"))
 
-    result = run_training(cfg, seed, progress=progress)
+    result = algorithm.run_training(cfg, seed, progress=progress)
     _report(result, out)
 
 
 def _report(result, out: Path) -> None:
     """Save the result, print one summary line; exit 1 (diverged) or 130 (interrupted)."""
-    from mfax.training import save_result
+    from mfax.training.run import save_result
     from mfax.training.driver import INTERRUPTED_EXIT_CODE
 
     cfg = result.trainer.config
@@ -141,7 +140,7 @@ def _report(result, out: Path) -> None:
 def _resume(path: Path, game, algo, config, set_, param, out, seed, progress) -> None:
     """``mfax train --resume DIR``: continue the run saved in DIR (`resume_training`)."""
     from mfax.games import canonical_name
-    from mfax.training.spg import resume_training
+    from mfax.training.run import resume_training
     from mfax.training.checkpoint import read_meta
 
     try:
@@ -182,7 +181,7 @@ def _resume(path: Path, game, algo, config, set_, param, out, seed, progress) ->
     _report(result, path if out is None else out)
 
 
-@app.command()
+@commands.command()
 def evaluate(
     agent: Path = typer.Option(..., "--agent", help="agent directory written by `mfax train`"),
     num_envs: Optional[int] = typer.Option(None, "--num-envs",
@@ -193,8 +192,9 @@ def evaluate(
     """Evaluate a saved agent: exploitability and returns on the push-forward game."""
     import jax
 
-    from mfax.agents import atomic_write, load_agent
+    from mfax.agents import load_agent
     from mfax.evaluation import NonFiniteResultError, evaluate_policy
+    from mfax.io import atomic_write
     from mfax.games.base import check_game_size
 
     if num_envs is not None and num_envs < 1:

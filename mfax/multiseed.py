@@ -20,6 +20,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from mfax.algorithms import list_algorithms, trainer_for  # noqa: F401  (re-exported)
+from mfax.io import atomic_write
+from mfax.training.driver import drive, interrupt_guard
+from mfax.training.run import TrainResult, save_result
+
 SEEDS_FILE = "seeds.json"
 
 
@@ -27,26 +32,9 @@ def seed_dir(out: str | Path, seed: int) -> Path:
     return Path(out) / f"seed_{int(seed)}"
 
 
-def trainer_for(algo: str):
-    """``(config class, make_train)`` of an algorithm: structural (SPG, RSPG) or model-free."""
-    from mfax.training import TrainConfig, make_train  # noqa: PLC0415
-    from mfax.training.config import ALGORITHMS  # noqa: PLC0415
-
-    if algo in ALGORITHMS:
-        return TrainConfig, make_train
-    from mfax import rl  # noqa: PLC0415
-
-    if algo in rl.RL_ALGORITHMS:
-        return rl.RLConfig, rl.make_train
-    raise ValueError(f"algorithm {algo!r} is not allowed; expected one of "
-                     + ", ".join(known_algorithms()))
-
-
 def known_algorithms() -> list[str]:
-    from mfax.rl.config import RL_ALGORITHMS  # noqa: PLC0415
-    from mfax.training.config import ALGORITHMS  # noqa: PLC0415
-
-    return list(ALGORITHMS) + list(RL_ALGORITHMS)
+    """Every algorithm name (`mfax.algorithms.list_algorithms`)."""
+    return list_algorithms()
 
 
 def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, stream=None,
@@ -61,8 +49,6 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
     model folder), or with ``raise_on_interrupt=False`` returns the last
     evaluated agents marked ``interrupted``.
     """
-    from mfax.training import TrainResult  # noqa: PLC0415
-    from mfax.training.driver import drive, interrupt_guard  # noqa: PLC0415
 
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -108,9 +94,6 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
 
 def save_seeds(results, out: str | Path) -> Path:
     """Save every seed's agent under ``out/seed_<s>/`` and the index ``out/seeds.json``."""
-    from mfax.agents import atomic_write  # noqa: PLC0415
-    from mfax.training import save_result  # noqa: PLC0415
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for r in results:

@@ -1,6 +1,6 @@
 """Shared machinery of the model-free learners.
 
-Outer loop (ALGORITHMS.md, "RL"): every iteration rolls out the
+Outer loop (docs/algorithms.md#ippo-rippo-and-m-omd): every iteration rolls out the
 *sample-based* game (``num_envs`` environments of ``num_agents`` agents,
 `mfax.dynamics.rollout_fn(..., num_agents=N)`) with the current mean-field
 policy, freezes the resulting sequence of aggregate states, empirical mean
@@ -26,7 +26,8 @@ observation history) and which `mfax.agents.save_agent` stores.
 `build_trainer` assembles PureJaxRL-style pure functions (``init``,
 ``iteration``, ``chunk`` = ``eval_every`` outer iterations in a ``lax.scan``,
 ``evaluate`` = exact exploitability on the push-forward game via
-`mfax.evaluation.evaluate_fn`), and `run_training` drives them from Python
+`mfax.evaluation.evaluate_fn`), and `mfax.rl.train.run_training` (which
+knows the learners) drives them from Python
 with the shared driver (`mfax.training.driver.drive`: timings, progress bar,
 divergence checks, Ctrl-C, resumption) and returns the same
 `mfax.training.TrainResult` as SPG / RSPG, so `mfax.training.save_result`
@@ -41,9 +42,7 @@ observations of the rollout's first environment, is not applied.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,10 +54,8 @@ from mfax.evaluation import evaluate_fn
 from mfax.games.base import Game
 from mfax.networks import MeanFieldNet, NetworkConfig, network_policy
 from mfax.rl.config import RLConfig
-from mfax.training.driver import (
-    ChunkedTrainer, Progress, compiled, drive, interrupt_guard, policy_probs_finite,
-)
-from mfax.training.spg import Metrics, TrainResult, finish
+from mfax.training.driver import ChunkedTrainer, policy_probs_finite
+from mfax.training.run import Metrics
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,59 +260,3 @@ def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTra
 
     return RLTrainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate,
                      lambda s: learner.mf_params(s.learner), rownet, iteration)
-
-
-# --------------------------------------------------------------------------------------------
-# the chunk-by-chunk driver (as `mfax.training.run_training`)
-# --------------------------------------------------------------------------------------------
-def make_train(config: RLConfig, game: Optional[Game] = None) -> RLTrainer:
-    """The `RLTrainer` of ``config`` (cached: the same config reuses compiled functions)."""
-    if not isinstance(config, RLConfig):
-        raise TypeError(f"mfax.rl.make_train expects an RLConfig, got {type(config).__name__}")
-    return _make_train(config, config.make_game() if game is None else game)
-
-
-@functools.lru_cache(maxsize=16)
-def _make_train(config: RLConfig, game: Game) -> RLTrainer:
-    if config.algo in ("ippo", "rippo"):
-        from mfax.rl.ippo import make_learner
-    else:
-        from mfax.rl.m_omd import make_learner
-    return build_trainer(config, game, make_learner)
-
-
-@functools.lru_cache(maxsize=16)
-def _jitted_init(trainer: RLTrainer):
-    return jax.jit(trainer.init)
-
-
-def run_training(config: RLConfig, seed: int = 0, *, game: Optional[Game] = None,
-                 progress: Optional[bool] = None, raise_on_nan: bool = False,
-                 stream=None, resume: Optional[Progress] = None,
-                 chunk_iterations: Optional[int] = None,
-                 interrupt_after: Optional[int] = None) -> TrainResult:
-    """Train chunk by chunk; returns a `mfax.training.TrainResult` whose ``params`` are
-    the mean-field network parameters (save them with `mfax.training.save_result`).
-
-    ``seconds`` in the curve is the cumulative execution time of the training
-    chunks (outer rollouts + learner updates), without compilation or evaluation.
-    Ctrl-C, ``resume``, ``chunk_iterations`` and ``interrupt_after`` work as in
-    `mfax.training.run_training`.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed = {seed!r} is not allowed; expected an integer")
-    trainer = make_train(config, game)
-    with interrupt_guard(stream, after_calls=interrupt_after) as flag:
-        t0 = time.perf_counter()
-        if resume is None:
-            state = _jitted_init(trainer)(jax.random.key(int(seed)))
-        else:
-            state = resume.state
-        advance, evaluate, mf_params = compiled(trainer, state,
-                                                ("advance", "evaluate", "mf_params"))
-        compile_seconds = time.perf_counter() - t0
-        run = drive(advance, evaluate, state, config.num_iterations, config.eval_every,
-                    progress=progress, stream=stream, resume=resume,
-                    chunk_iterations=chunk_iterations, interrupt=flag)
-    return finish(trainer, seed, run, compile_seconds, mf_params=mf_params,
-                  resume=resume, raise_on_nan=raise_on_nan)

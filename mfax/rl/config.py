@@ -41,9 +41,10 @@ import dataclasses
 import math
 from typing import Optional
 
+from mfax.algorithms import list_algorithms
 from mfax.training.config import BaseTrainConfig, _is_num
 
-RL_ALGORITHMS = ("ippo", "rippo", "m_omd")
+RL_ALGORITHMS = tuple(list_algorithms("model-free"))  # ("ippo", "rippo", "m_omd")
 DEFAULT_NUM_ENVS = 8
 DEFAULT_NUM_AGENTS = 10_000
 

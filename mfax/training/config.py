@@ -24,13 +24,14 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from mfax.algorithms import list_algorithms
 from mfax.games import canonical_name, make_game
 from mfax.games.base import Game
 from mfax.networks import ACTIVATIONS, STATE_INPUTS, NetworkConfig
 
-ALGORITHMS = ("spg", "rspg")
+ALGORITHMS = tuple(list_algorithms("structural"))  # ("spg", "rspg")
 HEAD_CHOICES = ("auto", "categorical", "beta")
-#: published batch sizes (ALGORITHMS.md): 128 environments, 8 for the macro game
+#: published batch sizes (docs/algorithms.md#published-settings): 128 environments, 8 for the macro game
 DEFAULT_NUM_ENVS = 128
 DEFAULT_NUM_ENVS_MACRO = 8
 

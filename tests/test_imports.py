@@ -1,0 +1,139 @@
+"""The package's import structure: no import cycle among mfax's modules, and a light
+``import mfax`` (no JAX for the package, the CLI's help or the algorithm registry)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mfax
+
+ROOT = Path(mfax.__file__).resolve().parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def _top_level_imports(tree: ast.Module):
+    """The import statements run when the module is imported: module level, including
+    inside ``if`` / ``try`` / ``with`` and class bodies, not inside functions, and not
+    under ``if TYPE_CHECKING:``."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+            todo.extend(node.orelse)
+        elif isinstance(node, (ast.If, ast.Try, ast.With, ast.ClassDef)):
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                for child in getattr(node, field, []):
+                    todo.extend(child.body if isinstance(child, ast.ExceptHandler) else [child])
+
+
+def import_graph() -> dict[str, set[str]]:
+    """mfax module -> the mfax modules its top-level imports name (``from pkg import sub``
+    names the submodule ``pkg.sub``; ``from pkg import obj`` the package)."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_pkg = path.name == "__init__.py"
+        edges = set()
+        for node in _top_level_imports(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:  # relative import
+                    anchor = name.split(".") if is_pkg else name.split(".")[:-1]
+                    anchor = anchor[:len(anchor) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                           for a in node.names]
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_graph_sees_the_imports():
+    graph = import_graph()
+    assert "mfax.rl.ippo" in graph["mfax.rl.train"]
+    assert "mfax.rl.common" in graph["mfax.rl.ippo"]
+    assert "mfax.cli_train" in graph["mfax.cli"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_no_import_cycle_among_mfax_modules():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_command_modules_do_not_import_the_cli():
+    graph = import_graph()
+    assert not [m for m, edges in graph.items() if "mfax.cli" in edges]
+
+
+def _run(code: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("code", [
+    "import mfax",
+    "import mfax; mfax.__version__; dir(mfax)",
+    "from mfax.cli import app; from typer.testing import CliRunner; "
+    "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+    "assert all(c in r.output for c in ('games', 'solve', 'train', 'evaluate', 'configure', "
+    "'train-seeds', 'evaluate-pair', 'report', 'summary', 'dvc-yaml')), r.output",
+    "from mfax.algorithms import list_algorithms; assert list_algorithms()",
+    "import mfax.io, mfax.userio",
+])
+def test_light_imports_load_no_jax(code):
+    _run(code + "; import sys; assert 'jax' not in sys.modules, 'jax was imported'")
+
+
+def test_lazy_package_keeps_every_name():
+    import mfax.algorithms
+
+    for name in mfax.__all__:
+        assert getattr(mfax, name) is not None
+    assert set(mfax.__all__) <= set(dir(mfax))
+    assert mfax.training.run_training is not None  # submodules as attributes
+    with pytest.raises(AttributeError):
+        mfax.no_such_name
+    assert mfax.list_algorithms() == mfax.algorithms.list_algorithms()
