@@ -59,7 +59,8 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
     """
     import jax  # noqa: PLC0415
 
-    from mfax.agents import atomic_write, curve_csv, load_agent, read_curve  # noqa: PLC0415
+    from mfax.agents import load_agent  # noqa: PLC0415
+    from mfax.io import atomic_write, curve_csv, read_curve  # noqa: PLC0415
     from mfax.evaluation import evaluate_policy  # noqa: PLC0415
     from mfax.multiseed import SEEDS_FILE, agent_dirs  # noqa: PLC0415
     from mfax.pipeline.netcdf import trajectory_dataset, write_netcdf  # noqa: PLC0415

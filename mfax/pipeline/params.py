@@ -139,11 +139,9 @@ def deep_merge(base: dict, update: dict) -> dict:
 
 def _known_algorithms() -> list[str] | None:
     """The trainers' algorithm names (data-driven: the grid accepts whatever they offer)."""
-    try:
-        from mfax.multiseed import known_algorithms  # noqa: PLC0415
-    except ImportError:  # a trainer is missing: let `mfax train-seeds` report it
-        return None
-    return known_algorithms()
+    from mfax.algorithms import list_algorithms  # noqa: PLC0415  (the registry: no JAX)
+
+    return list_algorithms()
 
 
 @dataclasses.dataclass
@@ -333,7 +331,7 @@ class Pipeline:
     def check_config(self, run: Run):
         """The run's resolved config as the trainer's config object; a bad key or value is
         a `ParamsError` naming the file, the section and the key."""
-        from mfax.multiseed import trainer_for  # noqa: PLC0415
+        from mfax.algorithms import trainer_for  # noqa: PLC0415
 
         mapping = {k: v for k, v in self.train_config(run).items() if k != "seeds"}
         try:
