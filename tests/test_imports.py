@@ -122,6 +122,7 @@ def _run(code: str) -> None:
     "'train-seeds', 'evaluate-pair', 'report', 'summary', 'dvc-yaml')), r.output",
     "from mfax.algorithms import list_algorithms; assert list_algorithms()",
     "import mfax.io, mfax.userio",
+    "import mfax.pipeline; from mfax.pipeline import *",  # the Snakefile's imports
 ])
 def test_light_imports_load_no_jax(code):
     _run(code + "; import sys; assert 'jax' not in sys.modules, 'jax was imported'")
