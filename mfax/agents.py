@@ -12,8 +12,9 @@ Layout of an agent directory::
     curve.csv         training curve (optional): iteration, seconds, exploitability, ...
 
 Every file is written atomically (`mfax.io.atomic_write`: temporary file +
-``os.replace``), agent.json last, so a reader never sees half a file under the final name; the weight
-checksum in agent.json detects a weights file that does not belong to it.
+``os.replace``), agent.json last, so a reader never sees half a file under the
+final name; the weight checksum in agent.json detects a weights file that does
+not belong to it.
 
 The format is shared by all algorithms that produce a network mean-field
 policy (SPG, RSPG here; IPPO, RIPPO, M-OMD elsewhere): call `save_agent`
