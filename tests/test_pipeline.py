@@ -25,6 +25,8 @@ from mfax import pipeline as P
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SOURCES = ["workflow", "params", "mfax", "pyproject.toml", ".gitignore"]
+#: committed into the output folders (the end-to-end repository has them too)
+READMES = ["data/README.md", "models/README.md", "reports/README.md"]
 
 
 def _env(root: Path) -> dict:
@@ -46,13 +48,14 @@ def sh(root: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
     return proc
 
 
-def copy_repo(dest: Path, params_edit=None) -> Path:
+def copy_repo(dest: Path, params_edit=None, extra=()) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    for name in SOURCES:
+    for name in [*SOURCES, *extra]:
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     if params_edit is not None:
         path = dest / "params" / "params.yaml"
@@ -210,6 +213,40 @@ def test_snakemake_and_dvc_name_the_same_outputs(tmp_path):
     assert {owner(p) for p in smk} == dvc
 
 
+def test_paths_are_defined_once():
+    """The rules take every path from mfax.pipeline.runs (no path literals in the .smk files);
+    the model folder's index is the one mfax.multiseed writes."""
+    from mfax.multiseed import SEEDS_FILE
+
+    assert P.SEEDS_FILE == SEEDS_FILE
+    for f in [REPO / "workflow" / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
+        code = "\n".join(line for line in f.read_text().splitlines()
+                         if not line.lstrip().startswith("#"))
+        for literal in ('"data/', '"models/', '"reports/', '"logs/', "{game}/{run}"):
+            assert literal not in code, f"{f.name} spells out a path ({literal}): use mfax.pipeline.runs"
+    run = P.Run("macro", "spg", (("lr", 0.001),))
+    assert run.metrics == P.path("metrics", "macro", "spg-lr=0.001") == \
+        "reports/macro/spg-lr=0.001/metrics.json"
+    assert P.log_path("train", "macro", run.name) == "logs/macro/spg-lr=0.001/train.log"
+
+
+def test_output_folders_have_a_readme_in_git():
+    """data/, models/ and reports/ hold a committed README; their outputs and logs/ stay out of git."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0
+
+    for readme in READMES:
+        assert (REPO / readme).exists() and not ignored(readme), readme
+    run = P.Run("macro", "spg")
+    for path in (run.config, run.trajectory, run.model, run.report, run.figures + "/x.png",
+                 P.SUMMARY_OUTPUTS[0], P.log_path("train", "macro", "spg"), P.SUMMARY_LOG):
+        assert ignored(path), path
+    assert not ignored(run.metrics) and not ignored(run.curve)
+
+
 def test_dry_run_plans_the_whole_grid():
     counts = snakemake_jobs(REPO)
     n = len(P.Pipeline.load(root=REPO).runs())
@@ -304,7 +341,7 @@ def _tiny(params: dict) -> None:
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory):
     """A temporary git + DVC repository with the tiny preset, run once by Snakemake."""
-    root = copy_repo(tmp_path_factory.mktemp("e2e") / "repo", _tiny)
+    root = copy_repo(tmp_path_factory.mktemp("e2e") / "repo", _tiny, READMES)
     sh(root, str(BIN / "mfax"), "dvc-yaml")
     git_dvc_init(root)
     sh(root, str(BIN / "snakemake"), "--cores", "2")
@@ -333,6 +370,10 @@ def test_snakemake_builds_every_output(tiny_repo):
             assert json.loads(ds.attrs["game_parameters"])["num_states"] == 9
         assert "<img" in (tiny_repo / run.report).read_text()
     assert "linear_quadratic" in (tiny_repo / "reports/summary.md").read_text()
+    for run in pipe.runs():  # each job's output went to its log
+        for stage in ("train", "evaluate", "report"):
+            assert (tiny_repo / P.log_path(stage, run.game, run.name)).exists(), (run.id, stage)
+    assert "wrote" in (tiny_repo / P.SUMMARY_LOG).read_text()
 
 
 P_DIMS = ("episode", "time", "state", "action")

@@ -152,7 +152,7 @@ def test_example_configs_are_valid(name):
 
     import yaml
 
-    path = pathlib.Path(__file__).resolve().parent.parent / "configs" / name
+    path = pathlib.Path(__file__).resolve().parent.parent / "params" / "configs" / name
     for game in ("linear_quadratic", "beach_bar_1d", "macro"):
         cfg = TrainConfig.from_mapping(yaml.safe_load(path.read_text()), game=game, algo="rspg",
                                        source=str(path))
