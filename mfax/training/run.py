@@ -189,5 +189,6 @@ def resume_training(path, *, num_iterations: Optional[int] = None,
     trainer = make(config)
     checkpoint = load_checkpoint(path, trainer, meta)
     checkpoint.params = load_agent(path).params
-    return algorithm.run_training(config, meta["seed"], progress=progress, stream=stream, resume=checkpoint,
-               chunk_iterations=chunk_iterations, interrupt_after=interrupt_after)
+    return algorithm.run_training(config, meta["seed"], progress=progress, stream=stream,
+                                  resume=checkpoint, chunk_iterations=chunk_iterations,
+                                  interrupt_after=interrupt_after)
