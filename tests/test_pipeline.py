@@ -187,6 +187,42 @@ def test_dvc_yaml_is_up_to_date():
             assert (REPO / dep).exists(), f"{stage} depends on missing {dep}"
 
 
+#: what each stage's command imports (mfax/cli_pipeline.py; the learners through the registry)
+STAGE_IMPORTS = {
+    "train": "import mfax.multiseed, mfax.outputs, mfax.io, mfax.pipeline.staging, mfax.algorithms as a; "
+             "[a.trainer_for(n) for n in a.list_algorithms()]",
+    "evaluate": "import mfax.agents, mfax.io, mfax.evaluation, mfax.multiseed, mfax.policies, "
+                "mfax.pipeline.netcdf, mfax.pipeline.evaluate, mfax.pipeline.staging",
+    "report": "import mfax.pipeline.reports, mfax.pipeline.netcdf",
+}
+
+
+def _imported_files(statement: str) -> set[str]:
+    code = (f"import sys; {statement}; print('\\n'.join(m.__file__ for n, m in "
+            "list(sys.modules.items()) if n.split('.')[0] == 'mfax' and getattr(m, '__file__', None)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True).stdout
+    return {str(Path(f).resolve().relative_to(REPO)) for f in out.split()}
+
+
+def test_code_deps_cover_the_code_each_stage_imports():
+    """CODE_DEPS lists every mfax module a stage imports beyond the pipeline package itself
+    (whose plumbing, e.g. the dvc.yaml generator, reruns no job), and no stage but configure
+    depends on that plumbing."""
+    plumbing = {"mfax/pipeline/params.py", "mfax/pipeline/runs.py", "mfax/pipeline/code.py",
+                "mfax/pipeline/dvc.py"}
+    for stage, deps in P.CODE_DEPS.items():
+        covered = {str(f.relative_to(REPO)) for f in P.code_files(REPO, deps)}
+        if stage != "configure":
+            assert not covered & plumbing, (stage, covered & plumbing)
+    package = _imported_files("import mfax.pipeline")
+    assert "mfax/pipeline/dvc.py" in package
+    for stage, statement in STAGE_IMPORTS.items():
+        covered = {str(f.relative_to(REPO)) for f in P.code_files(REPO, P.CODE_DEPS[stage])}
+        missing = _imported_files(statement) - package - covered
+        assert not missing, f"the {stage} stage runs {sorted(missing)}: add them to CODE_DEPS"
+
+
 def test_snakemake_and_dvc_name_the_same_outputs(tmp_path):
     root = copy_repo(tmp_path / "repo")
     shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")

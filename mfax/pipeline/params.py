@@ -3,7 +3,7 @@
 ``params/params.yaml`` names the preset, the grid (games, algorithms,
 seeds), an optional hyper-parameter sweep, the evaluation settings and
 overrides; ``params/presets/<preset>.yaml`` holds the compute budget of a
-preset.  Every reader goes through `mfax.userio` (``1e-3`` is a number):
+preset.  Every reader goes through `mfax.io` (``1e-3`` is a number):
 the Snakefile builds its `Pipeline` with `Pipeline.from_snakemake` (not a
 ``configfile:``, whose YAML 1.1 reader takes ``1e-3`` for a string);
 ``dvc.yaml`` is generated from the same files by `mfax.pipeline.dvc`
@@ -39,7 +39,7 @@ from typing import Any, Iterable
 import numpy as np
 import yaml
 
-from mfax import userio
+from mfax import io as mfax_io
 from mfax.pipeline.runs import MAX_NAME, SAFE_NAME, SAFE_PIECE, Run, format_value
 
 PARAMS_FILE = "params/params.yaml"
@@ -97,10 +97,10 @@ def _mapping(where: str, field: str, value: Any) -> dict:
 
 
 def read_yaml(path: str | os.PathLike, what: str = "params file") -> dict:
-    """A params or preset file through mfax's one reader (`mfax.userio`: ``1e-3`` is a number)."""
+    """A params or preset file through mfax's one reader (`mfax.io`: ``1e-3`` is a number)."""
     path = Path(path)
     try:
-        data = userio.read_yaml(path, what)
+        data = mfax_io.read_yaml(path, what)
     except ValueError as err:
         raise ParamsError(str(err)) from None
     if data is None:
@@ -119,7 +119,7 @@ def _reparse(value: Any) -> Any:
         return [_reparse(v) for v in value]
     if isinstance(value, str):
         try:
-            parsed = userio.parse_value(value)
+            parsed = mfax_io.parse_value(value)
         except yaml.YAMLError:
             return value
         return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
