@@ -121,7 +121,7 @@ def _run(code: str) -> None:
     "assert all(c in r.output for c in ('games', 'solve', 'train', 'evaluate', 'configure', "
     "'train-seeds', 'evaluate-pair', 'report', 'summary', 'dvc-yaml')), r.output",
     "from mfax.algorithms import list_algorithms; assert list_algorithms()",
-    "import mfax.io, mfax.userio",
+    "import mfax.io",
     "import mfax.pipeline; from mfax.pipeline import *",  # the Snakefile's imports
 ])
 def test_light_imports_load_no_jax(code):
