@@ -189,17 +189,19 @@ def test_dvc_yaml_is_up_to_date():
 
 #: what each stage's command imports (mfax/cli_pipeline.py; the learners through the registry)
 STAGE_IMPORTS = {
-    "train": "import mfax.multiseed, mfax.outputs, mfax.io, mfax.pipeline.staging, mfax.algorithms as a; "
-             "[a.trainer_for(n) for n in a.list_algorithms()]",
+    "train": "import mfax.multiseed, mfax.outputs, mfax.io, mfax.pipeline.staging; "
+             "import mfax.algorithms as a; [a.trainer_for(n) for n in a.list_algorithms()]",
     "evaluate": "import mfax.agents, mfax.io, mfax.evaluation, mfax.multiseed, mfax.policies, "
                 "mfax.pipeline.netcdf, mfax.pipeline.evaluate, mfax.pipeline.staging",
     "report": "import mfax.pipeline.reports, mfax.pipeline.netcdf",
+    "summary": "import mfax.pipeline.reports",
 }
 
 
 def _imported_files(statement: str) -> set[str]:
     code = (f"import sys; {statement}; print('\\n'.join(m.__file__ for n, m in "
-            "list(sys.modules.items()) if n.split('.')[0] == 'mfax' and getattr(m, '__file__', None)))")
+            "list(sys.modules.items())\n"
+            "    if n.split('.')[0] == 'mfax' and getattr(m, '__file__', None)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True).stdout
     return {str(Path(f).resolve().relative_to(REPO)) for f in out.split()}
@@ -259,7 +261,8 @@ def test_paths_are_defined_once():
         code = "\n".join(line for line in f.read_text().splitlines()
                          if not line.lstrip().startswith("#"))
         for literal in ('"data/', '"models/', '"reports/', '"logs/', "{game}/{run}"):
-            assert literal not in code, f"{f.name} spells out a path ({literal}): use mfax.pipeline.runs"
+            assert literal not in code, \
+                f"{f.name} spells out a path ({literal}): use mfax.pipeline.runs"
     run = P.Run("macro", "spg", (("lr", 0.001),))
     assert run.metrics == P.path("metrics", "macro", "spg-lr=0.001") == \
         "reports/macro/spg-lr=0.001/metrics.json"
@@ -267,7 +270,8 @@ def test_paths_are_defined_once():
 
 
 def test_output_folders_have_a_readme_in_git():
-    """data/, models/ and reports/ hold a committed README; their outputs and logs/ stay out of git."""
+    """data/, models/ and reports/ hold a committed README; their outputs and logs/ stay out
+    of git."""
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
 

@@ -21,7 +21,7 @@ matplotlib) are imported from their modules.
 
 from mfax.pipeline.code import CODE_DEPS, code_files, code_hash
 from mfax.pipeline.dvc import DVC_HEADER, command, dvc_stages, dvc_yaml
-from mfax.pipeline.evaluate import CURVE_COLUMNS, aggregate_curves, dumps_json, evaluate_run
+from mfax.pipeline.evaluate import RUN_CURVE_COLUMNS, aggregate_curves, dumps_json, evaluate_run
 from mfax.pipeline.params import (
     EVALUATION_DEFAULTS, LAYER_SECTIONS, PARAMS_FILE, PRESETS_DIR, TOP_KEYS, ParamsError,
     Pipeline, check_run_piece, config_text, deep_merge, read_yaml, write_config,
@@ -33,11 +33,11 @@ from mfax.pipeline.runs import (
 from mfax.pipeline.staging import remove_outputs, replace_dir, staging_dir
 
 __all__ = [
-    "AGENT_FILES", "CODE_DEPS", "CURVE_COLUMNS", "DVC_HEADER", "EVALUATION_DEFAULTS",
-    "LAYER_SECTIONS", "LOG", "MAX_NAME", "PARAMS_FILE", "PATHS", "PRESETS_DIR", "SAFE_NAME",
+    "AGENT_FILES", "CODE_DEPS", "DVC_HEADER", "EVALUATION_DEFAULTS", "LAYER_SECTIONS", "LOG",
+    "MAX_NAME", "PARAMS_FILE", "PATHS", "PRESETS_DIR", "RUN_CURVE_COLUMNS", "SAFE_NAME",
     "SAFE_PIECE", "SEEDS_FILE", "SUMMARY_LOG", "SUMMARY_OUTPUTS", "TOP_KEYS", "ParamsError",
     "Pipeline", "Run", "aggregate_curves", "check_run_piece", "code_files", "code_hash",
     "command", "config_text", "deep_merge", "dumps_json", "evaluate_run", "expected_outputs",
-    "format_value", "log_path", "model_files", "path", "read_yaml", "remove_outputs", "replace_dir",
-    "staging_dir", "write_config",
+    "format_value", "log_path", "model_files", "path", "read_yaml", "remove_outputs",
+    "replace_dir", "staging_dir", "write_config",
 ]

@@ -31,8 +31,8 @@ CODE_DEPS = {
                  "mfax/policies.py", "mfax/networks.py", "mfax/agents.py", "mfax/multiseed.py",
                  "mfax/algorithms.py", "mfax/io.py", "mfax/pipeline/netcdf.py",
                  "mfax/pipeline/evaluate.py", "mfax/pipeline/staging.py"],
-    "report": ["mfax/pipeline/reports.py", "mfax/pipeline/netcdf.py"],
-    "summary": ["mfax/pipeline/reports.py"],
+    "report": ["mfax/pipeline/reports.py", "mfax/pipeline/netcdf.py", "mfax/io.py"],
+    "summary": ["mfax/pipeline/reports.py", "mfax/io.py"],
 }
 
 

@@ -24,9 +24,9 @@ def _mean(values: list[float]) -> float | None:
 
 
 #: columns of reports/<game>/<run>/curve.csv (means over seeds, with the spread of exploitability)
-CURVE_COLUMNS = ("iteration", "seconds", "exploitability", "exploitability_std",
-                 "exploitability_min", "exploitability_max", "policy_return",
-                 "best_response_return", "exploitability_undiscounted", "seeds")
+RUN_CURVE_COLUMNS = ("iteration", "seconds", "exploitability", "exploitability_std",
+                     "exploitability_min", "exploitability_max", "policy_return",
+                     "best_response_return", "exploitability_undiscounted", "seeds")
 
 
 def aggregate_curves(curves: list[list[dict]]) -> list[dict]:
@@ -119,6 +119,6 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
         "training_config": json.dumps(first.description.get("training") or {}, sort_keys=True),
     })
     write_netcdf(ds, trajectory_path)
-    atomic_write(curve_path, curve_csv(aggregate_curves(curves), list(CURVE_COLUMNS)))
+    atomic_write(curve_path, curve_csv(aggregate_curves(curves), list(RUN_CURVE_COLUMNS)))
     atomic_write(metrics_path, dumps_json(metrics))
     return metrics

@@ -430,8 +430,5 @@ def write_config(pipe: Pipeline, run: Run, path: str | os.PathLike | None = None
     text = config_text(pipe.train_config(run))
     if path.exists() and path.read_text() == text:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    mfax_io.atomic_write(path, text)
     return path

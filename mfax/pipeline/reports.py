@@ -20,6 +20,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from mfax.io import atomic_write
+
 #: the look of every figure; edit freely, only the report stages rerun
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 110, "savefig.bbox": "tight",
@@ -74,14 +76,6 @@ def _fmt_csv(v: Any) -> Any:
     if isinstance(v, float):
         return repr(v) if math.isfinite(v) else ""
     return "" if v is None else v
-
-
-def _atomic_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run_of(metrics_path: str | os.PathLike) -> tuple[str, str]:
@@ -298,7 +292,7 @@ sampled path in hindsight, so exploitability is an upper bound on the true one.<
 {html.escape(str(trajectory_path))}</p>
 </body></html>
 """
-    _atomic_text(out_html, page)
+    atomic_write(out_html, page)
     return out_html
 
 
@@ -334,7 +328,7 @@ def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.P
     rows = summary_rows(metrics_paths)
     out_md = Path(out_md)
     out_csv, out_png = out_md.with_suffix(".csv"), out_md.with_suffix(".png")
-    _atomic_text(out_csv, _csv_text(SUMMARY_COLUMNS, rows))
+    atomic_write(out_csv, _csv_text(SUMMARY_COLUMNS, rows))
     swept = any(r["setting"] for r in rows)
     header = ["game", "algorithm"] + (["setting"] if swept else []) + [
         "exploitability (mean ± std over seeds)", "untrained", "uniform policy", "policy return",
@@ -358,7 +352,7 @@ def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.P
                  for r in rows if r["best_setting"]]
         text.append("")
     text += [f"![comparison]({out_png.name})", ""]
-    _atomic_text(out_md, "\n".join(text))
+    atomic_write(out_md, "\n".join(text))
     _summary_plot(rows, [p for p in metrics_paths], out_png)
     return [out_md, out_csv, out_png]
 

@@ -5,7 +5,7 @@ sweep its name is the algorithm's (``spg``), with one it carries the setting
 (``spg-lr=0.001``).  Its files (`PATHS`, templates in ``{game}`` and ``{run}``)::
 
     data/<game>/<run>/config.yaml      resolved training config (`mfax train --config`)
-    models/<game>/<run>/               agent: seeds.json + seed_<s>/{weights.msgpack, agent.json, curve.csv}
+    models/<game>/<run>/               seeds.json + one agent per seed in seed_<s>/
     data/<game>/<run>/trajectory.nc    evaluated mean-field trajectory (xarray / NetCDF)
     reports/<game>/<run>/metrics.json  DVC metrics
     reports/<game>/<run>/curve.csv     training curve (DVC plots)
