@@ -32,7 +32,12 @@ from mfax.pipeline import (
 # several jobs may share one GPU: do not let each JAX process grab 75% of its memory
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-ROOT = os.path.dirname(workflow.basedir)  # the repository (this file: workflow/rules/)
+ROOT = os.path.dirname(workflow.basedir)  # the repository (the Snakefile is in workflow/)
+# JAX's persistent compilation cache, shared by all jobs and kept between runs: a job
+# whose computation an earlier job or run compiled (same shapes, same code) loads it
+# instead of compiling again. Project-local and git-ignored; delete it at will.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 try:
     PIPE = Pipeline.from_snakemake(ROOT, workflow.config_settings.configfiles,
                                    workflow.config_settings.config)
