@@ -40,7 +40,9 @@ import numpy as np
 from mfax._version import __version__
 from mfax.games import make_game
 from mfax.games.base import Game
-from mfax.io import atomic_write, curve_csv, read_curve  # noqa: F401  (re-exported)
+from mfax.io import (  # noqa: F401  (atomic_write, curve_csv, read_curve: re-exported)
+    atomic_write, curve_csv, read_curve, read_json_description,
+)
 from mfax.networks import NetworkConfig, NetworkApply, init_params, initial_carry_fn
 from mfax.policies import MeanFieldPolicy
 
@@ -270,13 +272,7 @@ def read_description(path: Path | str) -> dict[str, Any]:
     if not file.exists():
         raise FileNotFoundError(f"{file}: missing; {path} is not an mfax agent directory "
                                 "(or it was not completely written)")
-    try:
-        desc = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{file}: not valid JSON (truncated or corrupt?): {e}") from None
-    if not isinstance(desc, dict) or desc.get("format") != FORMAT_NAME:
-        raise ValueError(f"{file}: not an mfax agent description (expected \"format\": "
-                         f"\"{FORMAT_NAME}\")")
+    desc = read_json_description(file, FORMAT_NAME, "mfax agent description")
     version = desc.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int):
         raise ValueError(f"{file}: 'format_version' = {version!r} is not an integer")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import tempfile
@@ -98,6 +99,18 @@ def read_yaml(path: str | Path, what: str = "config file") -> Any:
 
 
 # --- atomic writes --------------------------------------------------------------------------
+def read_json_description(file: Path, format_name: str, what: str) -> dict:
+    """A JSON description whose ``"format"`` is ``format_name`` (agent.json,
+    training_state.json); a corrupt or foreign file is a ValueError naming it."""
+    try:
+        desc = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file}: not valid JSON (truncated or corrupt?): {e}") from None
+    if not isinstance(desc, dict) or desc.get("format") != format_name:
+        raise ValueError(f"{file}: not an {what} (expected \"format\": \"{format_name}\")")
+    return desc
+
+
 def atomic_write(path: Path | str, data: bytes | str) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path = Path(path)

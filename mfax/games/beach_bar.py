@@ -8,9 +8,9 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from mfax.games.base import Game, GameParams, check_probabilities, deterministic_row
+from mfax.games.base import GameParams, check_probabilities, deterministic_row
+from mfax.games.grid1d import Grid1DGame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,18 +53,12 @@ class BarAggregate(NamedTuple):
     bar: jax.Array  # int32 bar location
 
 
-class BeachBar1D(Game):
+class BeachBar1D(Grid1DGame):
     name = "beach_bar_1d"
     default_discount = 0.99
     obs_names = ("mean_state", "bar_open", "bar_location")
 
-    size_params = ("num_states", "horizon", "max_action", "noise_atoms")
-
-    @classmethod
-    def sizes(cls, params) -> tuple[int, int, int]:
-        return (params.num_states,
-                2 * params.max_action + 1,
-                len(params.noise_atoms) if params.idio_noise else 1)
+    position_name = "position on the beach"
 
     def __init__(self, params: BeachBarParams):
         self.params = params
@@ -134,14 +128,3 @@ class BeachBar1D(Game):
         S = self.num_states
         mean, z, bar = self.raw_observation(agg, mu)
         return jnp.stack([1.0 - mean / S, z, 1.0 - bar / S])
-
-    def action_values(self):
-        m = self.params.max_action
-        return np.arange(-m, m + 1, dtype=np.float32)
-
-    def state_coords(self):
-        return {"x": (np.arange(self.num_states, dtype=np.float32),
-                      {"long_name": "position on the beach", "units": "1"})}
-
-    def state_features(self):
-        return (np.arange(self.num_states, dtype=np.float32) / (self.num_states - 1))[:, None]

@@ -8,9 +8,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from mfax.games.base import Game, GameParams, check_probabilities, deterministic_row
+from mfax.games.base import GameParams, check_probabilities, deterministic_row
+from mfax.games.grid1d import Grid1DGame
 
 
 def _normal_weights(atoms: tuple[float, ...]) -> tuple[float, ...]:
@@ -67,18 +67,12 @@ class LQAggregate(NamedTuple):
     z: jax.Array  # float32, common noise in {-1, +1} (0 when off)
 
 
-class LinearQuadratic(Game):
+class LinearQuadratic(Grid1DGame):
     name = "linear_quadratic"
     default_discount = 0.99
     obs_names = ("mean_state",)
 
-    size_params = ("num_states", "horizon", "max_action", "noise_atoms")
-
-    @classmethod
-    def sizes(cls, params) -> tuple[int, int, int]:
-        return (params.num_states,
-                2 * params.max_action + 1,
-                len(params.noise_atoms) if params.idio_noise else 1)
+    position_name = "individual state (position)"
 
     def __init__(self, params: LinearQuadraticParams):
         self.params = params
@@ -133,14 +127,3 @@ class LinearQuadratic(Game):
 
     def observation(self, agg, mu):
         return self.raw_observation(agg, mu) / self.num_states
-
-    def action_values(self):
-        m = self.params.max_action
-        return np.arange(-m, m + 1, dtype=np.float32)
-
-    def state_coords(self):
-        return {"x": (np.arange(self.num_states, dtype=np.float32),
-                      {"long_name": "individual state (position)", "units": "1"})}
-
-    def state_features(self):
-        return (np.arange(self.num_states, dtype=np.float32) / (self.num_states - 1))[:, None]

@@ -27,6 +27,7 @@ import flax.serialization
 import jax
 import numpy as np
 
+from mfax.io import read_json_description
 from mfax.training.driver import CURVE_COLUMNS, Progress
 
 STATE_FILE = "training_state.msgpack"
@@ -113,13 +114,7 @@ def read_meta(path: Path | str) -> dict:
     if not file.exists():
         raise FileNotFoundError(f"{file}: missing; {path} holds no training state to resume "
                                 "(written by `mfax train` since resumption exists)")
-    try:
-        meta = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{file}: not valid JSON (truncated or corrupt?): {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ValueError(f"{file}: not an mfax training state (expected \"format\": "
-                         f"\"{FORMAT_NAME}\")")
+    meta = read_json_description(file, FORMAT_NAME, "mfax training state")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{file}: format_version {meta.get('format_version')!r} is not "
                          f"supported (this mfax reads {FORMAT_VERSION})")
