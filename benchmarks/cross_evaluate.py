@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -49,15 +48,11 @@ _ENCODER = {"GRUCell_0": "gru", "Dense_0": "gru_out"}
 
 def published_config(recurrent: bool) -> NetworkConfig:
     """The published network (``hidden_layer_sizes=(128, 128, 128)``: embeddings of 64, an
-    MLP of 128, 128, GRU 128, relu) as an mfax `NetworkConfig`. mfax's own layout is the
-    published one (``hidden`` counts the MLP after the embeddings); where a version still
-    has the ``architecture`` switch, it is set to "published" (``hidden`` then includes
-    the embeddings' 128)."""
-    common = dict(recurrent=recurrent, state_input="index", embed_dim=64, gru_hidden=128,
-                  head="categorical", activation="relu")
-    if "architecture" in {f.name for f in dataclasses.fields(NetworkConfig)}:
-        return NetworkConfig(hidden=(128, 128, 128), architecture="published", **common)
-    return NetworkConfig(hidden=(128, 128), **common)
+    MLP of 128, 128, GRU 128, relu) as an mfax `NetworkConfig`: mfax's layout is the
+    published one, with ``hidden`` counting the MLP after the embeddings."""
+    return NetworkConfig(recurrent=recurrent, state_input="index", embed_dim=64,
+                         gru_hidden=128, head="categorical", activation="relu",
+                         hidden=(128, 128))
 
 
 def convert(flat: dict[str, np.ndarray]) -> dict:
