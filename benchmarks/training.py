@@ -143,7 +143,7 @@ def _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden):
     every = math.gcd(*checkpoints)
     # the published code reads macro states as values, the other games' as indices
     cfg = TrainConfig(game=game, algo=algo, lr=lr, num_iterations=iterations, eval_every=every,
-                      num_envs=envs, eval_num_envs=8, hidden=hidden,
+                      num_envs=envs, eval_num_envs=envs, hidden=hidden,
                       state_input="values" if game == "macro" else "index")
     r = run_training(cfg, seed, progress=False)
     by_iter = {int(row["iteration"]): row["exploitability"] for row in r.curve}
@@ -153,8 +153,10 @@ def _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden):
 def quality(games, algos, lrs, seeds, iteration_scale, hidden, published, out):
     """Exploitability after fixed iteration counts: mfax and, given the published code's
     python and repository, MFAX itself, per learning rate, over seeds."""
-    print(f"## Exploitability with common noise (upper bound: hindsight best response) on 8 "
-          f"evaluation environments, median [min, max] over seeds {seeds}; Adam, lr annealed "
+    # as the published scripts do, evaluate on as many environments as a training batch
+    print(f"## Exploitability with common noise (upper bound: hindsight best response) on "
+          f"the training batch's number of environments, median [min, max] over seeds "
+          f"{seeds}; Adam, lr annealed "
           f"to 10%, clipping 1.0, published network, game sizes and settings")
     rows = []
     for (game, algo), (envs, checkpoints) in QUALITY_RUNS.items():
