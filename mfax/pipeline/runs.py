@@ -79,6 +79,11 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9._=+-]+")
 MAX_NAME = 200  # file systems allow 255 bytes per name
 
 
+def _file(kind: str) -> property:
+    """A `Run` property: the run's path of ``kind`` (a key of `PATHS`)."""
+    return property(lambda run: run.path(kind), doc=f"the run's {kind} path (PATHS[{kind!r}])")
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     game: str
@@ -102,33 +107,13 @@ class Run:
     def path(self, kind: str) -> str:
         return path(kind, self.game, self.name)
 
-    @property
-    def config(self) -> str:
-        return self.path("config")
-
-    @property
-    def model(self) -> str:
-        return self.path("model")
-
-    @property
-    def trajectory(self) -> str:
-        return self.path("trajectory")
-
-    @property
-    def metrics(self) -> str:
-        return self.path("metrics")
-
-    @property
-    def curve(self) -> str:
-        return self.path("curve")
-
-    @property
-    def report(self) -> str:
-        return self.path("report")
-
-    @property
-    def figures(self) -> str:
-        return self.path("figures")
+    config = _file("config")
+    model = _file("model")
+    trajectory = _file("trajectory")
+    metrics = _file("metrics")
+    curve = _file("curve")
+    report = _file("report")
+    figures = _file("figures")
 
 
 def expected_outputs(pipe) -> set[str]:
