@@ -1,0 +1,181 @@
+"""Published-code side of `compare_step.py`: run by the PUBLISHED code's python, never
+imported by mfax.
+
+Builds the published RSPG (or SPG) learner exactly as its script does (same network,
+initialisation from ``PRNGKey(seed)``, optimiser, ``make_train_step``), then for the
+first ``--steps`` iterations exports, per iteration:
+
+- the gradient that the published ``_train_step`` itself computes (captured with an
+  optimiser that stores the gradient in its state and leaves the parameters alone);
+- the batch it was computed on (bar location / common noise per environment and time,
+  the normalised observations, the mean fields, the action probabilities and the loss),
+  from a step-by-step replay of its ``_mf_rollout`` with the same keys; the replay's own
+  gradient must equal the captured one (checked and written down);
+- the parameters and the Adam moments after the real optimiser step (clip 1.0, Adam,
+  lr annealed linearly to 10% over ``--iterations``) and the learning rate used.
+
+Writes ``step.npz`` (arrays, parameter paths joined by ``/``) and ``step.json``.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import types
+
+import numpy as np
+
+
+def flatten(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        name = f"{prefix}/{k}" if prefix else str(k)
+        if hasattr(v, "items"):
+            out.update(flatten(dict(v), name))
+        else:
+            out[name] = np.asarray(v)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repo", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--task", default="beach_bar_1d")
+    ap.add_argument("--algo", default="rspg")
+    ap.add_argument("--state-type", default="indices")
+    ap.add_argument("--gamma", type=float, default=0.99)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-envs", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--iterations", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=2)
+    a = ap.parse_args()
+
+    repo = os.path.abspath(a.repo)
+    sys.path.insert(0, repo)
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax.training.train_state import TrainState
+
+    from mfax.envs import make_env
+    from mfax.algos.hsm.utils.mf_policy_wrappers import RecurrentMeanFieldPolicy
+
+    # the published script's module (its make_train_step), imported by path
+    script = os.path.join(repo, "mfax", "algos", "hsm", "algos", f"{a.algo}.py")
+    spec = importlib.util.spec_from_file_location(f"published_{a.algo}", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if a.algo != "rspg":
+        raise SystemExit("only rspg is wired here")
+
+    args = types.SimpleNamespace(num_envs=a.num_envs, normalize_obs=True,
+                                 normalize_states=a.state_type != "indices",
+                                 discount_factor=a.gamma, debug=False, debug_frequency=10,
+                                 task=a.task)
+    env = make_env("pushforward/" + a.task, common_noise=True)
+    T = int(env.params.max_steps_in_episode)
+    # --- network and initialisation: as in the published script's __main__ ---
+    net = RecurrentMeanFieldPolicy(
+        state_type=a.state_type, num_states=env.n_states,
+        encoder_kwargs=dict(hidden_size=128, embed_size=128, activation="relu"),
+        policy_kwargs=dict(n_actions=env.n_actions, hidden_layer_sizes=(128, 128, 128),
+                           activation="relu", state_type=a.state_type,
+                           num_states=env.n_states))
+    states = jnp.arange(env.n_states) if a.state_type == "indices" else env.params.states
+    rng = jax.random.PRNGKey(a.seed)
+    rng, rng_actor, rng_action = jax.random.split(rng, 3)
+    hidden0 = net.init_hidden(a.num_envs, 128)
+    done0 = jnp.zeros((a.num_envs,), bool)
+    init_obs = jnp.ones((a.num_envs, env.obs_dim), jnp.float32)
+    params = net.init(rng_actor, env.normalize_individual_s(states, args.normalize_states),
+                      env.normalize_obs(init_obs, True), hidden0, done0, rng_action)
+    schedule = optax.linear_schedule(a.lr, a.lr * 0.1, a.iterations)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate=schedule, eps=1e-8))
+
+    # an "optimiser" that keeps the gradient in its state and changes nothing
+    capture = optax.GradientTransformation(
+        lambda p: jax.tree.map(jnp.zeros_like, p),
+        lambda g, s, p=None: (jax.tree.map(jnp.zeros_like, g), g))
+
+    train_step = jax.jit(mod.make_train_step(args, env, net, states))
+
+    # --- a replay of the published _mf_rollout / _expected_return with the same keys ---
+    def replay(actor_params, rng):
+        rng, reset_rng, loop_rng = jax.random.split(rng, 3)
+        obs, agg = jax.vmap(env.mf_reset)(jax.random.split(reset_rng, a.num_envs))
+        hidden, done = hidden0, done0
+        rec = []
+        key = loop_rng
+        for _ in range(T):
+            key, rng_env, rng_next = jax.random.split(key, 3)
+            nobs = env.normalize_obs(obs, True)
+            prob_a, hidden = net.dist_prob(actor_params,
+                                           env.normalize_individual_s(states,
+                                                                      args.normalize_states),
+                                           nobs, hidden, done)
+            out = jax.vmap(env.mf_step)(jax.random.split(rng_env, a.num_envs), agg, prob_a)
+            rec.append((nobs, agg, out[4], prob_a))
+            obs, agg = out[0], out[2]
+            done = jnp.logical_or(out[5], out[6])
+            key = rng_next
+        disc = jnp.zeros_like(rec[0][1].mu)
+        for nobs, agg_t, mat_r, prob_a in reversed(rec):
+            disc = jnp.sum(prob_a * mat_r, -1) + a.gamma * jax.vmap(env.mf_expected_value)(
+                disc, prob_a, agg_t)
+        loss = -jnp.sum(disc * rec[0][1].mu, -1).mean()
+        return loss, rec
+
+    replay_grad = jax.jit(jax.value_and_grad(replay, has_aux=True))
+
+    out = {}
+    info = dict(task=a.task, seed=a.seed, num_envs=a.num_envs, lr=a.lr, iterations=a.iterations,
+                horizon=T, steps=[])
+    for k, v in flatten(params).items():
+        out[f"init/{k}"] = v
+    state = TrainState.create(apply_fn=(), params=params, tx=tx)
+    for step in range(a.steps):
+        # 1) the gradient computed by the published train step itself
+        cap = TrainState.create(apply_fn=(), params=state.params, tx=capture)
+        (cap, _), _ = train_step((cap, rng), None)
+        grads = cap.opt_state
+        # 2) the replay on the same keys: batch, loss, its own gradient
+        _, rng_loss = jax.random.split(rng)
+        (loss, rec), rgrads = replay_grad(state.params, rng_loss)
+        gdiff = max(float(jnp.max(jnp.abs(x - y))) for x, y in
+                    zip(jax.tree.leaves(grads), jax.tree.leaves(rgrads)))
+        gnorm = float(optax.global_norm(grads))
+        # 3) the real optimiser step
+        lr_now = float(schedule(state.opt_state[1][1].count))
+        (state, rng), _ = train_step((state, rng), None)
+        p = f"step{step}"
+        for k, v in flatten(grads).items():
+            out[f"{p}/grad/{k}"] = v
+        for k, v in flatten(state.params).items():
+            out[f"{p}/params/{k}"] = v
+        for k, v in flatten(state.opt_state[1][0].mu).items():
+            out[f"{p}/adam_mu/{k}"] = v
+        for k, v in flatten(state.opt_state[1][0].nu).items():
+            out[f"{p}/adam_nu/{k}"] = v
+        out[f"{p}/bar"] = np.asarray(rec[0][1].bar_loc)  # [E]
+        out[f"{p}/z"] = np.stack([np.asarray(r[1].z) for r in rec])  # [T, E]
+        out[f"{p}/time"] = np.stack([np.asarray(r[1].time) for r in rec])
+        out[f"{p}/obs"] = np.stack([np.asarray(r[0]) for r in rec])  # [T, E, d]
+        out[f"{p}/mu"] = np.stack([np.asarray(r[1].mu) for r in rec])  # [T, E, S]
+        out[f"{p}/probs"] = np.stack([np.asarray(r[3]) for r in rec])  # [T, E, S, A]
+        out[f"{p}/reward"] = np.stack([np.asarray(r[2]) for r in rec])  # [T, E, S, A]
+        info["steps"].append(dict(loss=float(loss), grad_global_norm=gnorm, lr=lr_now,
+                                  replay_vs_train_step_grad_max_abs_diff=gdiff))
+        print(f"published step {step}: loss {float(loss):.6f}, |grad| {gnorm:.6f}, lr "
+              f"{lr_now:.3e}, replay-vs-train_step grad diff {gdiff:.2e}", flush=True)
+    info["schedule"] = [float(schedule(i)) for i in range(a.iterations + 1)]
+    os.makedirs(a.out, exist_ok=True)
+    np.savez(os.path.join(a.out, "step.npz"), **out)
+    with open(os.path.join(a.out, "step.json"), "w") as f:
+        json.dump(info, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
