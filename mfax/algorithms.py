@@ -44,17 +44,20 @@ class Algorithm:
 
     @property
     def config_class(self) -> type:
-        """The config class (``from_mapping``, ``to_dict``, ``make_game``, ...)."""
+        """The config class (``from_mapping``, ``to_dict``, ``make_game``, ...); importing
+        it loads no JAX."""
         return getattr(self.package, FAMILIES[self.family][1])
 
     @property
     def make_train(self) -> Callable:
-        """``make_train(config) -> trainer`` (``init`` / ``advance`` / ``evaluate`` pieces)."""
+        """``make_train(config, game=None) -> trainer`` (``init`` / ``advance`` /
+        ``evaluate`` / ``mf_params`` pieces)."""
         return self.package.make_train
 
     @property
     def run_training(self) -> Callable:
-        """``run_training(config, seed, ...) -> mfax.training.TrainResult``."""
+        """``run_training(config, seed, ...) -> mfax.training.TrainResult``: every package
+        exports the one run path, `mfax.training.run.run_training`."""
         return self.package.run_training
 
 
@@ -84,10 +87,4 @@ def get_algorithm(name: str) -> Algorithm:
                          + ", ".join(list_algorithms())) from None
 
 
-def trainer_for(name: str) -> tuple[type, Callable]:
-    """``(config class, make_train)`` of an algorithm."""
-    algo = get_algorithm(name)
-    return algo.config_class, algo.make_train
-
-
-__all__ = ["Algorithm", "FAMILIES", "get_algorithm", "list_algorithms", "trainer_for"]
+__all__ = ["Algorithm", "FAMILIES", "get_algorithm", "list_algorithms"]

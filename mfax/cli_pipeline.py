@@ -23,6 +23,9 @@ from mfax.cli_common import command_group, parse_assignments
 app = command_group()  # merged into the `mfax` app by mfax.cli
 
 
+TIMINGS_HELP = "write this job's timings here as JSON (mfax.pipeline.timings)"
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -73,6 +76,7 @@ def train_seeds_cmd(
     seeds: Optional[str] = typer.Option(None, "--seeds",
                                         help="comma-separated seeds (default: the config's)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+    timings: Optional[Path] = typer.Option(None, "--timings", help=TIMINGS_HELP),
 ) -> None:
     """Train all seeds of a run together (one jitted, vmapped run) and save one agent per seed.
 
@@ -81,11 +85,16 @@ def train_seeds_cmd(
     """
     import shutil
 
-    from mfax.multiseed import save_seeds, train_seeds, trainer_for
+    from mfax.pipeline.timings import Timer
+
+    timer = Timer("train")
+    from mfax.algorithms import get_algorithm
+    from mfax.multiseed import save_seeds, train_seeds
     from mfax.outputs import check_output_location
     from mfax.pipeline import replace_dir, staging_dir
     from mfax.io import read_yaml
 
+    timer.lap("import")
     try:
         mapping = read_yaml(config, "config file") or {}
     except ValueError as err:
@@ -99,24 +108,30 @@ def train_seeds_cmd(
         except ValueError:
             raise _fail(f"--seeds = {seeds!r} is not allowed; expected e.g. 0,1,2", 2) from None
     try:
-        config_class = trainer_for(algo)[0]
+        config_class = get_algorithm(algo).config_class
         cfg = config_class.from_mapping(mapping, game=game, algo=algo, source=f"config ({config})")
         check_output_location(out, "dir", "--out")  # before training: a bad --out fails now
         staged = staging_dir(out)
     except ValueError as err:
         raise _fail(str(err), 2) from None
     try:
+        timer.lap("setup")
         try:
             results = train_seeds(cfg, seed_list, progress=progress)
         except ValueError as err:
             raise _fail(str(err), 2) from None
+        r0 = results[0]  # the seeds ran together: one compile, one clock
+        timer.lap_split("setup", compile=r0.compile_seconds, train=r0.train_seconds,
+                        evaluate=r0.eval_seconds)
         save_seeds(results, staged)
         replace_dir(staged, out)
+        timer.lap("write")
     finally:
         shutil.rmtree(staged, ignore_errors=True)  # gone already when replace_dir succeeded
+    if timings is not None:
+        timer.write(timings)
     first = [r.curve[0]["exploitability"] for r in results]
     last = [r.curve[-1]["exploitability"] for r in results]
-    r0 = results[0]
     typer.echo(f"{algo} on {game}, seeds {seed_list}: {r0.curve[-1]['iteration']} iterations, "
                f"exploitability {sum(first) / len(first):.6g} -> {sum(last) / len(last):.6g} "
                f"(mean over seeds); compile {r0.compile_seconds:.1f}s, train "

@@ -87,7 +87,7 @@ def train(
         raise _fail(f"missing option {', '.join(missing)} (or --resume DIR to continue a run)")
     seed = 0 if seed is None else seed
     from mfax.algorithms import get_algorithm, list_algorithms
-    from mfax.games.base import check_game_size
+    from mfax.games import check_game_size
     from mfax.training.config import merge_mappings
 
     if algo not in list_algorithms():
@@ -114,8 +114,8 @@ def train(
 
 def _report(result, out: Path) -> None:
     """Save the result, print one summary line; exit 1 (diverged) or 130 (interrupted)."""
-    from mfax.training.run import save_result
     from mfax.training.driver import INTERRUPTED_EXIT_CODE
+    from mfax.training.run import save_result
 
     cfg = result.trainer.config
     if result.interrupted and not result.curve:
@@ -140,8 +140,8 @@ def _report(result, out: Path) -> None:
 def _resume(path: Path, game, algo, config, set_, param, out, seed, progress) -> None:
     """``mfax train --resume DIR``: continue the run saved in DIR (`resume_training`)."""
     from mfax.games import canonical_name
-    from mfax.training.run import resume_training
     from mfax.training.checkpoint import read_meta
+    from mfax.training.run import resume_training
 
     try:
         meta = read_meta(path)
@@ -194,8 +194,8 @@ def evaluate(
 
     from mfax.agents import load_agent
     from mfax.evaluation import NonFiniteResultError, evaluate_policy
+    from mfax.games import check_game_size
     from mfax.io import atomic_write
-    from mfax.games.base import check_game_size
 
     if num_envs is not None and num_envs < 1:
         raise _fail(f"--num-envs = {num_envs} is not allowed; expected an integer >= 1")

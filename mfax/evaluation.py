@@ -18,8 +18,10 @@ import numpy as np
 from jax import lax
 
 from mfax.dynamics import Trajectory, _check_sizes, expectation, rollout_fn
-from mfax.games.base import Game, check_game_size
+from mfax.games import check_game_size
+from mfax.games.base import Game
 from mfax.policies import MeanFieldPolicy, as_policy
+
 
 class EvalResult(NamedTuple):
     """Exploitability of a policy on ``E`` environments (scalars are means over them)."""

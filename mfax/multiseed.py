@@ -20,10 +20,10 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from mfax.algorithms import list_algorithms, trainer_for  # noqa: F401  (re-exported)
+from mfax.algorithms import get_algorithm, list_algorithms
 from mfax.io import atomic_write
 from mfax.training.driver import drive, interrupt_guard
-from mfax.training.run import TrainResult, save_result
+from mfax.training.run import TrainResult, divergence_message, interrupt_message, save_result
 
 SEEDS_FILE = "seeds.json"
 
@@ -53,8 +53,7 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds = {seeds!r} is not allowed; expected distinct integers")
-    trainer = trainer_for(config.algo)[1](config)
-    mf_params = getattr(trainer, "mf_params", None) or (lambda s: s.params)
+    trainer = get_algorithm(config.algo).make_train(config)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     state = jax.vmap(trainer.init)(keys)
 
@@ -73,7 +72,7 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
         return [TrainResult(trainer, seed, None, [], run.losses[i], compile_seconds, 0.0, 0.0,
                             interrupted=True, message="training interrupted before the first "
                             "evaluation; nothing to save") for i, seed in enumerate(seeds)]
-    all_params = jax.device_get(jax.jit(jax.vmap(mf_params))(run.eval_state))
+    all_params = jax.device_get(jax.jit(jax.vmap(trainer.mf_params))(run.eval_state))
     results = []
     for i, seed in enumerate(seeds):
         params = jax.tree_util.tree_map(lambda x: x[i], all_params)
@@ -82,12 +81,11 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
                         run.train_seconds, run.eval_seconds, failed,
                         interrupted=run.interrupted and failed is None)
         if failed is not None:
-            r.message = (f"seed {seed}: training diverged: non-finite loss, gradient, "
-                         f"parameters or policy probabilities at iteration {failed}; kept the "
-                         f"last good parameters")
+            r.message = f"seed {seed}: " + divergence_message(failed, config.lr,
+                                                              run.nonfinite_eval_at[i])
         elif r.interrupted:
-            r.message = (f"seed {seed}: training interrupted; the agent is the last evaluated "
-                         f"one (iteration {run.curve[i][-1]['iteration']})")
+            r.message = f"seed {seed}: " + interrupt_message(
+                r.iterations_run, config.num_iterations, run.curve[i])
         results.append(r)
     return results
 

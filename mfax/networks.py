@@ -30,7 +30,7 @@ unbatched) and ``W_o obs_part`` once per environment ([H]), then added by
 broadcasting.  ``factored=False`` runs the naive concat for comparison; both
 use the same parameters and agree numerically.
 
-`NetworkConfig` is a frozen, hashable description; `network_policy` turns it
+`NetworkConfig` (`mfax.network_config`) is a frozen, hashable description; `network_policy` turns it
 and a game into a `MeanFieldPolicy` whose ``apply`` and ``initial_carry`` are
 stable, hashable objects (so jitted evaluation compiles once per kind).
 """
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -47,67 +47,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from mfax.games.base import Game
+from mfax.network_config import NetworkConfig
 from mfax.policies import MeanFieldPolicy
 
-STATE_INPUTS = ("index", "values")
-HEADS = ("categorical", "beta")
-ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.silu}
-
-
-def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"network: {name!r} = {value!r} is not allowed; expected {allowed}")
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        _fail(name, value, "an integer >= 1")
-    return int(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkConfig:
-    """Architecture of a mean-field policy network (independent of the game's sizes)."""
-
-    recurrent: bool = False
-    state_input: str = "index"
-    hidden: tuple[int, ...] = (128, 128)
-    embed_dim: int = 64
-    gru_hidden: int = 128
-    head: str = "categorical"
-    activation: str = "relu"
-    factored: bool = True
-
-    def __post_init__(self):
-        if not isinstance(self.recurrent, bool):
-            _fail("recurrent", self.recurrent, "true or false")
-        if self.state_input not in STATE_INPUTS:
-            _fail("state_input", self.state_input, " or ".join(STATE_INPUTS))
-        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence) \
-                or len(self.hidden) == 0:
-            _fail("hidden", self.hidden, "a non-empty list of layer sizes, e.g. [128, 128]")
-        object.__setattr__(self, "hidden", tuple(_positive_int("hidden", h) for h in self.hidden))
-        object.__setattr__(self, "embed_dim", _positive_int("embed_dim", self.embed_dim))
-        object.__setattr__(self, "gru_hidden", _positive_int("gru_hidden", self.gru_hidden))
-        if self.head not in HEADS:
-            _fail("head", self.head, " or ".join(HEADS))
-        if self.activation not in ACTIVATIONS:
-            _fail("activation", self.activation, " or ".join(ACTIVATIONS))
-        if not isinstance(self.factored, bool):
-            _fail("factored", self.factored, "true or false")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NetworkConfig":
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ValueError(f"network: unknown key(s) {', '.join(map(repr, unknown))}; "
-                             f"allowed keys: {', '.join(allowed)}")
-        return cls(**d)
+#: the flax function of each activation name of `mfax.network_config.ACTIVATIONS`
+ACTIVATION_FUNCTIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.silu}
 
 
 class FirstLayer(nn.Module):
@@ -187,7 +131,7 @@ class MeanFieldNet(nn.Module):
 
     @property
     def _act(self):
-        return ACTIVATIONS[self.config.activation]
+        return ACTIVATION_FUNCTIONS[self.config.activation]
 
     def state_part(self, features: jax.Array) -> jax.Array:
         """``[S, embed_dim]``: the state embeddings, or a linear layer on ``features[S, f]``."""

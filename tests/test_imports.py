@@ -123,6 +123,16 @@ def _run(code: str) -> None:
     "from mfax.algorithms import list_algorithms; assert list_algorithms()",
     "import mfax.io",
     "import mfax.pipeline; from mfax.pipeline import *",  # the Snakefile's imports
+    # `mfax configure` validates every run's settings and game parameters without JAX
+    "import os, shutil, tempfile; from typer.testing import CliRunner; from mfax.cli import app; "
+    "d = tempfile.mkdtemp(); shutil.copytree('mfax/../params', d + '/params'); os.chdir(d); "
+    "r = CliRunner().invoke(app, ['configure']); assert r.exit_code == 0, r.output; "
+    "assert os.path.isfile('data/macro/m_omd/config.yaml'); "
+    "r = CliRunner().invoke(app, ['configure', '--set', 'games.macro.game.num_wealth=1']); "
+    "assert r.exit_code == 2 and 'num_wealth' in r.output, r.output",
+    "from mfax.training.config import TrainConfig; from mfax.rl.config import RLConfig; "
+    "TrainConfig.from_mapping({'game': {'num_states': 21}}, game='beach_bar_1d', algo='rspg'); "
+    "RLConfig.from_mapping({}, game='macro', algo='ippo')",
 ])
 def test_light_imports_load_no_jax(code):
     _run(code + "; import sys; assert 'jax' not in sys.modules, 'jax was imported'")

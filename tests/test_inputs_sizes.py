@@ -11,7 +11,7 @@ import mfax
 import mfax.training
 from mfax.cli import app
 from mfax.games import check_game_size
-from mfax.games.base import MAX_KERNEL_ENTRIES, MEMORY_LIMIT_ENV, estimate_bytes
+from mfax.games.params import MAX_KERNEL_ENTRIES, MEMORY_LIMIT_ENV, estimate_bytes
 
 runner = CliRunner()
 
@@ -37,7 +37,7 @@ def test_published_and_test_sizes_are_allowed():
     for name in ("linear_quadratic", "beach_bar_1d", "macro"):
         game = mfax.make_game(name)
         check_game_size(game, 128, "num_envs")
-        S, A, K = type(game).sizes(game.params)
+        S, A, K = game.params.sizes()
         assert (S, A, K) == (game.num_states, game.num_actions, game.kernel_size)
         assert game.horizon * S * A * K < MAX_KERNEL_ENTRIES / 10
 

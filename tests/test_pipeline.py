@@ -103,10 +103,10 @@ def test_repo_params_resolve():
         cfg = pipe.train_config(run)
         assert cfg["seeds"] == pipe.seeds
         pipe.check_game(run)
-        from mfax.multiseed import trainer_for
+        from mfax.algorithms import get_algorithm
 
         mapping = {k: v for k, v in cfg.items() if k != "seeds"}
-        config_class, _ = trainer_for(run.algo)
+        config_class = get_algorithm(run.algo).config_class
         config_class.from_mapping(mapping, game=run.game, algo=run.algo)  # valid trainer config
     for preset in ("quick", "paper", "tiny"):
         p = P.Pipeline.load(root=REPO, overrides={"preset": preset})
@@ -190,7 +190,7 @@ def test_dvc_yaml_is_up_to_date():
 #: what each stage's command imports (mfax/cli_pipeline.py; the learners through the registry)
 STAGE_IMPORTS = {
     "train": "import mfax.multiseed, mfax.outputs, mfax.io, mfax.pipeline.staging; "
-             "import mfax.algorithms as a; [a.trainer_for(n) for n in a.list_algorithms()]",
+             "import mfax.algorithms as a; [a.get_algorithm(n).make_train for n in a.list_algorithms()]",
     "evaluate": "import mfax.agents, mfax.io, mfax.evaluation, mfax.multiseed, mfax.policies, "
                 "mfax.pipeline.netcdf, mfax.pipeline.evaluate, mfax.pipeline.staging",
     "report": "import mfax.pipeline.reports, mfax.pipeline.netcdf",

@@ -1,18 +1,31 @@
-"""Game registry: `make_game(name, **overrides)` and `list_games()`."""
+"""Game registry: `make_game(name, **overrides)` and `list_games()`.
+
+The registry knows each game's parameter class (JAX-free, `mfax.games.params`)
+and where its JAX code lives, so that names and parameters can be checked
+(`canonical_name`, `make_params`) without importing JAX; `make_game` imports
+the game's module.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from mfax.games.base import Game, GameParams, check_game_size
-from mfax.games.beach_bar import BeachBar1D, BeachBarParams
-from mfax.games.linear_quadratic import LinearQuadratic, LinearQuadraticParams
-from mfax.games.macro import Macro, MacroParams
+from mfax.games.params import (
+    BeachBarParams,
+    GameParams,
+    LinearQuadraticParams,
+    MacroParams,
+)
 
-_REGISTRY: dict[str, tuple[type[Game], type[GameParams]]] = {
-    "linear_quadratic": (LinearQuadratic, LinearQuadraticParams),
-    "beach_bar_1d": (BeachBar1D, BeachBarParams),
-    "macro": (Macro, MacroParams),
+if TYPE_CHECKING:
+    from mfax.games.base import Game
+
+#: name -> (parameter class, "module:class" of the game)
+_REGISTRY: dict[str, tuple[type[GameParams], str]] = {
+    "linear_quadratic": (LinearQuadraticParams, "mfax.games.linear_quadratic:LinearQuadratic"),
+    "beach_bar_1d": (BeachBarParams, "mfax.games.beach_bar:BeachBar1D"),
+    "macro": (MacroParams, "mfax.games.macro:Macro"),
 }
 #: other accepted names (the seed calls the macro game "endogenous")
 ALIASES = {"endogenous": "macro"}
@@ -32,12 +45,34 @@ def canonical_name(name: str) -> str:
     return name
 
 
+def make_params(name: str, **overrides: Any) -> GameParams:
+    """The validated parameters of game ``name`` (no JAX): every parameter of
+    docs/games.md can be overridden; sizes beyond the machine are refused here."""
+    params = _REGISTRY[canonical_name(name)][0].from_overrides(**overrides)
+    params.check_size()  # a clear error before anything is allocated
+    return params
+
+
 def make_game(name: str, **overrides: Any) -> Game:
     """Build a game by name; every parameter of docs/games.md can be overridden."""
-    game_cls, params_cls = _REGISTRY[canonical_name(name)]
-    params = params_cls.from_overrides(**overrides)
-    game_cls.check_size(params)  # sizes beyond the machine: a clear error before allocating
-    return game_cls(params)
+    params = make_params(name, **overrides)
+    module, cls = _REGISTRY[canonical_name(name)][1].split(":")
+    return getattr(importlib.import_module(module), cls)(params)
 
 
-__all__ = ["Game", "GameParams", "make_game", "list_games", "canonical_name", "check_game_size"]
+def check_game_size(game: Game, num_envs: int = 1, envs_name: str | None = None) -> None:
+    """`GameParams.check_size` for a built game and ``num_envs`` environments (named
+    ``envs_name``)."""
+    game.params.check_size(int(num_envs), envs_name)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Game":  # the JAX interface, imported on first use
+        from mfax.games.base import Game
+
+        return Game
+    raise AttributeError(f"module 'mfax.games' has no attribute {name!r}")
+
+
+__all__ = ["Game", "GameParams", "make_game", "make_params", "list_games", "canonical_name",
+           "check_game_size"]

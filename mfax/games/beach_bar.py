@@ -2,49 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from mfax.games.base import GameParams, check_probabilities, deterministic_row
+from mfax.games.base import deterministic_row
 from mfax.games.grid1d import Grid1DGame
-
-
-@dataclasses.dataclass(frozen=True)
-class BeachBarParams(GameParams):
-    game_name = "beach_bar_1d"
-
-    num_states: int = 101
-    horizon: int = 30
-    #: fixed bar position, or None for uniform on floor(S/4)..ceil(3S/4)-1 at reset
-    bar_location: Optional[int] = None
-    crowd_aversion: float = 0.0
-    common_noise: bool = True
-    idio_noise: bool = True
-    #: actions are the integers -max_action..max_action
-    max_action: int = 5
-    noise_atoms: tuple[int, ...] = (-2, -1, 0, 1, 2)
-    noise_probs: tuple[float, ...] = (0.05, 0.1, 0.7, 0.1, 0.05)
-
-    def bar_range(self) -> tuple[int, int]:
-        """Inclusive range of random bar locations."""
-        return self.num_states // 4, math.ceil(0.75 * self.num_states) - 1
-
-    def validate(self) -> None:
-        if self.num_states < 3:
-            self.fail("num_states", "an integer >= 3")
-        if self.horizon < 1:
-            self.fail("horizon", "an integer >= 1")
-        if self.max_action < 0:
-            self.fail("max_action", "an integer >= 0")
-        if self.bar_location is not None and not 0 <= self.bar_location < self.num_states:
-            self.fail("bar_location", f"null (random) or an integer in 0..{self.num_states - 1}")
-        if self.crowd_aversion < 0:
-            self.fail("crowd_aversion", "a number >= 0")
-        check_probabilities(self, "noise_atoms", "noise_probs")
+from mfax.games.params import BeachBarParams
 
 
 class BarAggregate(NamedTuple):
@@ -62,7 +27,7 @@ class BeachBar1D(Grid1DGame):
 
     def __init__(self, params: BeachBarParams):
         self.params = params
-        self.num_states, self.num_actions, self.kernel_size = self.sizes(params)
+        self.num_states, self.num_actions, self.kernel_size = params.sizes()
         self.obs_dim = 3
 
     @property

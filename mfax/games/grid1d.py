@@ -12,15 +12,8 @@ from mfax.games.base import Game
 class Grid1DGame(Game):
     """A game on positions ``0..S-1`` whose actions are moves ``-m..m``."""
 
-    size_params = ("num_states", "horizon", "max_action", "noise_atoms")
     #: the ``long_name`` of the position coordinate in trajectory files
     position_name = "position"
-
-    @classmethod
-    def sizes(cls, params) -> tuple[int, int, int]:
-        return (params.num_states,
-                2 * params.max_action + 1,
-                len(params.noise_atoms) if params.idio_noise else 1)
 
     def action_values(self):
         m = self.params.max_action

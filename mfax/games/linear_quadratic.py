@@ -2,64 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from mfax.games.base import GameParams, check_probabilities, deterministic_row
+from mfax.games.base import deterministic_row
 from mfax.games.grid1d import Grid1DGame
-
-
-def _normal_weights(atoms: tuple[float, ...]) -> tuple[float, ...]:
-    w = [math.exp(-0.5 * a * a) for a in atoms]
-    return tuple(x / sum(w) for x in w)
-
-
-_ATOMS = tuple(float(d) for d in range(-3, 4))
-
-
-@dataclasses.dataclass(frozen=True)
-class LinearQuadraticParams(GameParams):
-    game_name = "linear_quadratic"
-
-    num_states: int = 99
-    horizon: int = 30
-    kappa: float = 0.5
-    c_action: float = 0.5
-    q: float = 0.1
-    c_term: float = 1.0
-    sigma: float = 1.0
-    rho: float = 0.5
-    common_noise: bool = True
-    idio_noise: bool = True
-    #: actions are the integers -max_action..max_action
-    max_action: int = 3
-    noise_atoms: tuple[float, ...] = _ATOMS
-    noise_probs: tuple[float, ...] = _normal_weights(_ATOMS)
-    #: the common-noise push: eps_t = -push_size z for t < push_early_end,
-    #: +push_size z for t > push_late_start
-    push_size: float = 10.0
-    push_early_end: int = 8
-    push_late_start: int = 20
-
-    def validate(self) -> None:
-        if self.num_states < 2:
-            self.fail("num_states", "an integer >= 2")
-        if self.horizon < 1:
-            self.fail("horizon", "an integer >= 1")
-        if self.max_action < 0:
-            self.fail("max_action", "an integer >= 0")
-        if not 0.0 <= self.rho <= 1.0:
-            self.fail("rho", "a number in [0, 1]")
-        if self.sigma < 0:
-            self.fail("sigma", "a number >= 0")
-        for name in ("kappa", "c_action", "c_term"):
-            if getattr(self, name) < 0:
-                self.fail(name, "a number >= 0")
-        check_probabilities(self, "noise_atoms", "noise_probs")
+from mfax.games.params import LinearQuadraticParams
 
 
 class LQAggregate(NamedTuple):
@@ -76,7 +27,7 @@ class LinearQuadratic(Grid1DGame):
 
     def __init__(self, params: LinearQuadraticParams):
         self.params = params
-        self.num_states, self.num_actions, self.kernel_size = self.sizes(params)
+        self.num_states, self.num_actions, self.kernel_size = params.sizes()
         self.obs_dim = 1
 
     def reset(self, key):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import NamedTuple
 
@@ -10,50 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfax.games.base import Game, GameParams, check_probabilities
-
-
-@dataclasses.dataclass(frozen=True)
-class MacroParams(GameParams):
-    game_name = "macro"
-
-    horizon: int = 128
-    crra: float = 2.0
-    rho: float = 0.9
-    nu: float = 0.03
-    alpha: float = 0.36
-    num_actions: int = 20
-    wealth_bounds: tuple[float, float] = (0.0, 99.0)
-    income_bounds: tuple[float, float] = (0.1, 2.0)
-    num_wealth: int = 200
-    num_income: int = 5
-    common_noise: bool = True
-    idio_noise: bool = True
-    #: income moves by these many grid steps with these probabilities
-    income_atoms: tuple[int, ...] = (-1, 0, 1)
-    income_probs: tuple[float, ...] = (0.1, 0.8, 0.1)
-
-    def validate(self) -> None:
-        if self.horizon < 1:
-            self.fail("horizon", "an integer >= 1")
-        for name in ("num_actions", "num_wealth", "num_income"):
-            if getattr(self, name) < 2:
-                self.fail(name, "an integer >= 2")
-        if self.crra <= 0:
-            self.fail("crra", "a number > 0")
-        if not 0.0 < self.alpha < 1.0:
-            self.fail("alpha", "a number in (0, 1)")
-        if self.nu < 0:
-            self.fail("nu", "a number >= 0")
-        if not -1.0 < self.rho < 1.0:
-            self.fail("rho", "a number in (-1, 1)")
-        for name in ("wealth_bounds", "income_bounds"):
-            lo, hi = getattr(self, name)
-            if not 0.0 <= lo < hi:
-                self.fail(name, "[lo, hi] with 0 <= lo < hi")
-        if self.income_bounds[0] <= 0:
-            self.fail("income_bounds", "[lo, hi] with 0 < lo < hi (income must be positive)")
-        check_probabilities(self, "income_atoms", "income_probs")
+from mfax.games.base import Game
+from mfax.games.params import MacroParams
 
 
 def _pivot(lo: float) -> float:
@@ -82,17 +39,9 @@ class Macro(Game):
     default_discount = 0.95
     obs_names = ("interest_rate", "wage")
 
-    size_params = ("num_wealth", "num_income", "num_actions", "horizon", "income_atoms")
-
-    @classmethod
-    def sizes(cls, params) -> tuple[int, int, int]:
-        return (params.num_wealth * params.num_income,
-                params.num_actions,
-                2 * (len(params.income_atoms) if params.idio_noise else 1))
-
     def __init__(self, params: MacroParams):
         self.params = params
-        self.num_states, self.num_actions, self.kernel_size = self.sizes(params)
+        self.num_states, self.num_actions, self.kernel_size = params.sizes()
         self.obs_dim = 2
         self.wealth_grid = log_grid(params.wealth_bounds, params.num_wealth)
         self.income_grid = log_grid(params.income_bounds, params.num_income)

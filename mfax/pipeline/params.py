@@ -334,11 +334,11 @@ class Pipeline:
     def check_config(self, run: Run):
         """The run's resolved config as the trainer's config object; a bad key or value is
         a `ParamsError` naming the file, the section and the key."""
-        from mfax.algorithms import trainer_for  # noqa: PLC0415
+        from mfax.algorithms import get_algorithm  # noqa: PLC0415
 
         mapping = {k: v for k, v in self.train_config(run).items() if k != "seeds"}
         try:
-            config_class = trainer_for(run.algo)[0]
+            config_class = get_algorithm(run.algo).config_class
             return config_class.from_mapping(mapping, game=run.game, algo=run.algo,
                                              source=f"training config of {run.id}")
         except ValueError as err:
@@ -409,11 +409,12 @@ class Pipeline:
         return cfg
 
     def check_game(self, run: Run) -> None:
-        """Build the run's game once so a bad game parameter fails before training."""
-        from mfax.games import make_game  # noqa: PLC0415
+        """Check the run's game parameters (and sizes) so a bad one fails before training;
+        no JAX (`mfax.games.make_params`)."""
+        from mfax.games import make_params  # noqa: PLC0415
 
         try:
-            make_game(run.game, **(self.train_config(run).get("game") or {}))
+            make_params(run.game, **(self.train_config(run).get("game") or {}))
         except ValueError as err:
             raise ParamsError(self._locate(run, f"game parameters of {run.id}: {err}")) from None
 

@@ -7,15 +7,30 @@
 See `mfax.rl.train` for `make_train` / `run_training` (the one module that
 imports the learners), `mfax.rl.common` for the outer loop and the
 single-agent stepping through a frozen mean-field sequence, `mfax.rl.ippo`
-and `mfax.rl.m_omd` for the learners, `mfax.rl.config` for the settings.
+and `mfax.rl.m_omd` for the learners, `mfax.rl.config` for the settings
+(JAX-free). The names below are imported on first use (PEP 562).
 """
 
-from mfax.rl.common import (
-    Frozen, RLState, RLTrainer, RowNet, agent_probs, collect, freeze, make_rownet,
-)
-from mfax.rl.config import RL_ALGORITHMS, RLConfig
-from mfax.rl.train import make_train, run_training
-from mfax.training.run import save_result
+from __future__ import annotations
 
-__all__ = ["Frozen", "RLConfig", "RLState", "RLTrainer", "RL_ALGORITHMS", "RowNet", "agent_probs",
-           "collect", "freeze", "make_rownet", "make_train", "run_training", "save_result"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    **dict.fromkeys(("Frozen", "RLState", "RLTrainer", "RowNet", "agent_probs", "collect",
+                     "freeze", "make_rownet"), "mfax.rl.common"),
+    "RL_ALGORITHMS": "mfax.rl.config",
+    "RLConfig": "mfax.rl.config",
+    "make_train": "mfax.rl.train",
+    "run_training": "mfax.training.run",
+    "save_result": "mfax.training.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mfax.rl' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -42,6 +42,7 @@ import math
 from typing import Optional
 
 from mfax.algorithms import list_algorithms
+from mfax.network_config import layer_sizes
 from mfax.training.config import BaseTrainConfig, _is_num
 
 RL_ALGORITHMS = tuple(list_algorithms("model-free"))  # ("ippo", "rippo", "m_omd")
@@ -99,7 +100,7 @@ class RLConfig(BaseTrainConfig):
                 or self.reward_scale <= 0):
             raise bad("reward_scale", self.reward_scale,
                       "null (1 / mean |reward| of the first rollout) or a finite number > 0")
-        self._layers("critic_hidden")
+        self._set("critic_hidden", layer_sizes(self._PREFIX, "critic_hidden", self.critic_hidden))
         if self.algo == "m_omd" and self.head == "beta":
             raise bad("head", self.head, "'auto' or 'categorical' for m_omd (a Q-network has "
                       "one output per action; its policy is softmax(Q / tau))")
@@ -125,7 +126,7 @@ class RLConfig(BaseTrainConfig):
         if not _is_num(self.log_policy_clip) or not self.log_policy_clip < 0:
             raise bad("log_policy_clip", self.log_policy_clip, "a number < 0")
         # M-OMD replay buffer
-        per_update = trajectories * self.make_game().horizon
+        per_update = trajectories * self.game_parameters().horizon
         if self.algo == "m_omd":
             if self.buffer_size < per_update:
                 raise bad("buffer_size", self.buffer_size,

@@ -37,7 +37,8 @@ import optax
 from jax import lax
 
 from mfax.games.base import Game
-from mfax.networks import ACTIVATIONS, NetworkConfig, init_params
+from mfax.network_config import NetworkConfig
+from mfax.networks import ACTIVATION_FUNCTIONS, init_params
 from mfax.rl.common import Frozen, Learner, RowNet, collect
 from mfax.rl.config import RLConfig
 
@@ -48,7 +49,7 @@ class Critic(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        act = ACTIVATIONS[self.activation]
+        act = ACTIVATION_FUNCTIONS[self.activation]
         for h in self.hidden:
             x = act(nn.Dense(h)(x))
         return nn.Dense(1)(x)[..., 0]

@@ -1,15 +1,35 @@
 """Training: structural policy gradients (SPG, RSPG) with a jitted scan over iterations.
 
 `mfax.training.spg` is the trainer; `mfax.training.run` holds the run types shared by
-every trainer (SPG, RSPG and the model-free learners of `mfax.rl`).
+every trainer (SPG, RSPG and the model-free learners of `mfax.rl`);
+`mfax.training.config` the settings (importing it loads no JAX, so the pipeline can
+check params.yaml without JAX). The names below are imported on first use (PEP 562).
 """
 
-from mfax.training.config import TrainConfig
-from mfax.training.run import (
-    Metrics, TrainingDiverged, TrainResult, resume_training, save_result,
-)
-from mfax.training.spg import CURVE_COLUMNS, Trainer, TrainState, make_train, run_training
+from __future__ import annotations
 
-__all__ = ["CURVE_COLUMNS", "Metrics", "TrainConfig", "Trainer", "TrainingDiverged",
-           "TrainResult", "TrainState", "make_train", "resume_training", "run_training",
-           "save_result"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainConfig": "mfax.training.config",
+    "Metrics": "mfax.training.run",
+    "TrainingDiverged": "mfax.training.run",
+    "TrainResult": "mfax.training.run",
+    "resume_training": "mfax.training.run",
+    "save_result": "mfax.training.run",
+    "CURVE_COLUMNS": "mfax.training.spg",
+    "Trainer": "mfax.training.spg",
+    "TrainState": "mfax.training.spg",
+    "make_train": "mfax.training.spg",
+    "run_training": "mfax.training.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mfax.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+__all__ = sorted(_EXPORTS)

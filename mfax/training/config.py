@@ -20,20 +20,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import numpy as np
 
 from mfax.algorithms import list_algorithms
-from mfax.games import canonical_name, make_game
-from mfax.games.base import Game
-from mfax.networks import ACTIVATIONS, STATE_INPUTS, NetworkConfig
+from mfax.games import canonical_name, make_game, make_params
+from mfax.network_config import HEADS, NetworkConfig, check_network_settings
+
+if TYPE_CHECKING:
+    from mfax.games.base import Game
+    from mfax.games.params import GameParams
 
 ALGORITHMS = tuple(list_algorithms("structural"))  # ("spg", "rspg")
-HEAD_CHOICES = ("auto", "categorical", "beta")
+HEAD_CHOICES = ("auto",) + HEADS
 #: published batch sizes (docs/algorithms.md#published-settings): 128 environments, 8 for the macro game
 DEFAULT_NUM_ENVS = 128
 DEFAULT_NUM_ENVS_MACRO = 8
+#: the training keys that are `NetworkConfig` settings
+NETWORK_KEYS = ("state_input", "hidden", "embed_dim", "gru_hidden", "head", "activation",
+                "factored")
 
 
 def _is_int(v: Any) -> bool:
@@ -100,7 +106,7 @@ class MappingConfig:
             if f.name in kwargs and f.type in ("int", "Optional[int]", "tuple[int, ...]"):
                 kwargs[f.name] = _whole(kwargs[f.name])
         config = cls(game_params=game_params, **kwargs)
-        config.make_game()  # validates the game parameters (clear ValueError naming the key)
+        config.game_parameters()  # validates them (a clear ValueError naming the key)
         return config
 
     def replace(self, **changes: Any) -> Any:
@@ -136,16 +142,15 @@ class BaseTrainConfig(MappingConfig):
     #: the learning rate anneals linearly to lr * lr_end_fraction over all iterations
     lr_end_fraction: float = 0.1
     max_grad_norm: float = 1.0
-    # --- network ---
-    state_input: str = "index"
-    #: MLP after the state and observation embeddings (the published 128-128-128 network)
-    hidden: tuple[int, ...] = (128, 128)
-    embed_dim: int = 64
-    gru_hidden: int = 128
+    # --- network (the defaults of `NetworkConfig`, validated by it) ---
+    state_input: str = NetworkConfig.state_input
+    hidden: tuple[int, ...] = NetworkConfig.hidden
+    embed_dim: int = NetworkConfig.embed_dim
+    gru_hidden: int = NetworkConfig.gru_hidden
     #: auto: beta for games whose actions lie in (0, 1) (macro), categorical otherwise
     head: str = "auto"
-    activation: str = "relu"
-    factored: bool = True
+    activation: str = NetworkConfig.activation
+    factored: bool = NetworkConfig.factored
 
     def _bad(self, name: str, value: Any, allowed: str) -> ValueError:
         return ValueError(f"{self._PREFIX}: {name!r} = {value!r} is not allowed; expected {allowed}")
@@ -159,13 +164,6 @@ class BaseTrainConfig(MappingConfig):
             if not _is_int(v) or v < 1:
                 raise self._bad(k, v, "an integer >= 1")
             self._set(k, int(v))
-
-    def _layers(self, name: str) -> None:
-        v = getattr(self, name)
-        if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)) or not v \
-                or not all(_is_int(h) and h >= 1 for h in v):
-            raise self._bad(name, v, "a non-empty list of integers >= 1, e.g. [128, 128]")
-        self._set(name, tuple(int(h) for h in v))
 
     def __post_init__(self):
         bad = self._bad
@@ -181,7 +179,7 @@ class BaseTrainConfig(MappingConfig):
         self._set("game_params", dict(self.game_params))
         if self.algo not in self._ALGORITHMS:
             raise bad("algo", self.algo, " or ".join(self._ALGORITHMS))
-        self._check_ints("num_iterations", "eval_every", "embed_dim", "gru_hidden")
+        self._check_ints("num_iterations", "eval_every")
         if self.num_iterations % self.eval_every:
             raise bad("num_iterations", self.num_iterations,
                       f"a multiple of eval_every = {self.eval_every}")
@@ -199,15 +197,10 @@ class BaseTrainConfig(MappingConfig):
             raise bad("lr_end_fraction", self.lr_end_fraction, "a number in [0, 1]")
         if not _is_num(self.max_grad_norm) or not self.max_grad_norm > 0:
             raise bad("max_grad_norm", self.max_grad_norm, "a number > 0")
-        if self.state_input not in STATE_INPUTS:
-            raise bad("state_input", self.state_input, " or ".join(STATE_INPUTS))
-        self._layers("hidden")
-        if self.head not in HEAD_CHOICES:
-            raise bad("head", self.head, " or ".join(HEAD_CHOICES))
-        if self.activation not in ACTIVATIONS:
-            raise bad("activation", self.activation, " or ".join(ACTIVATIONS))
-        if not isinstance(self.factored, bool):
-            raise bad("factored", self.factored, "true or false")
+        network = check_network_settings(
+            self._PREFIX, {k: getattr(self, k) for k in NETWORK_KEYS}, heads=HEAD_CHOICES)
+        for k, v in network.items():
+            self._set(k, v)
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=repr))
@@ -216,6 +209,10 @@ class BaseTrainConfig(MappingConfig):
     @property
     def recurrent(self) -> bool:
         return self.algo == self._RECURRENT_ALGO
+
+    def game_parameters(self) -> GameParams:
+        """The validated game parameters (no JAX; see `mfax.games.make_params`)."""
+        return make_params(self.game, **self.game_params)
 
     def make_game(self) -> Game:
         return make_game(self.game, **self.game_params)

@@ -1,22 +1,27 @@
-"""What every trainer's run produces, whatever the algorithm: `Metrics`, `TrainResult`,
-`TrainingDiverged`; `finish` (a driven run -> `TrainResult`), `save_result` (agent +
-training state) and `resume_training` (continue a saved run of any algorithm).
+"""The one run path of every algorithm: `run_training` (config, seed -> `TrainResult`),
+the types it returns (`Metrics`, `TrainResult`, `TrainingDiverged`), the messages of
+a diverged or interrupted run, `save_result` (agent + training state) and
+`resume_training` (continue a saved run of any algorithm).
 
-SPG / RSPG (`mfax.training.spg`), the model-free learners (`mfax.rl`) and the
-multi-seed trainer (`mfax.multiseed`) all return these; the algorithm of a
-saved run is looked up in `mfax.algorithms`.
+The algorithm's trainer comes from `mfax.algorithms` (SPG / RSPG from
+`mfax.training.spg`, the model-free learners from `mfax.rl.train`); the
+multi-seed trainer (`mfax.multiseed`) drives the same pieces vmapped and
+words its results with the same messages.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import numpy as np
 
-from mfax.training.driver import Progress
+from mfax.algorithms import get_algorithm
+from mfax.training.driver import Progress, compiled, drive, interrupt_guard
 
 
 class Metrics(NamedTuple):
@@ -76,10 +81,29 @@ class TrainResult:
         return int(np.asarray(self.progress.state.step))
 
 
+def divergence_message(diverged_at: int, lr: float,
+                       nonfinite_eval_at: Optional[int] = None) -> str:
+    """Why a run stopped early and what to change (every trainer, one seed or several)."""
+    if nonfinite_eval_at is not None:
+        what = (f"the policy after iteration {nonfinite_eval_at} evaluates to a "
+                f"non-finite exploitability")
+    else:
+        what = (f"non-finite loss, gradient, parameters or policy probabilities at "
+                f"iteration {diverged_at}")
+    return (f"training diverged: {what}; stopped, keeping the last good parameters "
+            f"(after {diverged_at} updates); lower lr (now {lr:g}) or max_grad_norm")
+
+
+def interrupt_message(iterations_run: int, num_iterations: int, curve: list) -> str:
+    last = f"iteration {curve[-1]['iteration']}" if curve else "none"
+    return (f"training interrupted after {iterations_run} of {num_iterations} iterations; "
+            f"the agent is the last evaluated one ({last})")
+
+
 def finish(trainer: Any, seed: int, run, compile_seconds: float, *,
-           mf_params: Callable = lambda s: s.params, resume: Optional[Progress] = None,
+           mf_params: Callable, resume: Optional[Progress] = None,
            raise_on_nan: bool = False) -> TrainResult:
-    """The `TrainResult` of a driven run (shared by SPG/RSPG and the RL learners)."""
+    """The `TrainResult` of a driven run of one seed."""
     if run.eval_state is not None:
         params = jax.device_get(mf_params(run.eval_state))
     else:  # resumed and stopped before evaluating: the agent saved with the checkpoint
@@ -90,23 +114,60 @@ def finish(trainer: Any, seed: int, run, compile_seconds: float, *,
                          progress=Progress(run.state, run.curve, run.losses, run.train_seconds,
                                            run.eval_seconds))
     if run.diverged_at is not None:
-        if run.nonfinite_eval_at is not None:
-            what = (f"the policy after iteration {run.nonfinite_eval_at} evaluates to a "
-                    f"non-finite exploitability")
-        else:
-            what = (f"non-finite loss, gradient, parameters or policy probabilities at "
-                    f"iteration {run.diverged_at}")
-        result.message = (f"training diverged: {what}; stopped, keeping the last good "
-                          f"parameters (after {run.diverged_at} updates); lower lr "
-                          f"(now {trainer.config.lr:g}) or max_grad_norm")
+        result.message = divergence_message(run.diverged_at, trainer.config.lr,
+                                            run.nonfinite_eval_at)
         if raise_on_nan:
             raise TrainingDiverged(result.message, result)
     elif run.interrupted:
-        last = f"iteration {run.curve[-1]['iteration']}" if run.curve else "none"
-        result.message = (f"training interrupted after {result.iterations_run} of "
-                          f"{trainer.config.num_iterations} iterations; the agent is the last "
-                          f"evaluated one ({last})")
+        result.message = interrupt_message(result.iterations_run,
+                                           trainer.config.num_iterations, run.curve)
     return result
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_init(trainer: Any) -> Callable:
+    return jax.jit(trainer.init)
+
+
+def run_training(config: Any, seed: int = 0, *, game: Any = None,
+                 progress: Optional[bool] = None, raise_on_nan: bool = False, stream=None,
+                 resume: Optional[Progress] = None, chunk_iterations: Optional[int] = None,
+                 interrupt_after: Optional[int] = None, **trainer_options: Any) -> TrainResult:
+    """Train any algorithm (``config.algo``, a `TrainConfig` or an `mfax.rl.RLConfig`)
+    chunk by chunk from Python: timings, progress bar, divergence check, Ctrl-C.
+
+    The ``seconds`` of the curve are the cumulative execution time of the
+    training iterations at each evaluation (compilation and evaluation time
+    are measured separately).  ``progress`` None shows a bar only when the
+    stream (stderr) is a terminal.  On divergence the result keeps the last
+    good parameters, its ``message`` names the iteration, and
+    ``raise_on_nan`` raises `TrainingDiverged` instead of returning.
+
+    Ctrl-C (SIGINT) or SIGTERM stops the run after the compiled call in flight
+    (about `mfax.training.driver.CHUNK_SECONDS`, at least one iteration): the
+    result has ``interrupted=True``, the last evaluated agent and the state
+    reached (``progress``); `save_result` then `resume_training` continue it.
+    ``resume`` (a `mfax.training.checkpoint.Checkpoint`) continues a saved run;
+    ``chunk_iterations`` fixes the iterations per compiled call and
+    ``interrupt_after`` (testing hook) acts as if Ctrl-C came after that many
+    calls.  Neither changes the numbers: a resumed run is bitwise the run that
+    was never interrupted.  ``trainer_options`` go to the algorithm's
+    ``make_train`` (SPG: ``inject_nan_at``, a testing hook).
+    """
+    check_seed(seed)
+    trainer = get_algorithm(config.algo).make_train(config, game, **trainer_options)
+    with interrupt_guard(stream, after_calls=interrupt_after) as flag:
+        t0 = time.perf_counter()
+        state = (_jitted_init(trainer)(jax.random.key(int(seed))) if resume is None
+                 else resume.state)
+        advance, evaluate, mf_params = compiled(trainer, state,
+                                                ("advance", "evaluate", "mf_params"))
+        compile_seconds = time.perf_counter() - t0
+        run = drive(advance, evaluate, state, config.num_iterations, config.eval_every,
+                    progress=progress, stream=stream, resume=resume,
+                    chunk_iterations=chunk_iterations, interrupt=flag)
+    return finish(trainer, seed, run, compile_seconds, mf_params=mf_params, resume=resume,
+                  raise_on_nan=raise_on_nan)
 
 
 def check_seed(seed: Any) -> None:
@@ -167,7 +228,6 @@ def resume_training(path, *, num_iterations: Optional[int] = None,
     be resumed.  Save the result with `save_result` (into ``path`` again, as the CLI does).
     """
     from mfax.agents import load_agent
-    from mfax.algorithms import get_algorithm
     from mfax.training.checkpoint import load_checkpoint, read_meta
 
     meta = read_meta(path)
@@ -189,6 +249,6 @@ def resume_training(path, *, num_iterations: Optional[int] = None,
     trainer = make(config)
     checkpoint = load_checkpoint(path, trainer, meta)
     checkpoint.params = load_agent(path).params
-    return algorithm.run_training(config, meta["seed"], progress=progress, stream=stream,
+    return run_training(config, meta["seed"], progress=progress, stream=stream,
                                   resume=checkpoint, chunk_iterations=chunk_iterations,
                                   interrupt_after=interrupt_after)

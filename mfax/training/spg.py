@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -82,6 +81,11 @@ class Trainer(ChunkedTrainer):
     chunk: Callable[[TrainState], tuple[TrainState, jax.Array]]  # -> (state, losses[eval_every])
     evaluate: Callable[[TrainState], Metrics]
     iteration: Callable[[TrainState, Any], tuple[TrainState, jax.Array]]  # one iteration
+
+    @staticmethod
+    def mf_params(state: TrainState) -> Any:
+        """The mean-field network's parameters (the agent to save)."""
+        return state.params
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -155,42 +159,3 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -
 
     return Trainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate,
                    iteration)
-
-
-# --- the chunk-by-chunk driver (`mfax.training.driver.drive`) ------------------------------
-def run_training(config: TrainConfig, seed: int = 0, *, game: Optional[Game] = None,
-                 progress: Optional[bool] = None, raise_on_nan: bool = False,
-                 inject_nan_at: Optional[int] = None, stream=None,
-                 resume: Optional[Progress] = None, chunk_iterations: Optional[int] = None,
-                 interrupt_after: Optional[int] = None) -> TrainResult:
-    """Train chunk by chunk from Python: timings, progress bar, NaN check, Ctrl-C.
-
-    The ``seconds`` of the curve are the cumulative execution time of the
-    training iterations at each evaluation (compilation and evaluation time
-    are measured separately).  ``progress`` None shows a bar only when the
-    stream (stderr) is a terminal.  On divergence the result keeps the last
-    good parameters, its ``message`` names the iteration, and
-    ``raise_on_nan`` raises `TrainingDiverged` instead of returning.
-
-    Ctrl-C (SIGINT) or SIGTERM stops the run after the compiled call in flight
-    (about `mfax.training.driver.CHUNK_SECONDS`, at least one iteration): the
-    result has ``interrupted=True``, the last evaluated agent and the state
-    reached (``progress``); `save_result` then `resume_training` continue it.
-    ``resume`` (a `mfax.training.checkpoint.Checkpoint`) continues a saved run;
-    ``chunk_iterations`` fixes the iterations per compiled call and
-    ``interrupt_after`` (testing hook) acts as if Ctrl-C came after that many
-    calls.  Neither changes the numbers: a resumed run is bitwise the run that
-    was never interrupted.
-    """
-    check_seed(seed)
-    trainer = make_train(config, game, inject_nan_at=inject_nan_at)
-    with interrupt_guard(stream, after_calls=interrupt_after) as flag:
-        state = trainer.init(jax.random.key(int(seed))) if resume is None else resume.state
-        t0 = time.perf_counter()
-        advance, evaluate = compiled(trainer, state)
-        compile_seconds = time.perf_counter() - t0
-        run = drive(advance, evaluate, state, config.num_iterations, config.eval_every,
-                    progress=progress, stream=stream, resume=resume,
-                    chunk_iterations=chunk_iterations, interrupt=flag)
-    return finish(trainer, seed, run, compile_seconds, resume=resume,
-                  raise_on_nan=raise_on_nan)
