@@ -95,6 +95,7 @@ def train_seeds_cmd(
     from mfax.io import read_yaml
 
     timer.lap("import")
+    timer.watch_jax()
     try:
         mapping = read_yaml(config, "config file") or {}
     except ValueError as err:
@@ -115,13 +116,12 @@ def train_seeds_cmd(
     except ValueError as err:
         raise _fail(str(err), 2) from None
     try:
-        timer.lap("setup")
         try:
             results = train_seeds(cfg, seed_list, progress=progress)
         except ValueError as err:
             raise _fail(str(err), 2) from None
-        r0 = results[0]  # the seeds ran together: one compile, one clock
-        timer.lap_split("setup", compile=r0.compile_seconds, train=r0.train_seconds,
+        r0 = results[0]  # the seeds ran together: one clock
+        timer.lap_split("setup", compile=timer.compiled(), train=r0.train_seconds,
                         evaluate=r0.eval_seconds)
         save_seeds(results, staged)
         replace_dir(staged, out)

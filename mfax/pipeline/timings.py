@@ -1,0 +1,136 @@
+"""Per-job timings: where each pipeline job spends its wall-clock (docs/PERFORMANCE.md).
+
+Every train, evaluate and report job writes ``data/<game>/<run>/timings/<stage>.json``
+(`timings_path`): seconds per phase, in the order they ran, for example::
+
+    {"stage": "train", "startup": 0.9, "import": 1.6, "compile": 4.1, "train": 2.0,
+     "evaluate": 0.3, "write": 0.1, "total": 9.0}
+
+``startup`` is the interpreter and the ``mfax`` command up to the job's own code
+(from the process's start, read from ``/proc`` on Linux; absent elsewhere),
+``import`` the modules the job loads then (JAX for train and evaluate), ``total``
+the job's wall-clock from the process's start to the end of its last phase.  The
+files are DVC outputs (cached, git-ignored under ``data/``), not DVC metrics, so
+``dvc metrics diff`` shows no timing noise; the summary reads them
+(`mfax.pipeline.reports`).  Nothing here imports JAX.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+#: a job's timings, per run and stage (train, evaluate, report); a template like runs.LOG
+TIMINGS = "data/{game}/{run}/timings/{stage}.json"
+#: the stages that write one, in pipeline order
+TIMED_STAGES = ("train", "evaluate", "report")
+
+
+def timings_path(stage: str, game: str = "{game}", run: str = "{run}") -> str:
+    """The timings file of a run's ``stage`` job; by default the template in {game} and {run}."""
+    return TIMINGS.format(game=game, run=run, stage=stage)
+
+
+def process_age() -> Optional[float]:
+    """Seconds since this process started (Linux ``/proc``), or None where unknown."""
+    try:
+        with open("/proc/self/stat") as f:
+            # field 22 (starttime, clock ticks after boot) follows the ")" closing the name
+            start = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(uptime - start / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+#: JAX's own events (`jax.monitoring`) for tracing, lowering to MLIR and compiling by XLA
+#: (a persistent-cache hit is a fast "compile"); their union in time is ``compile``
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                  "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": "cache_hits",
+                "/jax/compilation_cache/cache_misses": "cache_misses"}
+
+
+class Timer:
+    """Phases of one job: `lap` closes the phase running since the last lap (or since the
+    timer was made, the job's ``startup`` being the process's age then); `lap_split`
+    splits a phase into parts measured inside it (training and evaluation seconds from
+    the driver).  After `watch_jax`, `compiled` is the time JAX spent tracing, lowering
+    and compiling (or loading from the persistent cache) since the last lap."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self.age0 = process_age()
+        self.t0 = self.last = time.perf_counter()
+        self.wall_last = time.time()  # JAX reports time spans in time.time()
+        self.phases: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.spans: list[tuple[float, float]] = []
+        if self.age0 is not None:
+            self.phases["startup"] = self.age0
+
+    def watch_jax(self) -> None:
+        """Record JAX's compilation spans and persistent-cache hits from now on."""
+        import jax.monitoring  # noqa: PLC0415
+
+        def on_span(event, start, end, **_):
+            if event in COMPILE_EVENTS:
+                self.spans.append((start, end))
+
+        def on_event(event, **_):
+            if event in CACHE_EVENTS:
+                self.counts[CACHE_EVENTS[event]] = self.counts.get(CACHE_EVENTS[event], 0) + 1
+
+        jax.monitoring.register_event_time_span_listener(on_span)
+        jax.monitoring.register_event_listener(on_event)
+
+    def compiled(self) -> float:
+        """Seconds of JAX compilation since the last lap (nested events counted once)."""
+        total, end = 0.0, self.wall_last
+        for a, b in sorted(self.spans):
+            a = max(a, end)
+            if b > a:
+                total, end = total + b - a, b
+        return total
+
+    def lap(self, name: str) -> float:
+        now = time.perf_counter()
+        dt, self.last, self.wall_last = now - self.last, now, time.time()
+        self.phases[name] = self.phases.get(name, 0.0) + dt
+        return dt
+
+    def lap_split(self, rest: str, **parts: float) -> None:
+        """Close the running phase as ``parts`` measured inside it (seconds) and the
+        remainder ``rest`` (e.g. a training call: compile, train, evaluate, and setup)."""
+        parts = {k: v for k, v in parts.items() if v}
+        self.lap(rest)
+        for name, seconds in parts.items():
+            self.phases[name] = self.phases.get(name, 0.0) + float(seconds)
+        self.phases[rest] = max(self.phases[rest] - sum(parts.values()), 0.0)
+
+    def as_dict(self) -> dict:
+        total = (self.age0 or 0.0) + time.perf_counter() - self.t0
+        return {"stage": self.stage, **{k: round(v, 4) for k, v in self.phases.items()},
+                "total": round(total, 4), **self.counts}
+
+    def write(self, path: str | os.PathLike) -> dict:
+        """Write the timings (``total`` up to now) atomically; returns them."""
+        from mfax.io import atomic_write  # noqa: PLC0415
+
+        data = self.as_dict()
+        atomic_write(path, json.dumps(data, indent=2) + "\n")
+        return data
+
+
+def read_timings(path: str | os.PathLike) -> Optional[dict]:
+    """A timings file, or None if it is missing or unreadable (timings never fail a job)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
