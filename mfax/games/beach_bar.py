@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from mfax.games.base import deterministic_row
+from mfax.games.base import CommonNoise, NoiseDraw, deterministic_row
 from mfax.games.grid1d import Grid1DGame
 from mfax.games.params import BeachBarParams
 
@@ -34,13 +35,28 @@ class BeachBar1D(Grid1DGame):
     def has_random_reset(self) -> bool:
         return bool(self.params.common_noise) or self.params.bar_location is None
 
-    def reset(self, key):
+    @functools.cached_property
+    def noise(self) -> CommonNoise:
+        """The bar location, uniform on `bar_range` at reset when `bar_location` is None;
+        with common noise, the closure coin: z = 1 (open) or 0 (closed) with probability
+        1/2 each, drawn by the step to t = T // 2 (no coin when T // 2 = 0)."""
         p = self.params
+        draws = []
         if p.bar_location is None:
             lo, hi = p.bar_range()
-            bar = jax.random.randint(key, (), lo, hi + 1, dtype=jnp.int32)
-        else:
-            bar = jnp.asarray(p.bar_location, jnp.int32)
+            n = hi - lo + 1
+            draws.append(NoiseDraw("bar", 0, tuple(range(lo, hi + 1)), (1.0 / n,) * n,
+                                   dtype="int32", sampler="randint"))
+        if p.common_noise and p.horizon // 2 > 0:
+            draws.append(NoiseDraw("z", p.horizon // 2, (1.0, 0.0), (0.5, 0.5)))
+        return CommonNoise(tuple(draws))
+
+    def reset(self, key):
+        return self.initial_state(self.noise.sample_reset(key))
+
+    def initial_state(self, values):
+        p = self.params
+        bar = jnp.asarray(values.get("bar", p.bar_location), jnp.int32)
         x = jnp.arange(p.num_states)
         mu0 = jnp.where(x == bar, 0.0, 1.0 / (p.num_states - 1)).astype(jnp.float32)
         agg = BarAggregate(t=jnp.zeros((), jnp.int32), z=jnp.ones((), jnp.float32), bar=bar)
@@ -65,13 +81,8 @@ class BeachBar1D(Grid1DGame):
         return nxt.astype(jnp.int32), probs
 
     def next_aggregate(self, key, agg):
-        t_next = agg.t + 1
-        if self.params.common_noise:
-            flip = jax.random.bernoulli(key).astype(jnp.float32)
-            z_next = jnp.where(t_next == self.params.horizon // 2, flip, agg.z)
-        else:
-            z_next = agg.z
-        return agg._replace(t=t_next, z=z_next)
+        # the closure coin is sampled at every step and kept at t + 1 = T // 2 only
+        return self.noise.advance(key, agg._replace(t=agg.t + 1))
 
     def reward(self, agg, mu, agg_next, mu_next):
         p = self.params

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from mfax.games.base import deterministic_row
+from mfax.games.base import CommonNoise, NoiseDraw, deterministic_row
 from mfax.games.grid1d import Grid1DGame
 from mfax.games.params import LinearQuadraticParams
 
@@ -30,12 +31,19 @@ class LinearQuadratic(Grid1DGame):
         self.num_states, self.num_actions, self.kernel_size = params.sizes()
         self.obs_dim = 1
 
+    @functools.cached_property
+    def noise(self) -> CommonNoise:
+        """The sign z in {+1, -1}, each with probability 1/2, drawn at reset."""
+        if not self.params.common_noise:
+            return CommonNoise()
+        return CommonNoise((NoiseDraw("z", 0, (1.0, -1.0), (0.5, 0.5)),))
+
     def reset(self, key):
+        return self.initial_state(self.noise.sample_reset(key))
+
+    def initial_state(self, values):
         p = self.params
-        if p.common_noise:
-            z = jnp.where(jax.random.bernoulli(key), 1.0, -1.0).astype(jnp.float32)
-        else:
-            z = jnp.zeros((), jnp.float32)
+        z = jnp.asarray(values.get("z", 0.0), jnp.float32)  # 0 without common noise
         mu0 = jnp.full((p.num_states,), 1.0 / p.num_states, jnp.float32)
         return LQAggregate(t=jnp.zeros((), jnp.int32), z=z), mu0
 
@@ -62,7 +70,7 @@ class LinearQuadratic(Grid1DGame):
         return nxt, probs
 
     def next_aggregate(self, key, agg):
-        return agg._replace(t=agg.t + 1)
+        return self.noise.advance(key, agg._replace(t=agg.t + 1))  # no later draws
 
     def reward(self, agg, mu, agg_next, mu_next):
         p = self.params

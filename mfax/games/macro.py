@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -9,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfax.games.base import Game
+from mfax.games.base import CommonNoise, Game
 from mfax.games.params import MacroParams
 
 
@@ -66,6 +67,15 @@ class Macro(Game):
         r, w = self.prices(agg, mu)
         k, y = self._state_values()
         return (1 + r) * k + w * y
+
+    @functools.cached_property
+    def noise(self) -> CommonNoise:
+        """A Gaussian innovation at every step: continuous, so it cannot be enumerated."""
+        p = self.params
+        if p.common_noise and p.nu > 0:
+            return CommonNoise(continuous=f"the productivity shock z' = rho z + nu eps, "
+                                          f"eps ~ N(0, 1), at every step (nu = {p.nu})")
+        return CommonNoise()  # z stays 0
 
     def reset(self, key):
         S = self.num_states
