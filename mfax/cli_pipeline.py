@@ -153,13 +153,18 @@ def evaluate_pair(
     report_: Optional[Path] = typer.Option(
         None, "--report", help="the run's report.html: removed (with its figures/) when the "
         "model cannot be evaluated, so that no stale report looks current"),
+    timings: Optional[Path] = typer.Option(None, "--timings", help=TIMINGS_HELP),
 ) -> None:
     """Evaluate every seed of a trained run; write metrics.json, curve.csv and trajectory.nc."""
+    from mfax.pipeline.timings import Timer
+
+    timer = Timer("evaluate")
     from mfax.pipeline import evaluate_run, remove_outputs
 
     try:
         m = evaluate_run(agent, num_envs=num_envs, seed=seed, episodes=episodes,
-                         metrics_path=metrics, curve_path=curve, trajectory_path=trajectory)
+                         metrics_path=metrics, curve_path=curve, trajectory_path=trajectory,
+                         timer=timer)
     except (FileNotFoundError, ValueError, OSError) as err:
         stale = [metrics, curve, trajectory]
         if report_ is not None:
@@ -172,6 +177,9 @@ def evaluate_pair(
             "the pipeline again "
             "(`snakemake --cores 2` or `dvc repro`), or `snakemake --cores 2 --forcerun "
             f"{agent}/seeds.json`.") from None
+    timer.lap("write")
+    if timings is not None:
+        timer.write(timings)
     typer.echo(f"{agent}: exploitability {m['exploitability']:.6g} ± {m['exploitability_std']:.2g} "
                f"over {m['num_seeds']} seed(s) (untrained {m['initial_exploitability']}, uniform "
                f"{m['uniform_exploitability']:.6g}); wrote {metrics}, {curve}, {trajectory}")
@@ -183,17 +191,24 @@ def report(
     curve: Path = typer.Option(..., "--curve"),
     trajectory: Path = typer.Option(..., "--trajectory"),
     out: Path = typer.Option(..., "--out", help="report.html (figures go to figures/ beside it)"),
+    timings: Optional[Path] = typer.Option(None, "--timings", help=TIMINGS_HELP),
 ) -> None:
     """Write one run's HTML report and its PNG figures."""
+    from mfax.pipeline.timings import Timer
+
+    timer = Timer("report")
     from mfax.pipeline.reports import write_report
 
     for p in (metrics, curve, trajectory):
         if not p.exists():
             raise _fail(f"{p} does not exist (run the evaluate stage first)")
     try:
-        write_report(metrics, curve, trajectory, out)
+        write_report(metrics, curve, trajectory, out, timer=timer)
     except (OSError, ValueError, KeyError) as err:
         raise _fail(f"cannot write the report from {metrics}, {curve}, {trajectory}: {err}") from None
+    timer.lap("write")
+    if timings is not None:
+        timer.write(timings)
     typer.echo(f"wrote {out}")
 
 
@@ -204,12 +219,16 @@ def summary(
                              help="summary.md; summary.csv and summary.png go beside it"),
 ) -> None:
     """One table (Markdown and CSV) and one comparison plot over all runs."""
+    from mfax.pipeline.timings import Timer
+
+    timer = Timer("summary")
     from mfax.pipeline.reports import write_summary
 
+    timer.lap("import")
     missing = [str(p) for p in metrics if not p.exists()]
     if missing:
         raise _fail("missing metrics: " + ", ".join(missing))
-    for path in write_summary(metrics, out):
+    for path in write_summary(metrics, out, timer=timer):
         typer.echo(f"wrote {path}")
 
 

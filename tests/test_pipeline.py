@@ -189,12 +189,14 @@ def test_dvc_yaml_is_up_to_date():
 
 #: what each stage's command imports (mfax/cli_pipeline.py; the learners through the registry)
 STAGE_IMPORTS = {
-    "train": "import mfax.multiseed, mfax.outputs, mfax.io, mfax.pipeline.staging; "
-             "import mfax.algorithms as a; [a.get_algorithm(n).make_train for n in a.list_algorithms()]",
+    "train": "import mfax.multiseed, mfax.outputs, mfax.io, mfax.pipeline.staging, "
+             "mfax.pipeline.timings; import mfax.algorithms as a; "
+             "[a.get_algorithm(n).make_train for n in a.list_algorithms()]",
     "evaluate": "import mfax.agents, mfax.io, mfax.evaluation, mfax.multiseed, mfax.policies, "
-                "mfax.pipeline.netcdf, mfax.pipeline.evaluate, mfax.pipeline.staging",
-    "report": "import mfax.pipeline.reports, mfax.pipeline.netcdf",
-    "summary": "import mfax.pipeline.reports",
+                "mfax.pipeline.netcdf, mfax.pipeline.evaluate, mfax.pipeline.staging, "
+                "mfax.pipeline.timings",
+    "report": "import mfax.pipeline.reports, mfax.pipeline.netcdf, mfax.pipeline.timings",
+    "summary": "import mfax.pipeline.reports, mfax.pipeline.timings",
 }
 
 
@@ -212,7 +214,7 @@ def test_code_deps_cover_the_code_each_stage_imports():
     (whose plumbing, e.g. the dvc.yaml generator, reruns no job), and no stage but configure
     depends on that plumbing."""
     plumbing = {"mfax/pipeline/params.py", "mfax/pipeline/runs.py", "mfax/pipeline/code.py",
-                "mfax/pipeline/dvc.py"}
+                "mfax/pipeline/dvc.py", "mfax/pipeline/timings.py"}
     for stage, deps in P.CODE_DEPS.items():
         covered = {str(f.relative_to(REPO)) for f in P.code_files(REPO, deps)}
         if stage != "configure":
@@ -221,7 +223,7 @@ def test_code_deps_cover_the_code_each_stage_imports():
     assert "mfax/pipeline/dvc.py" in package
     for stage, statement in STAGE_IMPORTS.items():
         covered = {str(f.relative_to(REPO)) for f in P.code_files(REPO, P.CODE_DEPS[stage])}
-        missing = _imported_files(statement) - package - covered
+        missing = _imported_files(statement) - package - plumbing - covered
         assert not missing, f"the {stage} stage runs {sorted(missing)}: add them to CODE_DEPS"
 
 
@@ -334,11 +336,30 @@ def test_report_and_summary(tmp_path):
             assert f"figures/{fig}.png" in html
             assert (base / "figures" / f"{fig}.png").stat().st_size > 1000
         metrics.append(base / "metrics.json")
+    # the jobs' timings of two runs (the third wrote none: its cells stay empty)
+    for run, scale in (("spg-lr=0.1", 1.0), ("spg-lr=0.01", 2.0)):
+        for stage, total, compile_ in (("train", 10.0, 4.0), ("evaluate", 3.0, 1.5),
+                                       ("report", 2.0, None)):
+            t = {"stage": stage, "total": scale * total}
+            if compile_ is not None:
+                t["compile"] = scale * compile_
+            path = tmp_path / P.timings_path(stage, "linear_quadratic", run)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(t))
     md, csv_path, png = write_summary(metrics, tmp_path / "reports" / "summary.md")
     text = md.read_text()
     assert png.stat().st_size > 1000 and "summary.png" in text
     rows = list(__import__("csv").DictReader(open(csv_path)))
     assert len(rows) == 3
+    timed = {r["setting"]: r for r in rows if r["game"] == "linear_quadratic"}
+    assert float(timed["lr=0.01"]["train_job_seconds"]) == 20.0
+    assert float(timed["lr=0.01"]["evaluate_compile_seconds"]) == 3.0
+    assert float(timed["lr=0.1"]["report_job_seconds"]) == 2.0
+    assert timed["lr=0.1"]["report_compile_seconds"] == ""
+    assert rows[2]["game"] == "macro" and rows[2]["train_job_seconds"] == ""
+    # per run: train, evaluate and report jobs, training seconds, all jobs; then the totals
+    assert "| linear_quadratic | spg-lr=0.01 | 20.0 (8.0) | 6.0 (3.0) | 4.0 | 2 | 30.0 |" in text
+    assert "| **all runs** |  | 30.0 (12.0) | 9.0 (4.5) | 6.0 | 6 | 45.0 |" in text
     best = {(r["game"], r["algorithm"]): r["setting"] for r in rows if r["best_setting"] == "True"}
     assert best == {("linear_quadratic", "spg"): "lr=0.01", ("macro", "rspg"): "lr=0.1"}
     assert "Best setting" in text

@@ -12,7 +12,8 @@ this package when Snakemake parses it):
 - `mfax.pipeline.staging`: outputs written next to their place, then swapped in;
 - `mfax.pipeline.evaluate`: the evaluate stage;
 - `mfax.pipeline.netcdf`: trajectories as xarray Datasets / NetCDF files;
-- `mfax.pipeline.reports`: HTML reports and the summary.
+- `mfax.pipeline.reports`: HTML reports and the summary;
+- `mfax.pipeline.timings`: what each job spends its time on (docs/PERFORMANCE.md).
 
 The names below are re-exported so that ``from mfax.pipeline import X`` works for
 the Snakefile, the CLI and the tests; ``netcdf`` and ``reports`` (xarray,
@@ -28,16 +29,18 @@ from mfax.pipeline.params import (
 )
 from mfax.pipeline.runs import (
     AGENT_FILES, LOG, MAX_NAME, PATHS, SAFE_NAME, SAFE_PIECE, SEEDS_FILE, SUMMARY_LOG,
-    SUMMARY_OUTPUTS, Run, expected_outputs, format_value, log_path, model_files, path,
+    SUMMARY_OUTPUTS, TIMED_STAGES, TIMINGS, Run, expected_outputs, format_value, log_path,
+    model_files, path, timings_path,
 )
 from mfax.pipeline.staging import remove_outputs, replace_dir, staging_dir
 
 __all__ = [
     "AGENT_FILES", "CODE_DEPS", "DVC_HEADER", "EVALUATION_DEFAULTS", "LAYER_SECTIONS", "LOG",
     "MAX_NAME", "PARAMS_FILE", "PATHS", "PRESETS_DIR", "RUN_CURVE_COLUMNS", "SAFE_NAME",
-    "SAFE_PIECE", "SEEDS_FILE", "SUMMARY_LOG", "SUMMARY_OUTPUTS", "TOP_KEYS", "ParamsError",
+    "SAFE_PIECE", "SEEDS_FILE", "SUMMARY_LOG", "SUMMARY_OUTPUTS", "TIMED_STAGES", "TIMINGS",
+    "TOP_KEYS", "ParamsError",
     "Pipeline", "Run", "aggregate_curves", "check_run_piece", "code_files", "code_hash",
     "command", "config_text", "deep_merge", "dumps_json", "evaluate_run", "expected_outputs",
     "format_value", "log_path", "model_files", "path", "read_yaml", "remove_outputs",
-    "replace_dir", "staging_dir", "write_config",
+    "replace_dir", "staging_dir", "timings_path", "write_config",
 ]

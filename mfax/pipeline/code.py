@@ -17,18 +17,20 @@ from typing import Iterable
 #: Code each stage runs (files or folders, relative to the repository root): the modules
 #: its command imports and calls, as far as they shape its outputs. Left out on purpose:
 #: the CLI wrappers (mfax/cli*.py), the package __init__ files and the version, and the
-#: pipeline's own plumbing (params loading, runs, dvc.yaml generation, code hashes), so
-#: that editing them reruns no job; report code is absent from train/evaluate, so
+#: pipeline's own plumbing (params loading, runs, dvc.yaml generation, code hashes, job
+#: timings), so that editing them reruns no job; report code is absent from train/evaluate, so
 #: restyling reports reruns the report stages only. tests/test_pipeline.py checks that
 #: every mfax module a stage imports is listed or left out on purpose.
 CODE_DEPS = {
     "configure": ["mfax/pipeline/params.py", "mfax/pipeline/runs.py", "mfax/io.py"],
     "train": ["mfax/games", "mfax/training", "mfax/rl", "mfax/dynamics.py",
-              "mfax/evaluation.py", "mfax/policies.py", "mfax/networks.py", "mfax/agents.py",
+              "mfax/evaluation.py", "mfax/policies.py", "mfax/networks.py",
+              "mfax/network_config.py", "mfax/agents.py",
               "mfax/multiseed.py", "mfax/algorithms.py", "mfax/io.py", "mfax/outputs.py",
               "mfax/pipeline/staging.py"],
     "evaluate": ["mfax/games", "mfax/training", "mfax/dynamics.py", "mfax/evaluation.py",
-                 "mfax/policies.py", "mfax/networks.py", "mfax/agents.py", "mfax/multiseed.py",
+                 "mfax/policies.py", "mfax/networks.py", "mfax/network_config.py",
+                 "mfax/agents.py", "mfax/multiseed.py",
                  "mfax/algorithms.py", "mfax/io.py", "mfax/pipeline/netcdf.py",
                  "mfax/pipeline/evaluate.py", "mfax/pipeline/staging.py"],
     "report": ["mfax/pipeline/reports.py", "mfax/pipeline/netcdf.py", "mfax/io.py"],

@@ -49,13 +49,15 @@ def aggregate_curves(curves: list[list[dict]]) -> list[dict]:
 
 def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, episodes: int,
                  metrics_path: str | os.PathLike, curve_path: str | os.PathLike,
-                 trajectory_path: str | os.PathLike) -> dict:
+                 trajectory_path: str | os.PathLike, timer=None) -> dict:
     """The evaluate stage: every seed's agent on the same ``num_envs`` push-forward episodes.
 
     Writes ``metrics.json`` (means, spread and per-seed values, the untrained
     network's and the uniform policy's exploitability, training time), the
     seed-aggregated training ``curve.csv``, and the first seed's trajectory
-    (the first ``episodes`` episodes) as NetCDF.  Returns the metrics.
+    (the first ``episodes`` episodes) as NetCDF.  Returns the metrics.  ``timer`` (a
+    `mfax.pipeline.timings.Timer`) records the phases: import, load, evaluate (and the
+    compilation in it), write.
     """
     import jax  # noqa: PLC0415
 
@@ -66,15 +68,20 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
     from mfax.pipeline.netcdf import trajectory_dataset, write_netcdf  # noqa: PLC0415
     from mfax.policies import uniform_policy  # noqa: PLC0415
 
+    if timer is not None:
+        timer.lap("import")
+        timer.watch_jax()
     agents = [(s, load_agent(d)) for s, d in agent_dirs(model_dir)]
     game, gamma = agents[0][1].game, agents[0][1].gamma
     for s, a in agents[1:]:
         if a.game != game:
             raise ValueError(f"{a.path}: game {a.game!r} differs from {agents[0][1].path}'s {game!r}")
+    curves = [read_curve(Path(a.path) / "curve.csv") for _, a in agents]
+    if timer is not None:
+        timer.lap("load")
     key = jax.random.key(int(seed))
     results = [evaluate_policy(a.game, a, key, num_envs, gamma=a.gamma) for _, a in agents]
     uniform = evaluate_policy(game, uniform_policy(game), key, num_envs, gamma=gamma)
-    curves = [read_curve(Path(a.path) / "curve.csv") for _, a in agents]
 
     f = lambda x: float(np.asarray(x))  # noqa: E731
     expl = [f(r.exploitability) for r in results]
@@ -109,6 +116,8 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
         "eval_num_envs": int(num_envs),
         "per_seed": per_seed,
     }
+    if timer is not None:
+        timer.lap_split("evaluate", compile=timer.compiled())
     first_seed, first = agents[0]
     ds = trajectory_dataset(game, results[0], episodes=episodes, gamma=gamma, attrs={
         "algorithm": first.algorithm,

@@ -232,14 +232,18 @@ def figure_values(plt, ds, path):
 
 
 # ------------------------------------------------------------------------ report
-def write_report(metrics_path, curve_path, trajectory_path, out_html) -> Path:
-    """One run's HTML report, with its PNG figures in ``figures/`` next to it."""
+def write_report(metrics_path, curve_path, trajectory_path, out_html, timer=None) -> Path:
+    """One run's HTML report, with its PNG figures in ``figures/`` next to it.  ``timer``
+    (a `mfax.pipeline.timings.Timer`) records the phases: import, read, figures."""
     from mfax.pipeline.netcdf import read_netcdf  # noqa: PLC0415
 
     plt = _plt()
+    lap = timer.lap if timer is not None else (lambda name: None)
+    lap("import")
     metrics = json.loads(Path(metrics_path).read_text())
     curve = read_curve(curve_path)
     ds = read_netcdf(trajectory_path)
+    lap("read")
     out_html = Path(out_html)
     fig_dir = out_html.parent / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -247,6 +251,7 @@ def write_report(metrics_path, curve_path, trajectory_path, out_html) -> Path:
     figure_mean_field(plt, ds, fig_dir / "mean_field.png")
     figure_policy(plt, ds, fig_dir / "policy.png")
     figure_values(plt, ds, fig_dir / "values.png")
+    lap("figures")
 
     game, run = run_of(metrics_path)
     algo, setting = split_run(run)
@@ -300,6 +305,25 @@ sampled path in hindsight, so exploitability is an upper bound on the true one.<
 SUMMARY_COLUMNS = ("game", "algorithm", "setting", "seeds", "exploitability", "exploitability_std",
                    "uniform_exploitability", "initial_exploitability", "policy_return",
                    "best_response_return", "train_seconds", "iterations", "best_setting")
+#: per-job timings (mfax.pipeline.timings): each stage's job wall-clock and its JAX compilation
+TIMING_COLUMNS = tuple(f"{stage}_{what}" for stage in ("train", "evaluate", "report")
+                       for what in ("job_seconds", "compile_seconds", "cpu_seconds"))
+
+
+def run_timings(metrics_path: str | os.PathLike) -> dict[str, Any]:
+    """The run's per-job timings (`TIMING_COLUMNS`; None where a job wrote none), found
+    from its ``reports/<game>/<run>/metrics.json`` path."""
+    from mfax.pipeline.timings import TIMED_STAGES, read_timings, timings_path  # noqa: PLC0415
+
+    root = Path(metrics_path).parents[3]
+    game, run = run_of(metrics_path)
+    out: dict[str, Any] = {}
+    for stage in TIMED_STAGES:
+        t = read_timings(root / timings_path(stage, game, run)) or {}
+        out[f"{stage}_job_seconds"] = t.get("total")
+        out[f"{stage}_compile_seconds"] = t.get("compile")
+        out[f"{stage}_cpu_seconds"] = t.get("cpu")
+    return out
 
 
 def summary_rows(metrics_paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -310,7 +334,7 @@ def summary_rows(metrics_paths: Sequence[str | os.PathLike]) -> list[dict[str, A
         algo, setting = split_run(run)
         rows.append({"game": game, "algorithm": algo, "setting": setting, "run": run,
                      "seeds": m.get("num_seeds"),
-                     **{k: m.get(k) for k in SUMMARY_COLUMNS[4:-1]}})
+                     **{k: m.get(k) for k in SUMMARY_COLUMNS[4:-1]}, **run_timings(p)})
     # the best setting of every (game, algorithm) by mean exploitability over seeds
     best: dict[tuple[str, str], dict] = {}
     for r in rows:
@@ -323,12 +347,42 @@ def summary_rows(metrics_paths: Sequence[str | os.PathLike]) -> list[dict[str, A
     return rows
 
 
-def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.PathLike) -> list[Path]:
-    """``summary.md`` (table), ``summary.csv`` (same rows) and ``summary.png`` next to it."""
+def _timing_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: per run, each job's wall-clock (its JAX compilation), and totals."""
+    def cell(job, comp):
+        if job is None:
+            return "-"
+        return f"{job:.1f}" + (f" ({comp:.1f})" if comp else "")
+
+    stages = ("train", "evaluate", "report")
+    total = {k: sum(r.get(k) or 0.0 for r in rows) for k in TIMING_COLUMNS}
+    table = [[r["game"], r["run"]] + [cell(r.get(f"{s}_job_seconds"), r.get(f"{s}_compile_seconds"))
+                                      for s in stages]
+             + [fmt(r.get("train_seconds"), 3),
+                f"{sum(r.get(f'{s}_job_seconds') or 0.0 for s in stages):.1f}"] for r in rows]
+    table.append(["**all runs**", ""] + [cell(total[f"{s}_job_seconds"],
+                                              total[f"{s}_compile_seconds"]) for s in stages]
+                 + [fmt(sum(r.get("train_seconds") or 0.0 for r in rows), 3),
+                    f"{sum(total[f'{s}_job_seconds'] for s in stages):.1f}"])
+    return ["## Where the time went", "",
+            "Seconds of wall-clock per job, from its process's start (JAX's tracing and "
+            "compiling, or loading from the persistent cache, in brackets); the training "
+            "iterations themselves are `train seconds`. Jobs may run in parallel, so the "
+            "pipeline's wall-clock is less than the sum. Per job and phase: "
+            "`data/<game>/<run>/timings/<stage>.json`.", "",
+            _md_table(["game", "run", "train job", "evaluate job", "report job",
+                       "train seconds", "jobs"], table), ""]
+
+
+def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.PathLike,
+                  timer=None) -> list[Path]:
+    """``summary.md`` (table), ``summary.csv`` (same rows) and ``summary.png`` next to it.
+    ``timer`` (`mfax.pipeline.timings.Timer`): the summary job's own timings, stated in
+    summary.md as far as they are known before it is written."""
     rows = summary_rows(metrics_paths)
     out_md = Path(out_md)
     out_csv, out_png = out_md.with_suffix(".csv"), out_md.with_suffix(".png")
-    atomic_write(out_csv, _csv_text(SUMMARY_COLUMNS, rows))
+    atomic_write(out_csv, _csv_text(SUMMARY_COLUMNS + TIMING_COLUMNS, rows))
     swept = any(r["setting"] for r in rows)
     header = ["game", "algorithm"] + (["setting"] if swept else []) + [
         "exploitability (mean ± std over seeds)", "untrained", "uniform policy", "policy return",
@@ -352,8 +406,14 @@ def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.P
                  for r in rows if r["best_setting"]]
         text.append("")
     text += [f"![comparison]({out_png.name})", ""]
-    atomic_write(out_md, "\n".join(text))
     _summary_plot(rows, [p for p in metrics_paths], out_png)
+    text += _timing_table(rows)
+    if timer is not None:
+        timer.lap("tables_and_plot")
+        own = timer.as_dict()
+        text += ["This summary job: " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in own.items() if isinstance(v, float)) + ".", ""]
+    atomic_write(out_md, "\n".join(text))
     return [out_md, out_csv, out_png]
 
 

@@ -11,6 +11,7 @@ sweep its name is the algorithm's (``spg``), with one it carries the setting
     reports/<game>/<run>/curve.csv     training curve (DVC plots)
     reports/<game>/<run>/report.html   human report (+ figures/*.png)
     reports/summary.{md,csv,png}       one table and one comparison plot over all runs
+    data/<game>/<run>/timings/<stage>.json  what the stage's job spent its time on
     logs/<game>/<run>/<stage>.log      what a Snakemake job printed (not for git or DVC)
 
 Every user of a path derives it from here: `Run`'s properties fill the
@@ -38,6 +39,10 @@ PATHS = {
 #: a Snakemake job's log: per run and stage (``{stage}`` is train, evaluate, report)
 LOG = "logs/{game}/{run}/{stage}.log"
 SUMMARY_LOG = "logs/summary.log"
+#: a job's timings (`mfax.pipeline.timings`), per run and stage: a DVC output, not a metric
+TIMINGS = "data/{game}/{run}/timings/{stage}.json"
+#: the stages whose jobs write one, in pipeline order
+TIMED_STAGES = ("train", "evaluate", "report")
 SUMMARY_OUTPUTS = ("reports/summary.md", "reports/summary.csv", "reports/summary.png")
 #: the index of a model folder (`mfax.multiseed.SEEDS_FILE`) and the files of one seed's
 #: agent in it, ``seed_<s>/`` (`mfax.agents`)
@@ -53,6 +58,11 @@ def path(kind: str, game: str = "{game}", run: str = "{run}") -> str:
 def log_path(stage: str, game: str = "{game}", run: str = "{run}") -> str:
     """The log file of a run's ``stage`` job; by default the template in {game} and {run}."""
     return LOG.format(game=game, run=run, stage=stage)
+
+
+def timings_path(stage: str, game: str = "{game}", run: str = "{run}") -> str:
+    """The timings file of a run's ``stage`` job; by default the template in {game} and {run}."""
+    return TIMINGS.format(game=game, run=run, stage=stage)
 
 
 def model_files(seeds: list[int], game: str = "{game}", run: str = "{run}") -> list[str]:
@@ -122,4 +132,5 @@ def expected_outputs(pipe) -> set[str]:
     out = set(SUMMARY_OUTPUTS)
     for r in pipe.runs():
         out |= {r.path(kind) for kind in PATHS}
+        out |= {timings_path(stage, r.game, r.name) for stage in TIMED_STAGES}
     return out

@@ -1,16 +1,19 @@
 """Per-job timings: where each pipeline job spends its wall-clock (docs/PERFORMANCE.md).
 
 Every train, evaluate and report job writes ``data/<game>/<run>/timings/<stage>.json``
-(`timings_path`): seconds per phase, in the order they ran, for example::
+(`mfax.pipeline.runs.timings_path`): seconds per phase, in the order they ran, for example::
 
     {"stage": "train", "startup": 0.9, "import": 1.6, "compile": 4.1, "train": 2.0,
      "evaluate": 0.3, "write": 0.1, "total": 9.0}
 
 ``startup`` is the interpreter and the ``mfax`` command up to the job's own code
 (from the process's start, read from ``/proc`` on Linux; absent elsewhere),
-``import`` the modules the job loads then (JAX for train and evaluate), ``total``
-the job's wall-clock from the process's start to the end of its last phase.  The
-files are DVC outputs (cached, git-ignored under ``data/``), not DVC metrics, so
+``import`` the modules the job loads then (JAX for train and evaluate), ``compile``
+JAX's tracing, lowering and compiling (or loading from the persistent cache), taken
+out of the phase it ran in; ``total`` is the job's wall-clock from the process's start
+to the end of its last phase, ``cpu`` the process's CPU seconds over that time (all
+its threads: on a machine shared with other work, less noisy than the wall-clock).
+The files are DVC outputs (cached, git-ignored under ``data/``), not DVC metrics, so
 ``dvc metrics diff`` shows no timing noise; the summary reads them
 (`mfax.pipeline.reports`).  Nothing here imports JAX.
 """
@@ -23,15 +26,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-#: a job's timings, per run and stage (train, evaluate, report); a template like runs.LOG
-TIMINGS = "data/{game}/{run}/timings/{stage}.json"
-#: the stages that write one, in pipeline order
-TIMED_STAGES = ("train", "evaluate", "report")
-
-
-def timings_path(stage: str, game: str = "{game}", run: str = "{run}") -> str:
-    """The timings file of a run's ``stage`` job; by default the template in {game} and {run}."""
-    return TIMINGS.format(game=game, run=run, stage=stage)
+from mfax.pipeline.runs import TIMED_STAGES, TIMINGS, timings_path  # noqa: F401  (re-exported)
 
 
 def process_age() -> Optional[float]:
@@ -115,8 +110,10 @@ class Timer:
 
     def as_dict(self) -> dict:
         total = (self.age0 or 0.0) + time.perf_counter() - self.t0
+        cpu = os.times()  # this process's CPU seconds since it started: all its threads
         return {"stage": self.stage, **{k: round(v, 4) for k, v in self.phases.items()},
-                "total": round(total, 4), **self.counts}
+                "total": round(total, 4), "cpu": round(cpu.user + cpu.system, 4),
+                **self.counts}
 
     def write(self, path: str | os.PathLike) -> dict:
         """Write the timings (``total`` up to now) atomically; returns them."""

@@ -1,10 +1,11 @@
 rule evaluate:
     input:
-        rules.train.output,
+        model_files(PIPE.seeds),
     output:
         metrics=path("metrics"),
         curve=path("curve"),
         trajectory=path("trajectory"),
+        timings=timings_path("evaluate"),
     log:
         log_path("evaluate"),
     params:
@@ -19,4 +20,4 @@ rule evaluate:
         "mfax evaluate-pair --agent {params.model:q} --num-envs {params.num_envs:q} "
         "--seed {params.seed:q} --episodes {params.episodes:q} --metrics {output.metrics:q} "
         "--curve {output.curve:q} --trajectory {output.trajectory:q} --report {params.report:q} "
-        "> {log:q} 2>&1"
+        "--timings {output.timings:q} > {log:q} 2>&1"

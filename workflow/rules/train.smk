@@ -21,6 +21,8 @@ rule train:
         # (seeds.json, seed_<s>/...) so that downstream jobs compare them by
         # checksum, not by modification time
         model_files(PIPE.seeds),
+        # what the job spent its time on (mfax.pipeline.timings; not a DVC metric)
+        timings=timings_path("train"),
     log:
         log_path("train"),
     params:
@@ -30,4 +32,5 @@ rule train:
     threads: 1
     shell:
         "mfax train-seeds --game {wildcards.game:q} --algo {params.algo:q} "
-        "--config {input.config:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
+        "--config {input.config:q} --out {params.out:q} --no-progress "
+        "--timings {output.timings:q} > {log:q} 2>&1"
