@@ -26,13 +26,14 @@ _EXPORTS = {
     "MeanFieldPolicy": "mfax.policies",
     "uniform_policy": "mfax.policies",
     "solve_tabular": "mfax.solvers",
+    "list_solvers": "mfax.solvers",
     "make_train": "mfax.training",
     "list_algorithms": "mfax.algorithms",
 }
 
 __all__ = [
     "EvalResult", "MeanFieldPolicy", "Trajectory", "evaluate_policy", "list_algorithms",
-    "list_games", "load_agent", "make_game", "make_train", "rollout", "solve_tabular",
+    "list_games", "list_solvers", "load_agent", "make_game", "make_train", "rollout", "solve_tabular",
     "uniform_policy", "__version__",
 ]
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from mfax.evaluation import EvalResult, evaluate_policy
     from mfax.games import list_games, make_game
     from mfax.policies import MeanFieldPolicy, uniform_policy
-    from mfax.solvers import solve_tabular
+    from mfax.solvers import list_solvers, solve_tabular
     from mfax.training import make_train
 
 

@@ -35,18 +35,27 @@ def games() -> None:
 def solve(
     game: str = typer.Option(..., "--game", help="Game name (see `mfax games`)."),
     param: list[str] = typer.Option(None, "--param", help="Game parameter override key=value (repeatable)."),
-    iterations: int = typer.Option(200, "--iterations", min=1, help="Fictitious-play iterations."),
+    algo: str = typer.Option("fp", "--algo", help="Tabular algorithm: fp, fp_damped, omd, momd, "
+                             "boltzmann, boltzmann_damped, bpi, prior_descent (see docs/solvers.md)."),
+    setting: list[str] = typer.Option(None, "--setting", help="Algorithm setting key=value, e.g. "
+                                      "learning_rate=3 (repeatable)."),
+    iterations: int = typer.Option(200, "--iterations", min=1, help="Solver iterations."),
     gamma: float = typer.Option(None, "--gamma", help="Discount (default: the game's published one)."),
     num_envs: int = typer.Option(8, "--num-envs", min=1, help="Environments for the uniform policy's score."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
 ) -> None:
-    """Score the uniform policy, then solve a deterministic game by fictitious play."""
+    """Score the uniform policy, then solve a deterministic game with a tabular algorithm."""
     import jax
 
     from mfax.evaluation import evaluate_policy
     from mfax.policies import uniform_policy
-    from mfax.solvers import solve_tabular
+    from mfax.solvers import deterministic_error, get_solver, solve_tabular
 
+    try:
+        get_solver(algo)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--algo") from None
+    settings = parse_assignments(setting, "--setting")
     g = make_game_from_cli(game, param)
     try:
         uni = evaluate_policy(g, uniform_policy(g), jax.random.PRNGKey(seed), num_envs, gamma)
@@ -55,16 +64,15 @@ def solve(
     typer.echo(f"{g.name}: uniform policy exploitability {float(uni.exploitability):.6g} "
                f"(return {float(uni.policy_return):.6g}, best response {float(uni.best_response_return):.6g})")
     if g.has_random_reset:
-        typer.echo("tabular solver skipped: it needs a deterministic game "
-                   "(--param common_noise=false, and --param bar_location=<int> for beach_bar_1d)")
+        typer.echo(f"tabular solver skipped: {deterministic_error(g)}")
         return
     try:
-        sol = solve_tabular(g, iterations, gamma)
+        sol = solve_tabular(g, iterations, algo, gamma=gamma, **settings)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     expl = sol.exploitability
     marks = sorted({0, 1, min(10, iterations), min(100, iterations), iterations})
-    typer.echo("fictitious play: " + ", ".join(f"iter {k}: {float(expl[k]):.6g}" for k in marks))
+    typer.echo(f"{algo}: " + ", ".join(f"iter {k}: {float(expl[k]):.6g}" for k in marks))
     typer.echo(f"final exploitability {float(expl[-1]):.6g} "
                f"({100 * float(expl[-1]) / max(float(expl[0]), 1e-30):.3g}% of the uniform policy's)")
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mfax.games.params import (
     BeachBarParams,
+    CrowdRingParams,
     GameParams,
     LinearQuadraticParams,
     MacroParams,
@@ -26,6 +27,7 @@ _REGISTRY: dict[str, tuple[type[GameParams], str]] = {
     "linear_quadratic": (LinearQuadraticParams, "mfax.games.linear_quadratic:LinearQuadratic"),
     "beach_bar_1d": (BeachBarParams, "mfax.games.beach_bar:BeachBar1D"),
     "macro": (MacroParams, "mfax.games.macro:Macro"),
+    "crowd_ring": (CrowdRingParams, "mfax.games.crowd_ring:CrowdRing"),
 }
 #: other accepted names (the seed calls the macro game "endogenous")
 ALIASES = {"endogenous": "macro"}
@@ -71,8 +73,12 @@ def __getattr__(name: str) -> Any:
         from mfax.games.base import Game
 
         return Game
+    if name in ("TabularGame", "make_tabular_game"):  # user-supplied arrays (JAX)
+        from mfax.games import tabular
+
+        return getattr(tabular, name)
     raise AttributeError(f"module 'mfax.games' has no attribute {name!r}")
 
 
-__all__ = ["Game", "GameParams", "make_game", "make_params", "list_games", "canonical_name",
+__all__ = ["Game", "GameParams", "TabularGame", "make_tabular_game", "make_game", "make_params", "list_games", "canonical_name",
            "check_game_size"]

@@ -62,6 +62,11 @@ class GameParams:
         )
 
 
+    def deterministic_hint(self) -> dict[str, str]:
+        """The settings (name -> value to give) that make reset and every step deterministic,
+        as tabular solvers need; empty if the game always is."""
+        return {"common_noise": "False"} if hasattr(self, "common_noise") else {}
+
     # --- sizes ------------------------------------------------------------
     def sizes(self) -> tuple[int, int, int]:  # pragma: no cover - overridden
         """``(num_states, num_actions, kernel_size)`` of the game with these parameters,
@@ -297,6 +302,9 @@ class BeachBarParams(Grid1DParams):
     noise_atoms: tuple[int, ...] = (-2, -1, 0, 1, 2)
     noise_probs: tuple[float, ...] = (0.05, 0.1, 0.7, 0.1, 0.05)
 
+    def deterministic_hint(self) -> dict[str, str]:
+        return {"common_noise": "False", "bar_location": "<int>"}
+
     def bar_range(self) -> tuple[int, int]:
         """Inclusive range of random bar locations."""
         return self.num_states // 4, math.ceil(0.75 * self.num_states) - 1
@@ -362,3 +370,40 @@ class MacroParams(GameParams):
         if self.income_bounds[0] <= 0:
             self.fail("income_bounds", "[lo, hi] with 0 < lo < hi (income must be positive)")
         check_probabilities(self, "income_atoms", "income_probs")
+
+
+@dataclasses.dataclass(frozen=True)
+class CrowdRingParams(Grid1DParams):
+    """Crowd aversion on a ring, after OpenSpiel's ``crowd_modelling`` (docs/games.md#crowd_ring)."""
+
+    game_name = "crowd_ring"
+
+    num_states: int = 10
+    horizon: int = 10
+    #: weight of the congestion cost -log(mu[x])
+    crowd_aversion: float = 1.0
+    #: weight of the attraction to the middle of the ring, 1 - |x - S//2| / (S//2)
+    position_weight: float = 1.0
+    #: the ring has no aggregate randomness (kept as a field so every game has it)
+    common_noise: bool = False
+    idio_noise: bool = True
+    max_action: int = 1
+    noise_atoms: tuple[int, ...] = (-1, 0, 1)
+    noise_probs: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)
+
+    def deterministic_hint(self) -> dict[str, str]:
+        return {}
+
+    def validate(self) -> None:
+        if self.num_states < 2:
+            self.fail("num_states", "an integer >= 2")
+        if self.horizon < 1:
+            self.fail("horizon", "an integer >= 1")
+        if self.max_action < 0:
+            self.fail("max_action", "an integer >= 0")
+        if self.common_noise:
+            self.fail("common_noise", "false (the crowd ring has no common noise)")
+        for name in ("crowd_aversion", "position_weight"):
+            if getattr(self, name) < 0:
+                self.fail(name, "a number >= 0")
+        check_probabilities(self, "noise_atoms", "noise_probs")

@@ -1,0 +1,35 @@
+"""Online mirror descent (Perolat et al. 2022, "Scaling up mean field games with online
+mirror descent", arXiv:2103.00623).
+
+Each iteration adds the current policy's own action values against its own
+mean field to a running sum, ``y <- y + learning_rate * Q^{pi_k}``, and plays
+``pi = softmax(y)``: a mirror step with the entropy mirror map (equivalently
+``pi_{k+1} ~ pi_k exp(learning_rate Q^{pi_k})``).  It needs no best response,
+and on monotone games its iterates themselves (not an average) converge.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mfax.solvers._core import Setting, Solver
+
+
+def _init(ctx, s):
+    return jnp.zeros((ctx.T, ctx.S, ctx.A), jnp.float32)
+
+
+def _policy(ctx, y, s):
+    return jax.nn.softmax(y, -1)
+
+
+def _update(ctx, y, ev, k, s):
+    return y + s["learning_rate"] * ev.q_policy()
+
+
+OMD = Solver(
+    name="omd", summary="online mirror descent: softmax of the summed Q of the iterates",
+    settings=(Setting("learning_rate", 1.0, "step size on the summed Q values", 0.0,
+                      open_low=True),),
+    init=_init, policy=_policy, update=_update)
