@@ -1,16 +1,18 @@
 """Policy value, best response and exploitability by backward induction.
 
-Definitions follow docs/algorithms.md#exploitability.  With common noise, the best response is
-computed on each sampled path separately, so it knows that path in
-hindsight: the reported exploitability is then an upper bound on the true
-one (the same convention as the published results).
+Definitions follow docs/algorithms.md#exploitability.  By default (``noise="sampled"``,
+``best_response="hindsight"``) the best response is computed on each sampled common-noise
+path separately, so it knows that path in hindsight: with common noise the exploitability is
+then an upper bound on the true one (the published convention).  ``noise="exact"`` weights
+every path of a finite common noise by its probability, and ``best_response="adapted"``
+knows only the draws made so far (`mfax.noise_tree`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +22,14 @@ from jax import lax
 from mfax.dynamics import Trajectory, _check_sizes, expectation, rollout_fn
 from mfax.games import check_game_size
 from mfax.games.base import Game
+from mfax.noise_tree import (DEFAULT_MAX_PATHS, enumerate_paths, node_mean, paths_rollout_fn,
+                             sample_paths)
 from mfax.policies import MeanFieldPolicy, as_policy
+
+NOISE_MODES = {"sampled": "a Monte-Carlo mean over num_envs sampled common-noise paths",
+               "exact": "every path of a finite common noise, weighted by its probability"}
+BEST_RESPONSES = {"hindsight": "knows the whole common-noise path from t = 0 (an upper bound)",
+                  "adapted": "knows only the common noise drawn so far"}
 
 
 class EvalResult(NamedTuple):
@@ -38,17 +47,25 @@ class EvalResult(NamedTuple):
     best_response_value: jax.Array  # [T, E, S] V*_t (discounted)
     best_response_actions: jax.Array  # [T, E, S] argmax_a Q*_t (discounted)
     trajectory: Trajectory
+    #: which exploitability this is ("sampled" / "exact", "hindsight" / "adapted"); set by
+    #: `evaluate_policy`, None from `exploitability_of`
+    noise: Optional[str] = None
+    best_response: Optional[str] = None
+    #: [E] each environment's weight in the means: 1 / E, or with noise="exact" the
+    #: probability of its common-noise path
+    env_weight: Optional[jax.Array] = None
 
 
-def _backward(game: Game, traj: Trajectory, update, init):
+def _backward(game: Game, traj: Trajectory, update, init, node=None):
     """Reverse scan over t; kernels are recomputed from the stored (frozen) path."""
 
     def body(carry, xs):
-        agg, mu, reward, probs = xs
+        agg, mu, reward, probs, *node_t = xs
         idx, prob = jax.vmap(game.kernel)(agg, lax.stop_gradient(mu))
-        return update(carry, idx, prob, reward, probs)
+        return update(carry, idx, prob, reward, probs, *node_t)
 
-    return lax.scan(body, init, (traj.aggregate, traj.mu, traj.reward, traj.policy), reverse=True)
+    xs = (traj.aggregate, traj.mu, traj.reward, traj.policy) + (() if node is None else (node,))
+    return lax.scan(body, init, xs, reverse=True)
 
 
 def policy_value(game: Game, traj: Trajectory, gamma: float) -> jax.Array:
@@ -67,31 +84,45 @@ def expected_return(game: Game, traj: Trajectory, gamma: float) -> jax.Array:
     return jnp.mean(jnp.sum(traj.mu0 * policy_value(game, traj, gamma), -1))
 
 
-def exploitability_of(game: Game, traj: Trajectory, gamma: float) -> EvalResult:
+def exploitability_of(game: Game, traj: Trajectory, gamma: float, *,
+                      weight: Optional[jax.Array] = None,
+                      node: Optional[jax.Array] = None) -> EvalResult:
     """Policy value, best response and exploitability on a rollout.
 
     Besides ``V`` and ``V*`` the recursion carries the gap ``D = V* - V``
     directly, ``D_t = sum_a pi (V*_t - Q*_t[a] + gamma E[D_{t+1}])``, whose
     every term is non-negative: exploitability is >= 0 in floating point too,
     with no cancellation between two large returns.
+
+    ``weight[E]`` weights the environments in the means (default: equally).  With
+    ``node[T, E]`` (ids of `mfax.noise_tree`) the environments are the paths of a noise
+    tree and the best response is adapted: at each t, ``Q`` and ``Q*`` (reward and
+    continuation) are averaged over the paths of a node before the max over actions.
     """
     gammas = jnp.asarray([gamma, 1.0], jnp.float32)[:, None, None, None]
 
-    def update(carry, idx, prob, reward, probs):
+    def update(carry, idx, prob, reward, probs, node_t=None):
         v, v_star, gap = carry  # each [gamma, E, S]
         ev, ev_star, egap = expectation(jnp.stack(carry), idx, prob)
         q = reward + gammas * ev
         q_star = reward + gammas * ev_star
+        later = gammas * egap
+        if node_t is not None:  # what is known at t: the mean over the node's paths
+            q, q_star, later = (node_mean(x, node_t, weight, 1) for x in (q, q_star, later))
         best = jnp.max(q_star, -1)
-        gap = jnp.sum(probs * (best[..., None] - q_star + gammas * egap), -1)
+        gap = jnp.sum(probs * (best[..., None] - q_star + later), -1)
         v = jnp.sum(probs * q, -1)
         return (v, best, gap), (v[0], best[0], jnp.argmax(q_star[0], -1))
 
     zeros = jnp.zeros((2,) + traj.mu_final.shape, jnp.float32)
     (v0, v_star0, gap0), (v_t, v_star_t, actions) = _backward(
-        game, traj, update, (zeros, zeros, zeros))
-    weight = lambda x: jnp.mean(jnp.sum(traj.mu0 * x, -1), -1)  # noqa: E731  over [G, E, S]
-    expl, ret, br = weight(gap0), weight(v0), weight(v_star0)
+        game, traj, update, (zeros, zeros, zeros), node)
+
+    def mean(x):  # over [G, E, S]: weighted by mu_0, then over the environments
+        per_env = jnp.sum(traj.mu0 * x, -1)
+        return jnp.mean(per_env, -1) if weight is None else jnp.sum(weight * per_env, -1)
+
+    expl, ret, br = mean(gap0), mean(v0), mean(v_star0)
     return EvalResult(
         exploitability=expl[0], policy_return=ret[0], best_response_return=br[0],
         exploitability_undiscounted=expl[1], policy_return_undiscounted=ret[1],
@@ -114,6 +145,18 @@ def evaluate_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, gamma: float
 @functools.lru_cache(maxsize=64)
 def _jitted_evaluate(game, apply, initial_carry, num_envs, gamma):
     return jax.jit(evaluate_fn(game, MeanFieldPolicy(apply, None, initial_carry), num_envs, gamma))
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_paths(game, apply, initial_carry, num_paths, gamma, adapted):
+    """``(params, values, weight, node) -> EvalResult`` on the given noise paths."""
+    run = paths_rollout_fn(game, MeanFieldPolicy(apply, None, initial_carry), num_paths)
+
+    def evaluate(params, values, weight, node):
+        return exploitability_of(game, run(params, values), gamma, weight=weight,
+                                 node=node if adapted else None)
+
+    return jax.jit(evaluate)
 
 
 class NonFiniteResultError(ValueError):
@@ -143,20 +186,63 @@ def check_finite_result(result: EvalResult, what: str = "policy") -> EvalResult:
     return result
 
 
+def _choice(name: str, value: Any, allowed: dict[str, str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} = {value!r} is not allowed; expected "
+                         + " or ".join(f"{k!r} ({v})" for k, v in allowed.items()))
+    return value
+
+
 def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
-                    gamma: float | None = None, check_finite: bool = True) -> EvalResult:
-    """Exploitability of ``policy`` on ``num_envs`` push-forward environments.
+                    gamma: float | None = None, check_finite: bool = True, *,
+                    noise: str = "sampled", best_response: str = "hindsight",
+                    max_paths: int = DEFAULT_MAX_PATHS) -> EvalResult:
+    """Exploitability of ``policy`` on push-forward environments.
+
+    ``noise="sampled"`` (default): ``num_envs`` environments whose common noise is drawn
+    from ``key``; the scalars are means over them.  ``noise="exact"``: one environment per
+    common-noise path of the game (`Game.noise`), weighted by its probability
+    (``env_weight``), so the scalars are exact expectations; ``key`` and ``num_envs`` are
+    then unused.  It needs finite common noise (macro's is continuous: ValueError) and at
+    most ``max_paths`` paths.
+
+    ``best_response="hindsight"`` (default): the best response knows the whole noise path
+    from t = 0, an upper bound on the exploitability with common noise.
+    ``best_response="adapted"``: it knows the draws made so far only (backward induction
+    on the tree of noise histories).  With ``noise="sampled"`` the reset draws are sampled
+    as by default and every path of the later draws is enumerated below each, so the
+    environments (``trajectory``, ``per_env_*``) are those ``num_envs * n`` paths.  Without
+    common noise, or with noise drawn at reset only, adapted = hindsight.
 
     ``gamma`` defaults to the game's published discount (0.99, macro 0.95).
     With ``check_finite`` (the default), a policy whose action probabilities
     are NaN or infinite, or a non-finite score, is a `NonFiniteResultError`
     (a ValueError) rather than ``exploitability = nan``.
     """
-    _check_sizes(num_envs)
+    _choice("noise", noise, NOISE_MODES)
+    _choice("best_response", best_response, BEST_RESPONSES)
+    if (not isinstance(max_paths, int) or isinstance(max_paths, bool)) or max_paths < 1:
+        raise ValueError(f"max_paths = {max_paths!r} is not allowed; expected an integer >= 1")
+    if noise == "sampled":
+        _check_sizes(num_envs)
     gamma = game.default_discount if gamma is None else float(gamma)
     if not (math.isfinite(gamma) and 0.0 < gamma <= 1.0):
         raise ValueError(f"gamma = {gamma!r} is not allowed; expected a finite number in (0, 1]")
-    check_game_size(game, num_envs, "num_envs")
     pol = as_policy(policy, game)
-    result = _jitted_evaluate(game, pol.apply, pol.initial_carry, num_envs, gamma)(pol.params, key)
+    if noise == "sampled" and best_response == "hindsight":
+        check_game_size(game, num_envs, "num_envs")
+        result = _jitted_evaluate(game, pol.apply, pol.initial_carry, num_envs, gamma)(
+            pol.params, key)
+        weight = jnp.full((num_envs,), 1.0 / num_envs, jnp.float32)
+    else:
+        paths = (enumerate_paths(game, max_paths) if noise == "exact"
+                 else sample_paths(game, key, num_envs, max_paths))
+        num_paths = paths.weight.shape[0]
+        check_game_size(game, num_paths, "max_paths" if noise == "exact" else "num_envs")
+        run = _jitted_paths(game, pol.apply, pol.initial_carry, num_paths, gamma,
+                            best_response == "adapted")
+        weight = jnp.asarray(paths.weight)
+        result = run(pol.params, {f: jnp.asarray(v) for f, v in paths.values.items()},
+                     weight, jnp.asarray(paths.node))
+    result = result._replace(noise=noise, best_response=best_response, env_weight=weight)
     return check_finite_result(result) if check_finite else result

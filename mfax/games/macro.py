@@ -73,8 +73,8 @@ class Macro(Game):
         """A Gaussian innovation at every step: continuous, so it cannot be enumerated."""
         p = self.params
         if p.common_noise and p.nu > 0:
-            return CommonNoise(continuous=f"the productivity shock z' = rho z + nu eps, "
-                                          f"eps ~ N(0, 1), at every step (nu = {p.nu})")
+            return CommonNoise(continuous=f"continuous: the productivity shock z' = rho z + "
+                                          f"nu eps, eps ~ N(0, 1), at every step (nu = {p.nu})")
         return CommonNoise()  # z stays 0
 
     def reset(self, key):
