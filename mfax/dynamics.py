@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from mfax.games.base import Game
+from mfax.sharding import shard_envs
 from mfax.policies import MeanFieldPolicy, as_policy
 
 
@@ -120,6 +121,8 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int,
         k_reset, k_init, k_steps = jax.random.split(key, 3)
         agg, mu = jax.vmap(game.reset)(jax.random.split(k_reset, num_envs))
         carry = jax.vmap(lambda _: policy.initial_carry())(jnp.arange(num_envs))
+        # several devices: the environments are split over them (mfax.sharding)
+        agg, mu, carry = shard_envs((agg, mu, carry), num_envs)
         if sampled:
             states = jax.vmap(lambda k, m: jax.random.choice(k, S, (num_agents,), p=m))(
                 jax.random.split(k_init, num_envs), mu)

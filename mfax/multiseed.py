@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from mfax.algorithms import get_algorithm, list_algorithms
 from mfax.io import atomic_write
+from mfax.sharding import replicate
 from mfax.training.driver import drive, interrupt_guard
 from mfax.training.run import TrainResult, divergence_message, interrupt_message, save_result
 
@@ -55,7 +56,7 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
         raise ValueError(f"seeds = {seeds!r} is not allowed; expected distinct integers")
     trainer = get_algorithm(config.algo).make_train(config)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    state = jax.vmap(trainer.init)(keys)
+    state = replicate(jax.vmap(trainer.init)(keys))  # several devices: on all of them
 
     with interrupt_guard(stream) as flag:
         t0 = time.perf_counter()

@@ -123,7 +123,9 @@ def compiled(trainer: Any, state: Any, names: tuple[str, ...] = ("advance", "eva
     """AOT-compiled ``trainer.<name>`` for each name (cached per trainer: a rerun skips
     compilation).  ``advance`` takes ``(state, n)``, the others ``state``."""
     leaves, treedef = jax.tree_util.tree_flatten(state)
-    specs = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves)
+    # with the leaves' shardings: a state spread over several devices compiles for them
+    specs = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+                  for x in leaves)
     return _compiled_for(trainer, (treedef, specs), names)
 
 

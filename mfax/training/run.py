@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from mfax.algorithms import get_algorithm
+from mfax.sharding import replicate
 from mfax.training.driver import Progress, compiled, drive, interrupt_guard
 
 
@@ -158,8 +159,8 @@ def run_training(config: Any, seed: int = 0, *, game: Any = None,
     trainer = get_algorithm(config.algo).make_train(config, game, **trainer_options)
     with interrupt_guard(stream, after_calls=interrupt_after) as flag:
         t0 = time.perf_counter()
-        state = (_jitted_init(trainer)(jax.random.key(int(seed))) if resume is None
-                 else resume.state)
+        state = replicate(_jitted_init(trainer)(jax.random.key(int(seed))) if resume is None
+                          else resume.state)  # several devices: the state on all of them
         advance, evaluate, mf_params = compiled(trainer, state,
                                                 ("advance", "evaluate", "mf_params"))
         compile_seconds = time.perf_counter() - t0
