@@ -133,7 +133,7 @@ def solve_tabular(game: Game, num_iterations: int = 200, algorithm: str = "fp", 
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.number)) or not (
             math.isfinite(gamma) and 0.0 < gamma <= 1.0):
         raise ValueError(f"gamma = {gamma!r} is not allowed; expected a finite number in (0, 1]")
-    static, traced, length = _check_settings(solver, settings)
+    static, traced, _ = _check_settings(solver, settings)
     swept = tuple(sorted(k for k, v in traced.items() if v.ndim))
     fn = _jitted_solve(game, solver.name, int(num_iterations), float(gamma),
                        tuple(sorted(static.items())), swept)

@@ -1,0 +1,101 @@
+"""Tabular solvers: seconds per iteration and exploitability reached, per game and algorithm.
+
+For each game and size, each algorithm runs ``--iterations`` iterations as one
+compiled program (compiled ahead of time and timed separately, then run once):
+seconds per iteration (steady state: run time / iterations, including the
+exploitability computed at every iteration), the exploitability relative to the
+uniform policy's after 1, 10, 100 and 1000 iterations, and the wall-clock time
+until it first falls below 1e-2 and 1e-4 of it (iterations x seconds per
+iteration; '-' if never).  Usage:
+
+    python benchmarks/solvers.py [--games crowd_ring:100,crowd_ring:1000,beach_bar_1d:101]
+        [--algos fp,omd,...] [--iterations 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+import mfax
+from mfax.solvers import get_solver, list_solvers, solve_fn
+
+from _common import print_table
+
+#: the settings used for each algorithm (the defaults where none are listed)
+SETTINGS = {
+    "fp_damped": dict(damping=0.01),
+    "omd": dict(learning_rate=1.0),
+    "momd": dict(temperature=1.0, alpha=0.99),
+    "boltzmann": dict(temperature=1.0),
+    "boltzmann_damped": dict(temperature=0.01, damping=0.01),
+    "bpi": dict(temperature=1.0),
+    "prior_descent": dict(temperature=0.3),
+}
+
+#: a game per name, at a number of states S
+GAMES = {
+    "crowd_ring": lambda S: mfax.make_game("crowd_ring", num_states=S),
+    "beach_bar_1d": lambda S: mfax.make_game("beach_bar_1d", num_states=S, common_noise=False,
+                                             bar_location=S // 2, crowd_aversion=1.0),
+}
+
+
+def run(game, algorithm: str, iterations: int) -> dict:
+    solver = get_solver(algorithm)
+    settings = {**{s.name: s.default for s in solver.settings}, **SETTINGS.get(algorithm, {})}
+    static = {s.name: int(settings[s.name]) for s in solver.settings if s.integer}
+    traced = {k: np.float32(v) for k, v in settings.items() if k not in static}
+    fn = jax.jit(solve_fn(game, solver, iterations, game.default_discount, static))
+    start = time.perf_counter()
+    compiled = fn.lower(traced).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    sol = jax.block_until_ready(compiled(traced))
+    per_it = (time.perf_counter() - start) / iterations
+    e = np.asarray(sol.exploitability, dtype=float)
+    rel = e / e[0]
+
+    def reach(threshold):
+        hit = np.nonzero(rel <= threshold)[0]
+        return f"{hit[0] * per_it:.3g}" if hit.size else "-"
+
+    row = {"compile s": f"{compile_s:.1f}", "s/iter": f"{per_it:.2g}"}
+    for k in (1, 10, 100, 1000):
+        row[f"@{k}"] = f"{rel[k]:.1e}" if k <= iterations else ""
+    row["t(1e-2) s"], row["t(1e-4) s"] = reach(1e-2), reach(1e-4)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--games", default="crowd_ring:100,crowd_ring:1000,beach_bar_1d:101")
+    parser.add_argument("--algos", default=",".join(list_solvers()))
+    parser.add_argument("--iterations", type=int, default=1000)
+    args = parser.parse_args()
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"jax {jax.__version__} on {jax.default_backend()}, load average at start "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    for spec in args.games.split(","):
+        name, S = spec.split(":")
+        game = GAMES[name](int(S))
+        print(f"## {name}: S = {game.num_states}, A = {game.num_actions}, K = "
+              f"{game.kernel_size}, T = {game.horizon}, gamma = {game.default_discount}",
+              flush=True)
+        rows = []
+        for algo in args.algos.split(","):
+            row = run(game, algo, args.iterations)
+            settings = ", ".join(f"{k}={v:g}" for k, v in SETTINGS.get(algo, {}).items())
+            rows.append([algo, settings] + list(row.values()))
+            print("  ", rows[-1], flush=True)
+        print_table(["algorithm", "settings"] + list(row), rows)
+    print(f"# load average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
