@@ -51,24 +51,35 @@ def _why_no_slurm() -> str | None:
 
 @pytest.fixture
 def cluster(tmp_path):
-    """A running one-node cluster; stopped (and its folder removed) afterwards, also on failure."""
+    """A running one-node cluster; stopped (and what it made removed) afterwards, also on failure."""
     reason = _why_no_slurm()
     if reason:
         pytest.skip(reason)
-    env = dict(os.environ, SLURM_LOCAL_DIR=str(tmp_path / "slurm"))
+    state = tmp_path / "slurm"
     script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "slurm-local.sh"
-    start = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True,
-                           timeout=900)
+
+    def run(command: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, SLURM_LOCAL_DIR=str(state))
+        return subprocess.run(["bash", str(script), command], env=env, capture_output=True,
+                              text=True, timeout=900)
+
+    start = run("start")
     try:
         if start.returncode == 3:  # SLURM cannot be had here (the script says why)
             pytest.skip(start.stderr.strip().splitlines()[-1])
         assert start.returncode == 0, f"slurm-local.sh start failed:\n{start.stdout}\n{start.stderr}"
-        yield tmp_path / "slurm"
+        again = run("start")  # idempotent
+        assert again.returncode == 0 and "already running" in again.stderr, again.stderr
+        assert os.path.realpath("/etc/slurm/slurm.conf") == os.path.realpath(state / "etc/slurm.conf")
+        status = run("status")
+        assert status.returncode == 0 and "idle" in status.stdout, status.stdout + status.stderr
+        yield state
     finally:
-        stop = subprocess.run(["bash", str(script), "stop"], env=env, capture_output=True, text=True,
-                              timeout=120)
+        stop = run("stop")
         assert stop.returncode == 0, f"slurm-local.sh stop failed:\n{stop.stderr}"
-        assert not (tmp_path / "slurm").exists()
+    if start.returncode == 0:  # everything `start` made is gone
+        assert not state.exists() and not os.path.lexists("/etc/slurm/slurm.conf")
+        assert run("status").returncode == 1 and run("stop").returncode == 0
 
 
 def _jobcomp(path: Path) -> dict[str, dict[str, str]]:
