@@ -238,7 +238,8 @@ def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
         paths = (enumerate_paths(game, max_paths) if noise == "exact"
                  else sample_paths(game, key, num_envs, max_paths))
         num_paths = paths.weight.shape[0]
-        check_game_size(game, num_paths, "max_paths" if noise == "exact" else "num_envs")
+        check_game_size(game, num_paths, "num_envs" if noise == "sampled"
+                        else "the number of common-noise paths")  # one environment each
         run = _jitted_paths(game, pol.apply, pol.initial_carry, num_paths, gamma,
                             best_response == "adapted")
         weight = jnp.asarray(paths.weight)
