@@ -148,3 +148,34 @@ def test_lazy_package_keeps_every_name():
     with pytest.raises(AttributeError):
         mfax.no_such_name
     assert mfax.list_algorithms() == mfax.algorithms.list_algorithms()
+
+
+def test_report_and_summary_jobs_load_no_jax(tmp_path):
+    """`mfax report` and `mfax summary` run whole, in a fresh interpreter, without JAX (the
+    inputs are made here, with JAX: an evaluated uniform policy on a tiny game)."""
+    import json
+
+    import jax
+
+    from mfax.io import atomic_write, curve_csv
+    from mfax.pipeline.netcdf import trajectory_dataset, write_netcdf
+
+    game = mfax.make_game("linear_quadratic", num_states=9, horizon=5)
+    r = mfax.evaluate_policy(game, mfax.uniform_policy(game), jax.random.key(0), num_envs=2)
+    base = tmp_path / "reports" / "linear_quadratic" / "spg"
+    atomic_write(base / "metrics.json", json.dumps({
+        "exploitability": float(r.exploitability), "num_seeds": 1, "train_seconds": 1.0}))
+    atomic_write(base / "curve.csv", curve_csv([{"iteration": 0, "seconds": 0.0,
+                                                 "exploitability": 1.0}]))
+    nc = tmp_path / "data" / "linear_quadratic" / "spg" / "trajectory.nc"
+    write_netcdf(trajectory_dataset(game, r), nc)
+    _run("import sys; from typer.testing import CliRunner; from mfax.cli import app; "
+         f"m, c, t = {str(base / 'metrics.json')!r}, {str(base / 'curve.csv')!r}, {str(nc)!r}; "
+         "r = CliRunner().invoke(app, ['report', '--metrics', m, '--curve', c, '--trajectory', t, "
+         f"'--out', {str(base / 'report.html')!r}, '--timings', {str(tmp_path / 'rt.json')!r}]); "
+         "assert r.exit_code == 0, r.output; "
+         f"r = CliRunner().invoke(app, ['summary', '--out', {str(tmp_path / 'summary.md')!r}, m]); "
+         "assert r.exit_code == 0, r.output; assert 'jax' not in sys.modules, 'jax was imported'")
+    assert (base / "figures" / "policy.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "rt.json").read_text())["stage"] == "report"
+    assert "| linear_quadratic | spg | - | - |" in (tmp_path / "summary.md").read_text()
