@@ -69,7 +69,7 @@ def expectation(values: jax.Array, idx: jax.Array, prob: jax.Array) -> jax.Array
 
     ``values[..., E, S]`` (any leading axes share the kernel) -> ``[..., E, S, A]``.
     """
-    lead, (E, S) = values.shape[:-2], values.shape[-2:]
+    lead, S = values.shape[:-2], values.shape[-1]
     gathered = values.reshape(-1)[_flat_offsets(idx, math.prod(lead), S)]  # [K, batch, E, S, A]
     prob_k = jnp.moveaxis(prob, -1, 0)
     out = sum(prob_k[k] * gathered[k] for k in range(idx.shape[-1]))
@@ -83,6 +83,23 @@ def _inverse_cdf(key: jax.Array, rows: jax.Array) -> jax.Array:
     return jnp.minimum(jnp.sum(cdf <= u[..., None], axis=-1), rows.shape[-1] - 1)
 
 
+def sample_initial(key: jax.Array, mu: jax.Array, num_agents: int) -> jax.Array:
+    """``num_agents`` agents' states ``int32[E, N]`` drawn from each environment's ``mu[E, S]``."""
+    E, S = mu.shape
+    return jax.vmap(lambda k, m: jax.random.choice(k, S, (num_agents,), p=m))(
+        jax.random.split(key, E), mu).astype(jnp.int32)
+
+
+def sample_next(key, states, actions, idx, prob):
+    """Each agent's successor drawn from its kernel row: ``states, actions[E, N]``,
+    ``idx, prob[E, S, A, K]`` -> next states ``[E, N]`` (the one successor sampler of the
+    sampled dynamics and of the model-free learners)."""
+    E, S, A, K = idx.shape
+    cell = (states + (jnp.arange(E, dtype=jnp.int32) * S)[:, None]) * A + actions
+    choice = _inverse_cdf(key, prob.reshape(-1, K)[cell])
+    return idx.reshape(-1)[cell * K + choice]
+
+
 def sample_successors(key, states, probs, idx, prob):
     """Each agent draws an action from ``probs[state]`` and a successor from its kernel row.
 
@@ -92,10 +109,7 @@ def sample_successors(key, states, probs, idx, prob):
     k_act, k_next = jax.random.split(key)
     rows = states + (jnp.arange(E, dtype=jnp.int32) * S)[:, None]  # flat (env, state)
     actions = _inverse_cdf(k_act, probs.reshape(E * S, A)[rows])
-    cell = rows * A + actions  # flat (env, state, action)
-    K = idx.shape[-1]
-    choice = _inverse_cdf(k_next, prob.reshape(-1, K)[cell])
-    return idx.reshape(-1)[cell * K + choice], actions
+    return sample_next(k_next, states, actions, idx, prob), actions
 
 
 def empirical(states: jax.Array, num_states: int) -> jax.Array:
@@ -124,8 +138,7 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int,
         # several devices: the environments are split over them (mfax.sharding)
         agg, mu, carry = shard_envs((agg, mu, carry), num_envs)
         if sampled:
-            states = jax.vmap(lambda k, m: jax.random.choice(k, S, (num_agents,), p=m))(
-                jax.random.split(k_init, num_envs), mu)
+            states = sample_initial(k_init, mu, num_agents)
             mu = empirical(states, S)
         else:
             states = jnp.zeros((num_envs, 0), jnp.int32)

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from mfax.dynamics import rollout_fn
+from mfax.dynamics import rollout_fn, sample_initial, sample_next
 from mfax.evaluation import evaluate_fn
 from mfax.games.base import Game
 from mfax.networks import MeanFieldNet, NetworkConfig, network_policy
@@ -154,8 +154,7 @@ def collect(game: Game, frozen: Frozen, key: jax.Array, num_agents: int,
     """
     T, E, S = frozen.mu.shape
     k_init, k_steps = jax.random.split(key)
-    states = jax.vmap(lambda k, m: jax.random.choice(k, S, (num_agents,), p=m))(
-        jax.random.split(k_init, E), frozen.mu[0]).astype(jnp.int32)
+    states = sample_initial(k_init, frozen.mu[0], num_agents)
     env = jnp.arange(E, dtype=jnp.int32)[:, None]
 
     def step(states, xs):
@@ -163,9 +162,7 @@ def collect(game: Game, frozen: Frozen, key: jax.Array, num_agents: int,
         k_act, k_next = jax.random.split(key_t)
         actions, aux = policy_fn(x_t, states, k_act)
         idx, prob = jax.vmap(game.kernel)(agg_t, mu_t)  # [E, S, A, K]
-        row_idx, row_prob = idx[env, states, actions], prob[env, states, actions]  # [E, N, K]
-        choice = jax.random.categorical(k_next, jnp.log(row_prob), axis=-1)
-        nxt = jnp.take_along_axis(row_idx, choice[..., None], -1)[..., 0].astype(jnp.int32)
+        nxt = sample_next(k_next, states, actions, idx, prob)
         rec = Steps(states, actions, reward_t[env, states, actions], nxt, aux)
         return nxt, rec
 
