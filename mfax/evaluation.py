@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +22,13 @@ from jax import lax
 from mfax.dynamics import Trajectory, _check_sizes, expectation, rollout_fn
 from mfax.games import check_game_size
 from mfax.games.base import Game
-from mfax.noise_tree import (DEFAULT_MAX_PATHS, enumerate_paths, node_mean, paths_rollout_fn,
-                             sample_paths)
+from mfax.noise_tree import (
+    DEFAULT_MAX_PATHS,
+    enumerate_paths,
+    node_mean,
+    paths_rollout_fn,
+    sample_paths,
+)
 from mfax.policies import MeanFieldPolicy, as_policy
 
 NOISE_MODES = {"sampled": "a Monte-Carlo mean over num_envs sampled common-noise paths",
@@ -49,11 +54,11 @@ class EvalResult(NamedTuple):
     trajectory: Trajectory
     #: which exploitability this is ("sampled" / "exact", "hindsight" / "adapted"); set by
     #: `evaluate_policy`, None from `exploitability_of`
-    noise: Optional[str] = None
-    best_response: Optional[str] = None
+    noise: str | None = None
+    best_response: str | None = None
     #: [E] each environment's weight in the means: 1 / E, or with noise="exact" the
     #: probability of its common-noise path
-    env_weight: Optional[jax.Array] = None
+    env_weight: jax.Array | None = None
 
 
 def _backward(game: Game, traj: Trajectory, update, init, node=None):
@@ -85,8 +90,8 @@ def expected_return(game: Game, traj: Trajectory, gamma: float) -> jax.Array:
 
 
 def exploitability_of(game: Game, traj: Trajectory, gamma: float, *,
-                      weight: Optional[jax.Array] = None,
-                      node: Optional[jax.Array] = None) -> EvalResult:
+                      weight: jax.Array | None = None,
+                      node: jax.Array | None = None) -> EvalResult:
     """Policy value, best response and exploitability on a rollout.
 
     Besides ``V`` and ``V*`` the recursion carries the gap ``D = V* - V``
@@ -102,7 +107,7 @@ def exploitability_of(game: Game, traj: Trajectory, gamma: float, *,
     gammas = jnp.asarray([gamma, 1.0], jnp.float32)[:, None, None, None]
 
     def update(carry, idx, prob, reward, probs, node_t=None):
-        v, v_star, gap = carry  # each [gamma, E, S]
+        _, _, gap = carry  # each [gamma, E, S]
         ev, ev_star, egap = expectation(jnp.stack(carry), idx, prob)
         q = reward + gammas * ev
         q_star = reward + gammas * ev_star
@@ -169,7 +174,7 @@ def check_finite_result(result: EvalResult, what: str = "policy") -> EvalResult:
     probs = result.trajectory.policy
     if not bool(jnp.all(jnp.isfinite(probs))):
         bad = ~np.isfinite(np.asarray(probs)).all(-1)  # [T, E, S]
-        t, e, s = (int(i[0]) for i in np.nonzero(bad))
+        t, _, s = (int(i[0]) for i in np.nonzero(bad))
         raise NonFiniteResultError(
             f"{what}: the action probabilities are not finite (NaN or inf) in "
             f"{int(bad.sum())} of {bad.size} (time, environment, state) rows, first at t = {t}, "

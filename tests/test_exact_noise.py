@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - tests collected as a package
 KEY = jax.random.PRNGKey(0)
 #: most tests share this game (and so their compiled evaluations): bars 2..6 x open/closed
 #: = 10 paths; crowd aversion makes rewards read the mean field
-BAR = dict(num_states=9, horizon=6, max_action=2, crowd_aversion=0.5)
+BAR = {"num_states": 9, "horizon": 6, "max_action": 2, "crowd_aversion": 0.5}
 
 
 def bar_game():
@@ -46,7 +46,7 @@ def ref_bb_tree(game, tables, gamma):
     lo, hi = p.bar_range()
     bars = range(lo, hi + 1) if p.bar_location is None else [p.bar_location]
     coins = [(1.0, 0.5), (0.0, 0.5)] if half <= T else [(1.0, 1.0)]
-    out = dict(hindsight=0.0, adapted=0.0, ret=0.0)
+    out = {"hindsight": 0.0, "adapted": 0.0, "ret": 0.0}
     for b in bars:
         pb = 1.0 / len(bars)
         P = ref_bb_kernel(p, b)
@@ -139,7 +139,7 @@ def test_adapted_at_most_hindsight_on_random_policies():
         assert float(adap.policy_return) == pytest.approx(float(hind.policy_return), rel=1e-5)
         # state by state and time by time, V <= adapted V* <= the mean of the hindsight V*
         # over the paths below (paths are bar-major, then open / closed)
-        below = lambda x: np.asarray(x).reshape(T, -1, 2, S).mean(2)  # noqa: E731
+        below = lambda x: np.asarray(x).reshape(T, -1, 2, S).mean(2)
         tol = 1e-5 * np.abs(np.asarray(hind.best_response_value)).max()
         assert (below(adap.best_response_value) <= below(hind.best_response_value) + tol).all()
         assert (below(adap.best_response_value) >= below(adap.policy_value) - tol).all()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -76,7 +76,7 @@ class CommonNoise:
     """
 
     draws: tuple[NoiseDraw, ...] = ()
-    continuous: Optional[str] = None
+    continuous: str | None = None
 
     @property
     def finite(self) -> bool:
