@@ -46,8 +46,8 @@ def _finite_noise(game: Game, what: str, instead: str):
     noise = game.noise
     if not noise.finite:
         raise ValueError(
-            f"{what} is not possible for {game.name}: its common noise has no finite set of "
-            f"paths to enumerate ({noise.continuous}); {instead}")
+            f"{what} is not possible for {game.name}: its common noise cannot be enumerated "
+            f"({noise.continuous}); {instead}")
     return noise
 
 

@@ -201,7 +201,7 @@ def test_continuous_noise_is_refused():
     game = mfax.make_game("macro", num_wealth=6, num_income=3, num_actions=4, horizon=4)
     pol = mfax.uniform_policy(game)
     with pytest.raises(ValueError, match=r"noise='exact' is not possible for macro: .*"
-                                         r"no finite set of paths.*continuous.*noise='sampled'"):
+                                         r"cannot be enumerated \(continuous.*noise='sampled'"):
         mfax.evaluate_policy(game, pol, KEY, noise="exact")
     with pytest.raises(ValueError, match=r"best_response='adapted' is not possible for "
                                          r"macro.*not implemented yet.*hindsight"):
