@@ -8,10 +8,9 @@ So ``mfax --help``, the pipeline's commands and Snakefile parsing stay fast.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mfax._lazy import lazy_getattr
 from mfax._version import __version__
 
 #: public name -> the module that defines it
@@ -48,16 +47,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from mfax.training import make_train
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(module), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")  # a submodule: mfax.training
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+__getattr__ = lazy_getattr(globals(), _EXPORTS, submodules=True)
 
 
 def __dir__() -> list[str]:

@@ -13,8 +13,7 @@ and `mfax.rl.m_omd` for the learners, `mfax.rl.config` for the settings
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mfax._lazy import lazy_getattr
 
 _EXPORTS = {
     **dict.fromkeys(("Frozen", "RLState", "RLTrainer", "RowNet", "agent_probs", "collect",
@@ -27,10 +26,6 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mfax.rl' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
+__getattr__ = lazy_getattr(globals(), _EXPORTS)
 
 __all__ = sorted(_EXPORTS)

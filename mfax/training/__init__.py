@@ -8,8 +8,7 @@ check params.yaml without JAX). The names below are imported on first use (PEP 5
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mfax._lazy import lazy_getattr
 
 _EXPORTS = {
     "TrainConfig": "mfax.training.config",
@@ -26,10 +25,6 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mfax.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
+__getattr__ = lazy_getattr(globals(), _EXPORTS)
 
 __all__ = sorted(_EXPORTS)
