@@ -10,7 +10,11 @@ Sections (``--sections``, comma-separated):
 
 - ``timing``: per game, SPG and RSPG at the published size (num_envs 128; 8 for
   macro; published game sizes) and at a small "quick" size: compile seconds
-  (AOT) and seconds per training iteration (median over chunks, after compile).
+  (AOT) and seconds per training iteration (median over chunks, after compile);
+  the FLOPs of one iteration (XLA's cost analysis of the compiled step), the
+  GFLOP/s achieved, and a roofline measured in the same run (an fp32 matmul of
+  the network's row count, envs x states x horizon, and its first width) with
+  the ratio.
 - ``factored``: the network's forward + backward pass over all (env, state)
   pairs, naive first layer (concat per pair) vs factored (W_s state once per
   state + W_o obs once per env, broadcast add), at published sizes.
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -46,12 +51,30 @@ from _common import QUICK, print_table  # noqa: E402  (benchmarks/ is on sys.pat
 QUICK_ENVS = {"linear_quadratic": 8, "beach_bar_1d": 8, "macro": 2}
 
 
-def timing(games, iterations, out):
+def iteration_flops(trainer) -> float:
+    """FLOPs of one training iteration: XLA's cost analysis of the compiled step."""
+    state = trainer.init(jax.random.key(0))
+    cost = jax.jit(trainer.iteration).lower(state, None).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost  # older JAX: one per device
+    return float(cost.get("flops", math.nan)) if cost else math.nan
+
+
+def matmul_roofline(rows: int, width: int, repeats: int = 10) -> float:
+    """GFLOP/s of an fp32 [rows, width] x [width, width] matmul, measured now (XLA)."""
+    a = jax.random.normal(jax.random.key(1), (rows, width), jnp.float32)
+    b = jax.random.normal(jax.random.key(2), (width, width), jnp.float32)
+    return 2.0 * rows * width * width / _time(jax.jit(jnp.matmul), a, b, repeats=repeats) / 1e9
+
+
+def timing(games, iterations, sizes, out):
     print(f"## Seconds per training iteration (median over chunks of 2 iterations, "
-          f"{iterations} iterations after compile; compile = AOT of chunk + evaluation)")
+          f"{iterations} iterations after compile; compile = AOT of chunk + evaluation); "
+          f"FLOPs of one iteration (XLA cost analysis of the compiled step), achieved "
+          f"GFLOP/s, and the roofline measured in the same run: an fp32 matmul "
+          f"[envs x states x horizon, width] x [width, width], width = the first hidden layer")
     rows = []
     for game in games:
-        for size in ("published", "quick"):
+        for size in sizes:
             params = {} if size == "published" else QUICK[game]
             envs = None if size == "published" else QUICK_ENVS[game]
             for algo in ("spg", "rspg"):
@@ -62,14 +85,23 @@ def timing(games, iterations, out):
                 secs = [b["seconds"] - a["seconds"] for a, b in zip(r.curve, r.curve[1:])]
                 per_iter = statistics.median(secs) / cfg.eval_every
                 g = r.trainer.game
+                flops = iteration_flops(r.trainer)
+                mm_rows, width = r.trainer.num_envs * g.num_states * g.horizon, cfg.hidden[0]
+                roof = matmul_roofline(mm_rows, width)
+                achieved = flops / per_iter / 1e9
                 rows.append([game, size, algo, f"S={g.num_states} T={g.horizon}",
-                             r.trainer.num_envs, f"{r.compile_seconds:.1f}", f"{per_iter:.4f}"])
+                             r.trainer.num_envs, f"{r.compile_seconds:.1f}", f"{per_iter:.4f}",
+                             f"{flops:.3g}", f"{achieved:.1f}", f"{roof:.1f}",
+                             f"{achieved / roof:.0%}"])
                 out.setdefault("timing", []).append(dict(
                     game=game, size=size, algo=algo, num_states=g.num_states, horizon=g.horizon,
                     num_envs=r.trainer.num_envs, compile_seconds=r.compile_seconds,
-                    seconds_per_iteration=per_iter))
+                    seconds_per_iteration=per_iter, flops_per_iteration=flops,
+                    achieved_gflops=achieved, roofline_rows=mm_rows, roofline_width=width,
+                    roofline_gflops=roof, roofline_fraction=achieved / roof))
                 print("  ", rows[-1], file=sys.stderr, flush=True)
-    print_table(["game", "size", "algo", "game size", "envs", "compile s", "s / iter"], rows)
+    print_table(["game", "size", "algo", "game size", "envs", "compile s", "s / iter",
+                 "FLOP / iter", "GFLOP/s", "roofline GFLOP/s", "of roofline"], rows)
 
 
 def _time(fn, *args, repeats=20):
@@ -226,6 +258,8 @@ def main(argv=None):
     ap.add_argument("--sections", default="timing,factored,quality,tabular")
     ap.add_argument("--games", default="linear_quadratic,beach_bar_1d,macro")
     ap.add_argument("--timing-iterations", type=int, default=10)
+    ap.add_argument("--timing-sizes", default="published,quick",
+                    help="timing: published (the paper's sizes), quick (small games), or both")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--num-envs", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -245,11 +279,12 @@ def main(argv=None):
     sections = args.sections.split(",")
     games = args.games.split(",")
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    print(f"# mfax training benchmark (jax {jax.__version__}, {jax.devices()[0].platform}, "
-          f"{jax.device_count()} device(s))\n")
+    print(f"# mfax training benchmark (jax {jax.__version__}, {jax.devices()[0].platform}: "
+          f"{jax.devices()[0].device_kind}, {jax.device_count()} device(s), {os.cpu_count()} "
+          f"CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})\n")
     out: dict = {"settings": vars(args)}
     if "timing" in sections:
-        timing(games, args.timing_iterations, out)
+        timing(games, args.timing_iterations, args.timing_sizes.split(","), out)
     if "factored" in sections:
         factored(games, out)
     if "quality" in sections:

@@ -121,8 +121,7 @@ def train_seeds_cmd(
         except ValueError as err:
             raise _fail(str(err), 2) from None
         r0 = results[0]  # the seeds ran together: one clock
-        timer.lap_split("setup", compile=timer.compiled(), train=r0.train_seconds,
-                        evaluate=r0.eval_seconds)
+        timer.lap("setup", train=r0.train_seconds, evaluate=r0.eval_seconds)
         save_seeds(results, staged)
         replace_dir(staged, out)
         timer.lap("write")

@@ -117,7 +117,7 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
         "per_seed": per_seed,
     }
     if timer is not None:
-        timer.lap_split("evaluate", compile=timer.compiled())
+        timer.lap("evaluate")
     first_seed, first = agents[0]
     ds = trajectory_dataset(game, results[0], episodes=episodes, gamma=gamma, attrs={
         "algorithm": first.algorithm,

@@ -53,10 +53,9 @@ CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": "cache_hits",
 
 class Timer:
     """Phases of one job: `lap` closes the phase running since the last lap (or since the
-    timer was made, the job's ``startup`` being the process's age then); `lap_split`
-    splits a phase into parts measured inside it (training and evaluation seconds from
-    the driver).  After `watch_jax`, `compiled` is the time JAX spent tracing, lowering
-    and compiling (or loading from the persistent cache) since the last lap."""
+    timer was made, the job's ``startup`` being the process's age then).  After
+    `watch_jax`, the time JAX spends tracing, lowering and compiling (or loading from the
+    persistent cache) is taken out of every phase and summed as ``compile``."""
 
     def __init__(self, stage: str):
         self.stage = stage
@@ -68,6 +67,7 @@ class Timer:
         self.spans: list[tuple[float, float]] = []
         if self.age0 is not None:
             self.phases["startup"] = self.age0
+        self.phases["compile"] = 0.0
 
     def watch_jax(self) -> None:
         """Record JAX's compilation spans and persistent-cache hits from now on."""
@@ -93,20 +93,16 @@ class Timer:
                 total, end = total + b - a, b
         return total
 
-    def lap(self, name: str) -> float:
+    def lap(self, name: str, **parts: float) -> None:
+        """Close the running phase as ``name``, less the JAX compilation in it (added to
+        ``compile``) and less ``parts`` measured inside it (seconds; e.g. a training
+        call's train and evaluate seconds from the driver)."""
+        parts = {"compile": self.compiled(), **{k: v for k, v in parts.items() if v}}
         now = time.perf_counter()
         dt, self.last, self.wall_last = now - self.last, now, time.time()
-        self.phases[name] = self.phases.get(name, 0.0) + dt
-        return dt
-
-    def lap_split(self, rest: str, **parts: float) -> None:
-        """Close the running phase as ``parts`` measured inside it (seconds) and the
-        remainder ``rest`` (e.g. a training call: compile, train, evaluate, and setup)."""
-        parts = {k: v for k, v in parts.items() if v}
-        self.lap(rest)
-        for name, seconds in parts.items():
-            self.phases[name] = self.phases.get(name, 0.0) + float(seconds)
-        self.phases[rest] = max(self.phases[rest] - sum(parts.values()), 0.0)
+        for key, seconds in parts.items():
+            self.phases[key] = self.phases.get(key, 0.0) + float(seconds)
+        self.phases[name] = self.phases.get(name, 0.0) + max(dt - sum(parts.values()), 0.0)
 
     def as_dict(self) -> dict:
         total = (self.age0 or 0.0) + time.perf_counter() - self.t0
