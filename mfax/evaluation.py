@@ -29,6 +29,7 @@ from mfax.noise_tree import (
     paths_rollout_fn,
     sample_paths,
 )
+from mfax.noise_bracket import bracket
 from mfax.policies import MeanFieldPolicy, as_policy
 
 NOISE_MODES = {"sampled": "a Monte-Carlo mean over num_envs sampled common-noise paths",
@@ -59,6 +60,13 @@ class EvalResult(NamedTuple):
     #: [E] each environment's weight in the means: 1 / E, or with noise="exact" the
     #: probability of its common-noise path
     env_weight: jax.Array | None = None
+    #: continuous noise with best_response="adapted" only (`mfax.noise_bracket`), else
+    #: None: a lower bound (a feasible non-anticipating response's gain) and the upper
+    #: bound (hindsight, = exploitability) with their Monte-Carlo standard errors
+    exploitability_lower: jax.Array | None = None
+    exploitability_lower_se: jax.Array | None = None
+    exploitability_upper: jax.Array | None = None
+    exploitability_upper_se: jax.Array | None = None
 
 
 def _backward(game: Game, traj: Trajectory, update, init, node=None):
@@ -182,7 +190,10 @@ def check_finite_result(result: EvalResult, what: str = "policy") -> EvalResult:
             "with a smaller learning rate)")
     for name in ("exploitability", "policy_return", "best_response_return",
                  "exploitability_undiscounted", "policy_return_undiscounted",
-                 "best_response_return_undiscounted"):
+                 "best_response_return_undiscounted", "exploitability_lower",
+                 "exploitability_upper"):
+        if getattr(result, name) is None:  # no bracket
+            continue
         value = float(np.asarray(getattr(result, name)))
         if not math.isfinite(value):
             raise NonFiniteResultError(
@@ -201,7 +212,8 @@ def _choice(name: str, value: Any, allowed: dict[str, str]) -> str:
 def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
                     gamma: float | None = None, check_finite: bool = True, *,
                     noise: str = "sampled", best_response: str = "hindsight",
-                    max_paths: int = DEFAULT_MAX_PATHS) -> EvalResult:
+                    max_paths: int = DEFAULT_MAX_PATHS,
+                    fit_paths: int | None = None) -> EvalResult:
     """Exploitability of ``policy`` on push-forward environments.
 
     ``noise="sampled"`` (default): ``num_envs`` environments whose common noise is drawn
@@ -219,6 +231,14 @@ def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
     environments (``trajectory``, ``per_env_*``) are those ``num_envs * n`` paths.  Without
     common noise, or with noise drawn at reset only, adapted = hindsight.
 
+    Continuous noise (macro) with ``noise="sampled", best_response="adapted"``: no tree to
+    enumerate, so the result brackets the adapted exploitability (`mfax.noise_bracket`):
+    ``exploitability`` and ``exploitability_upper`` are the hindsight value on the
+    ``num_envs`` (>= 2) paths of the default call with ``key`` (``best_response`` then reads
+    "hindsight"), ``exploitability_lower`` the gain of a non-anticipating response fitted
+    on ``fit_paths`` independent paths (default: max(64, 4 num_envs)), each with its
+    standard error (``*_se``).  Other calls leave these four fields None.
+
     ``gamma`` defaults to the game's published discount (0.99, macro 0.95).
     With ``check_finite`` (the default), a policy whose action probabilities
     are NaN or infinite, or a non-finite score, is a `NonFiniteResultError`
@@ -234,6 +254,15 @@ def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
     if not (math.isfinite(gamma) and 0.0 < gamma <= 1.0):
         raise ValueError(f"gamma = {gamma!r} is not allowed; expected a finite number in (0, 1]")
     pol = as_policy(policy, game)
+    if noise == "sampled" and best_response == "adapted" and not game.noise.finite:
+        check_game_size(game, num_envs, "num_envs")
+        result, b = bracket(game, pol, key, num_envs, gamma, fit_paths)
+        result = result._replace(
+            noise=noise, best_response="hindsight",
+            env_weight=jnp.full((num_envs,), 1.0 / num_envs, jnp.float32),
+            exploitability_lower=b.lower, exploitability_lower_se=b.lower_se,
+            exploitability_upper=b.upper, exploitability_upper_se=b.upper_se)
+        return check_finite_result(result) if check_finite else result
     if noise == "sampled" and best_response == "hindsight":
         check_game_size(game, num_envs, "num_envs")
         result = _jitted_evaluate(game, pol.apply, pol.initial_carry, num_envs, gamma)(
