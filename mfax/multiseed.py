@@ -23,10 +23,13 @@ import jax.numpy as jnp
 from mfax.algorithms import get_algorithm, list_algorithms
 from mfax.io import atomic_write
 from mfax.sharding import replicate
-from mfax.training.driver import drive, interrupt_guard
+from mfax.training.checkpoint import load_checkpoint, save_checkpoint
+from mfax.training.driver import Progress, drive, interrupt_guard
 from mfax.training.run import TrainResult, divergence_message, interrupt_message, save_result
 
 SEEDS_FILE = "seeds.json"
+#: a checkpointed multi-seed run saves its state at most this often (seconds)
+CHECKPOINT_SECONDS = 60.0
 
 
 def seed_dir(out: str | Path, seed: int) -> Path:
@@ -38,8 +41,47 @@ def known_algorithms() -> list[str]:
     return list_algorithms()
 
 
+def _stack(trees: list) -> object:
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _load_checkpoints(checkpoint: Path, trainer, config, seeds: list[int]) -> Progress | None:
+    """The saved progress of every seed, stacked; None (start afresh) when any is missing,
+    unreadable, from another config, or at another iteration."""
+    try:
+        saved = [load_checkpoint(seed_dir(checkpoint, s), trainer) for s in seeds]
+    except (OSError, ValueError):
+        return None
+    if any(c.meta["config"] != config.to_dict() or c.meta["seed"] != s
+           for c, s in zip(saved, seeds)) or len({c.iteration for c in saved}) != 1:
+        return None
+    return Progress(_stack([c.state for c in saved]), [c.curve for c in saved],
+                    [c.losses for c in saved], saved[0].train_seconds, saved[0].eval_seconds)
+
+
+def _checkpointer(checkpoint: Path, config, seeds: list[int], every: float):
+    """The `drive` hook that saves every seed's progress at most every ``every`` seconds."""
+    last = time.perf_counter()
+
+    def save(progress: Progress) -> None:
+        nonlocal last
+        if time.perf_counter() - last < every:
+            return
+        for i, s in enumerate(seeds):
+            one = Progress(jax.tree_util.tree_map(lambda x: x[i], progress.state),
+                           progress.curve[i], progress.losses[i], progress.train_seconds,
+                           progress.eval_seconds)
+            save_checkpoint(seed_dir(checkpoint, s), one, config=config, seed=s,
+                            status="interrupted")
+        last = time.perf_counter()
+
+    return save
+
+
 def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, stream=None,
-                raise_on_interrupt: bool = True):
+                raise_on_interrupt: bool = True, checkpoint: str | Path | None = None,
+                checkpoint_seconds: float = CHECKPOINT_SECONDS,
+                interrupt_after: int | None = None):
     """Train every seed in one vmapped run; returns one `TrainResult` per seed.
 
     Works for every trainer with the ``init / advance / evaluate`` pieces (SPG,
@@ -49,6 +91,13 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
     raises KeyboardInterrupt (so a pipeline job fails and keeps no partial
     model folder), or with ``raise_on_interrupt=False`` returns the last
     evaluated agents marked ``interrupted``.
+
+    ``checkpoint`` (a folder): every seed's training state is saved there after an
+    evaluation, at most every ``checkpoint_seconds``, and a run started again with the
+    same folder, config and seeds continues from it (bitwise the run never stopped), so a
+    preempted or killed job loses at most that much work.  The caller removes the folder
+    once the agents are saved.  ``interrupt_after`` (testing hook) acts as if Ctrl-C came
+    after that many compiled calls.
     """
 
     seeds = [int(s) for s in seeds]
@@ -56,9 +105,14 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
         raise ValueError(f"seeds = {seeds!r} is not allowed; expected distinct integers")
     trainer = get_algorithm(config.algo).make_train(config)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    state = replicate(jax.vmap(trainer.init)(keys))  # several devices: on all of them
+    resume = None if checkpoint is None else _load_checkpoints(Path(checkpoint), trainer,
+                                                               config, seeds)
+    state = jax.vmap(trainer.init)(keys) if resume is None else resume.state
+    state = replicate(state)  # several devices: on all of them
+    hook = None if checkpoint is None else _checkpointer(Path(checkpoint), config, seeds,
+                                                         checkpoint_seconds)
 
-    with interrupt_guard(stream) as flag:
+    with interrupt_guard(stream, after_calls=interrupt_after) as flag:
         t0 = time.perf_counter()
         advance = jax.jit(jax.vmap(trainer.advance, (0, None))).lower(
             state, jax.ShapeDtypeStruct((), jnp.int32)).compile()
@@ -66,7 +120,13 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
         compile_seconds = time.perf_counter() - t0
 
         run = drive(advance, evaluate, state, config.num_iterations, config.eval_every,
-                    num_seeds=len(seeds), progress=progress, stream=stream, interrupt=flag)
+                    num_seeds=len(seeds), progress=progress, stream=stream, interrupt=flag,
+                    resume=resume, on_evaluation=hook)
+    if run.interrupted and checkpoint is not None and run.eval_state is not None:
+        done = run.curve[0][-1]  # keep the work up to the last evaluation
+        hook = _checkpointer(Path(checkpoint), config, seeds, every=0.0)
+        hook(Progress(run.eval_state, run.curve, [x[:done["iteration"]] for x in run.losses],
+                      done["seconds"], run.eval_seconds))
     if run.interrupted and raise_on_interrupt:
         raise KeyboardInterrupt
     if run.eval_state is None:  # interrupted before the first evaluation

@@ -207,3 +207,31 @@ def test_train_seeds_stops_on_the_same_interrupt():
     assert all(r.curve[-1]["iteration"] < 10 for r in results)
     with pytest.raises(KeyboardInterrupt), interrupt_guard(after_calls=2):
         train_seeds(cfg, [0, 1], progress=False)  # a pipeline job fails, keeping nothing
+
+
+def test_multiseed_checkpoint_resumes_bitwise(tmp_path):
+    """A multi-seed run stopped (Ctrl-C, SIGTERM, preemption) and started again with the
+    same checkpoint folder continues from its last evaluation: bitwise the run never
+    stopped; a checkpoint of another config is ignored."""
+    from mfax.multiseed import train_seeds
+
+    cfg = spg_config()
+    full = train_seeds(cfg, [0, 1], progress=False)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train_seeds(cfg, [0, 1], progress=False, checkpoint=ckpt, checkpoint_seconds=0.0,
+                    interrupt_after=3)
+    saved = sorted(p.name for p in ckpt.iterdir())
+    assert saved == ["seed_0", "seed_1"]
+    meta = read_meta(ckpt / "seed_0")
+    assert meta["evaluated_iteration"] == meta["iteration"] == 10
+    again = train_seeds(cfg, [0, 1], progress=False, checkpoint=ckpt, checkpoint_seconds=0.0)
+    # continued, not redone: the first evaluations' timings are the checkpoint's
+    assert again[0].curve[2]["seconds"] == meta["train_seconds"]
+    for a, b in zip(full, again):
+        assert [r["exploitability"] for r in a.curve] == [r["exploitability"] for r in b.curve]
+        np.testing.assert_array_equal(a.losses, b.losses)
+        for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    other = train_seeds(cfg.replace(lr=cfg.lr * 2), [0, 1], progress=False, checkpoint=ckpt)
+    assert other[0].curve[0]["iteration"] == 0 and len(other[0].losses) == cfg.num_iterations

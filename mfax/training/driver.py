@@ -240,7 +240,8 @@ def _select(mask: np.ndarray, old: Any, new: Any) -> Any:
 def drive(advance: Callable, evaluate: Callable, state: Any, num_iterations: int,
           eval_every: int, *, num_seeds: Optional[int] = None, progress: Optional[bool] = None,
           stream=None, resume: Optional[Progress] = None, chunk_iterations: Optional[int] = None,
-          interrupt: Optional[Interrupt] = None) -> Driven:
+          interrupt: Optional[Interrupt] = None,
+          on_evaluation: Optional[Callable[[Progress], None]] = None) -> Driven:
     """Evaluate ``state``, then run up to ``num_iterations`` iterations, evaluating every
     ``eval_every``.
 
@@ -258,13 +259,15 @@ def drive(advance: Callable, evaluate: Callable, state: Any, num_iterations: int
 
     ``resume`` continues a `Progress` (its state, curve, losses and seconds) without
     evaluating again.  ``interrupt`` (default: a new `interrupt_guard`) stops the run
-    after the call in flight.
+    after the call in flight.  ``on_evaluation(progress)`` is called after every
+    evaluation during training (a checkpoint hook: the `Progress` a resumed run needs).
     """
     if interrupt is None:
         with interrupt_guard(stream) as flag:
             return drive(advance, evaluate, state, num_iterations, eval_every,
                          num_seeds=num_seeds, progress=progress, stream=stream, resume=resume,
-                         chunk_iterations=chunk_iterations, interrupt=flag)
+                         chunk_iterations=chunk_iterations, interrupt=flag,
+                         on_evaluation=on_evaluation)
     n = 1 if num_seeds is None else num_seeds
     batch = (lambda x: np.asarray(x)[None]) if num_seeds is None else np.asarray
     unbatch = (lambda xs: xs[0]) if num_seeds is None else list
@@ -338,6 +341,10 @@ def drive(advance: Callable, evaluate: Callable, state: Any, num_iterations: int
             state = record(state)
             if np.all(batch(state.failed_at) >= 0):
                 break
+            if on_evaluation is not None:
+                so_far = np.concatenate(losses, 1)
+                on_evaluation(Progress(state, unbatch([list(c) for c in curves]),
+                                       unbatch(list(so_far)), train_seconds, eval_seconds))
     all_failed = bool(np.all(batch(state.failed_at) >= 0))
     interrupted = interrupt.requested and step < num_iterations and not all_failed
     bar.close()
