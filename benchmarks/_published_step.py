@@ -51,6 +51,10 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--iterations", type=int, default=40)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--run", type=int, default=0,
+                    help="also replay the published script's first RUN iterations from the "
+                         "same key (its first evaluation split included): export each "
+                         "iteration's bar locations and noise paths and the final parameters")
     a = ap.parse_args()
 
     repo = os.path.abspath(a.repo)
@@ -170,6 +174,40 @@ def main():
                                   replay_vs_train_step_grad_max_abs_diff=gdiff))
         print(f"published step {step}: loss {float(loss):.6f}, |grad| {gnorm:.6f}, lr "
               f"{lr_now:.3e}, replay-vs-train_step grad diff {gdiff:.2e}", flush=True)
+    if a.run:
+        # the published script: rng after the init split, one split for the first evaluation
+        key = jax.random.PRNGKey(a.seed)
+        key, _, _ = jax.random.split(key, 3)
+        key, _ = jax.random.split(key)
+        uniform = jnp.full((a.num_envs, env.n_states, env.n_actions), 1.0 / env.n_actions)
+
+        @jax.jit
+        def draws(key):  # bar locations and noise paths: they depend on the keys only
+            _, k = jax.random.split(key)
+            _, reset_rng, loop_rng = jax.random.split(k, 3)
+            _, agg = jax.vmap(env.mf_reset)(jax.random.split(reset_rng, a.num_envs))
+            bar, zs = agg.bar_loc, []
+            for _ in range(T):
+                zs.append(agg.z)
+                loop_rng, rng_env, rng_next = jax.random.split(loop_rng, 3)
+                agg = jax.vmap(env.mf_step)(jax.random.split(rng_env, a.num_envs), agg,
+                                            uniform)[2]
+                loop_rng = rng_next
+            return bar, jnp.stack(zs)
+
+        st = TrainState.create(apply_fn=(), params=params, tx=tx)
+        bars, zs = [], []
+        for _ in range(a.run):
+            b, z = draws(key)
+            bars.append(np.asarray(b))
+            zs.append(np.asarray(z))
+            (st, key), _ = train_step((st, key), None)
+        out["run/bar"] = np.stack(bars)  # [N, E]
+        out["run/z"] = np.stack(zs)  # [N, T, E]
+        for k, v in flatten(st.params).items():
+            out[f"run/params/{k}"] = v
+        info["run"] = a.run
+        print(f"published: {a.run} iterations replayed", flush=True)
     info["schedule"] = [float(schedule(i)) for i in range(a.iterations + 1)]
     os.makedirs(a.out, exist_ok=True)
     np.savez(os.path.join(a.out, "step.npz"), **out)

@@ -38,7 +38,7 @@ import optax
 
 import mfax
 from mfax.dynamics import Trajectory, push_forward, rollout_fn
-from mfax.evaluation import expected_return
+from mfax.evaluation import evaluate_fn, expected_return
 from mfax.networks import init_params, network_policy
 from mfax.training import TrainConfig, make_train
 
@@ -104,6 +104,37 @@ def _tree_report(name, ours, theirs):
     return rel
 
 
+def run_forced(a, game, policy, opt, data, gamma, report):
+    """``a.run`` mfax iterations on the published batches from the published initial
+    parameters; final parameters and exploitability against the published run's."""
+    bars, zs = data["run/bar"], data["run/z"]
+    params = convert(_sub(data, "init"))
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(params, opt_state, bar, z):
+        forced = forced_rollout(game, policy, bar, z)
+        loss, grads = jax.value_and_grad(lambda q: -expected_return(game, forced(q), gamma))(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    for i in range(bars.shape[0]):
+        params, opt_state, loss = step(params, opt_state, bars[i], zs[i])
+    pub = convert(_sub(data, "run/params"))
+    rel = _tree_report(f"parameters after {bars.shape[0]} iterations on the published batches",
+                       params, pub)
+    ev = jax.jit(evaluate_fn(game, policy, a.eval_envs, gamma))
+    rows = {}
+    for name, p in (("mfax (forced batches)", params), ("published", pub),
+                    ("initial", convert(_sub(data, "init")))):
+        vals = [float(ev(p, jax.random.key(k)).exploitability) for k in range(3)]
+        rows[name] = vals
+        print(f"  exploitability, mfax evaluator, {a.eval_envs} envs x keys 0-2: {name}: "
+              f"{np.mean(vals):.3f} {[round(v, 3) for v in vals]}", flush=True)
+    report["run"] = dict(iterations=int(bars.shape[0]), params_rel=max(rel.values()),
+                         exploitability=rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--published-python", required=True)
@@ -114,6 +145,11 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, default=40)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--out", default="/tmp/mfax-compare-step")
+    ap.add_argument("--run", type=int, default=0,
+                    help="also train RUN iterations in mfax on the published script's batches "
+                         "(bar locations and noise paths forced) from its initial parameters, "
+                         "and compare the final parameters and exploitability")
+    ap.add_argument("--eval-envs", type=int, default=1024)
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
@@ -124,7 +160,8 @@ def main(argv=None):
         subprocess.run([a.published_python, str(HERE / "_published_step.py"),
                         "--repo", a.published_repo, "--out", str(out), "--seed", str(a.seed),
                         "--num-envs", str(a.num_envs), "--lr", repr(a.lr),
-                        "--iterations", str(a.iterations), "--steps", str(a.steps)],
+                        "--iterations", str(a.iterations), "--steps", str(a.steps),
+                        "--run", str(a.run)],
                        check=True, env=env)
     info = json.loads((out / "step.json").read_text())
     data = dict(np.load(out / "step.npz"))
@@ -148,8 +185,10 @@ def main(argv=None):
     print(f"bar locations: mfax draws uniform on {lo}..{hi}; mfax batch {int(traj.aggregate.bar.min())}"
           f"..{int(traj.aggregate.bar.max())}; published batch {int(data['step0/bar'].min())}.."
           f"{int(data['step0/bar'].max())}; closed at T: mfax {float(1 - traj.aggregate.z[-1].mean()):.2f}, "
-          f"published {float(1 - data['step0/z'][-1].mean()):.2f}; published z changes only at t = "
-          f"{sorted(set(np.nonzero(np.diff(data['step0/z'], axis=0))[0] + 1))}", flush=True)
+          f"published {float(1 - data['step0/z'][-1].mean()):.2f}; the noise changes: published at t = "
+          f"{sorted(set(np.nonzero(np.diff(data['step0/z'], axis=0))[0] + 1))}, mfax z at t = "
+          f"{sorted(set(np.nonzero(np.diff(np.asarray(traj.aggregate.z), axis=0))[0] + 1))}",
+          flush=True)
     report["forced_vs_rollout"] = [loss_forced, loss_run]
 
     # the trainer's optimiser (mfax.training.spg._make_train: clip, then Adam with the
@@ -201,6 +240,8 @@ def main(argv=None):
                                     nu_rel=max(nrel.values())))
         # continue from the published parameters (so that each step compares one step)
         cur = convert(_sub(data, f"{p}/params"))
+    if a.run:
+        run_forced(a, game, policy, opt, data, gamma, report)
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
 
