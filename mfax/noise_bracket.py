@@ -199,7 +199,8 @@ def bracket(game: Game, policy: MeanFieldPolicy, key: jax.Array, num_envs: int,
             f"{float(leak):.3g} when that draw changes), so a response acting at t cannot "
             "read it; use best_response='hindsight'")
     lower, lower_se = _mean_se(gain)
-    upper, upper_se = _mean_se(hindsight.per_env_exploitability)
+    # upper: the very number `exploitability` (a mean over the same paths, summed alike)
+    upper, upper_se = hindsight.exploitability, _mean_se(hindsight.per_env_exploitability)[1]
     return hindsight, Bracket(lower, lower_se, upper, upper_se, gain,
                               hindsight.per_env_exploitability, actions)
 
