@@ -170,3 +170,15 @@ def paths_rollout_fn(game: Game, policy: MeanFieldPolicy, num_paths: int):
                           common_noise=rec[3], aggregate=rec[4], policy=rec[5], reward=rec[6])
 
     return run
+
+
+def count_paths(game: Game) -> int:
+    """How many paths `enumerate_paths` gives for ``game`` (1 without common noise); the
+    game's noise must be finite (``game.noise.finite``)."""
+    return math.prod(len(_support(d)) for d in game.noise.draws)
+
+
+def describe_paths(game: Game) -> str:
+    """``"51 (bar at t = 0) x 2 (z at t = 4)"``: the atoms of each draw (finite noise)."""
+    return " x ".join(f"{len(_support(d))} ({d.field} at t = {d.time})"
+                      for d in game.noise.draws) or "no common noise"

@@ -249,21 +249,55 @@ class BaseTrainConfig(MappingConfig):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+#: the most common-noise paths (environments per iteration) of ``noise: exact``
+MAX_EXACT_PATHS = 4096
+#: the values of `TrainConfig.noise`
+NOISE_CHOICES = {
+    "sampled": "num_envs environments with sampled common noise",
+    "exact": "every common-noise path weighted by its probability: an exact policy gradient",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(BaseTrainConfig):
     """Settings of an SPG / RSPG run.  ``None`` entries take the published defaults
     (``num_envs``: 128, or 8 for macro)."""
 
+    #: the batch of an iteration: ``sampled``, ``num_envs`` environments whose common noise
+    #: is drawn from the run's key; ``exact``, one environment per common-noise path of the
+    #: game, weighted by its probability (`mfax.noise_tree`), so ``num_envs`` is unused and
+    #: the training curve's evaluation is exact too (see `mfax.training.spg`)
+    noise: str = "sampled"
+
     __hash__ = BaseTrainConfig.__hash__
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.noise, str) or self.noise not in NOISE_CHOICES:
+            raise self._bad("noise", self.noise, " or ".join(
+                f"{k!r} ({v})" for k, v in NOISE_CHOICES.items()))
+        if self.noise == "exact":  # refused here rather than when the run starts
+            self.exact_noise_paths()
 
-def merge_mappings(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Merge file-layout mappings left to right; ``game`` mappings merge key by key."""
-    out: dict[str, Any] = {}
-    for m in mappings:
-        for key, value in (m or {}).items():
-            if key == "game" and isinstance(value, Mapping) and isinstance(out.get("game"), Mapping):
-                out["game"] = {**out["game"], **value}
-            else:
-                out[key] = value
-    return out
+    def exact_noise_paths(self, game: Game | None = None):
+        """The common-noise paths of ``noise: exact`` (`mfax.noise_tree.NoisePaths`) for
+        ``game`` (default: the config's).  A ValueError naming the key if the game's noise
+        cannot be enumerated (macro's is continuous) or has more than `MAX_EXACT_PATHS`
+        paths.  It builds the game, so it imports JAX: configs with ``noise: sampled``
+        (the default) stay JAX-free."""
+        from mfax.games import check_game_size
+        from mfax.noise_tree import count_paths, describe_paths, enumerate_paths
+
+        game = self.make_game() if game is None else game
+        bad = f"{self._PREFIX}: 'noise' = 'exact' is not allowed for {game.name}"
+        instead = "; use noise: sampled (num_envs sampled environments per iteration)"
+        if not game.noise.finite:
+            raise ValueError(f"{bad}: its common noise cannot be enumerated "
+                             f"({game.noise.continuous}){instead}")
+        n = count_paths(game)
+        if n > MAX_EXACT_PATHS:
+            raise ValueError(f"{bad}: it has {n} common-noise paths ({describe_paths(game)}), "
+                             f"more than {MAX_EXACT_PATHS}, each one environment of every "
+                             f"iteration{instead}")
+        check_game_size(game, n, "the number of common-noise paths (noise: exact)")
+        return enumerate_paths(game, n)

@@ -45,9 +45,10 @@ import optax
 from jax import lax
 
 from mfax.dynamics import rollout_fn
-from mfax.evaluation import evaluate_fn, expected_return
+from mfax.evaluation import evaluate_fn, expected_return, exploitability_of, policy_value
 from mfax.games.base import Game
 from mfax.networks import NetworkConfig, init_params, network_policy
+from mfax.noise_tree import paths_rollout_fn
 from mfax.training.config import TrainConfig
 from mfax.training.driver import (  # noqa: F401
     CURVE_COLUMNS, ChunkedTrainer, Progress, compiled, drive, interrupt_guard,
@@ -88,6 +89,27 @@ class Trainer(ChunkedTrainer):
         return state.params
 
 
+def _exact_noise(config: TrainConfig, game: Game, policy, gamma: float):
+    """``noise: exact``: the loss, batch size and curve evaluation on every common-noise
+    path (`mfax.noise_tree`), each weighted by its probability.  The loss is then the exact
+    ``-J`` and its gradient has no sampling variance; the rollout key is unused."""
+    paths = config.exact_noise_paths(game)
+    num_paths = int(paths.weight.shape[0])
+    run = paths_rollout_fn(game, policy, num_paths)
+    values = {f: jnp.asarray(v) for f, v in paths.values.items()}
+    weight = jnp.asarray(paths.weight)
+
+    def loss_fn(params, key):
+        traj = run(params, values)
+        ret = jnp.sum(weight * jnp.sum(traj.mu0 * policy_value(game, traj, gamma), -1))
+        return -ret, traj.obs[:, 0]  # obs [T, d] of path 0
+
+    def evaluate(params, key):  # exact hindsight exploitability: an expectation, no key
+        return exploitability_of(game, run(params, values), gamma, weight=weight)
+
+    return loss_fn, num_paths, evaluate
+
+
 def _all_finite(tree: Any) -> jax.Array:
     leaves = jax.tree_util.tree_leaves(tree)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
@@ -114,16 +136,20 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -
     num_envs, eval_envs = config.resolved_num_envs(), config.resolved_eval_num_envs()
     gamma = config.resolved_gamma(game)
     policy = network_policy(network, game)
-    run = rollout_fn(game, policy, num_envs)
-    evaluate_exact = evaluate_fn(game, policy, eval_envs, gamma)
+    if config.noise == "exact":
+        loss_fn, num_envs, evaluate_exact = _exact_noise(config, game, policy, gamma)
+    else:
+        run = rollout_fn(game, policy, num_envs)
+        evaluate_exact = evaluate_fn(game, policy, eval_envs, gamma)
+
+        def loss_fn(params, key):
+            traj = run(params, key)
+            return -expected_return(game, traj, gamma), traj.obs[:, 0]  # obs [T, d] of env 0
+
     schedule = optax.linear_schedule(config.lr, config.lr * config.lr_end_fraction,
                                      config.num_iterations)
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                             optax.adam(schedule))
-
-    def loss_fn(params, key):
-        traj = run(params, key)
-        return -expected_return(game, traj, gamma), traj.obs[:, 0]  # obs [T, d] of env 0
 
     def init(key: jax.Array) -> TrainState:
         k_init, k_train, k_eval = jax.random.split(key, 3)
