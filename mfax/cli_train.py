@@ -4,6 +4,7 @@
                [--param game_key=value ...] --out DIR [--seed N]
     mfax train --resume DIR [--set num_iterations=N] [--out DIR2]
     mfax evaluate --agent DIR [--num-envs E] [--seed K] [--json FILE]
+                  [--noise sampled|exact] [--best-response hindsight|adapted]
 
 The config file holds training keys at the top level and an optional
 ``game:`` mapping of game parameters; ``--set`` takes the same keys (and
@@ -181,6 +182,17 @@ def _resume(path: Path, game, algo, config, set_, param, out, seed, progress) ->
     _report(result, path if out is None else out)
 
 
+_KINDS = {("sampled", "hindsight"): "a mean over sampled common-noise paths of a best "
+                                    "response that knows each whole path (an upper bound "
+                                    "with common noise)",
+          ("sampled", "adapted"): "a mean over sampled reset draws of the best response that "
+                                  "knows only the noise drawn so far",
+          ("exact", "hindsight"): "the exact expectation over the noise of a best response "
+                                  "that knows the whole path (an upper bound)",
+          ("exact", "adapted"): "the exact expectation over the noise of the best response "
+                                "that knows only the noise drawn so far"}
+
+
 @commands.command()
 def evaluate(
     agent: Path = typer.Option(..., "--agent", help="agent directory written by `mfax train`"),
@@ -188,25 +200,47 @@ def evaluate(
                                            help="environments (default: the training setting)"),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON"),
+    noise: Optional[str] = typer.Option(
+        None, "--noise", help="sampled (default: --num-envs paths drawn from --seed) or exact "
+        "(every path of a finite common noise, weighted by its probability)"),
+    best_response: Optional[str] = typer.Option(
+        None, "--best-response", help="hindsight (default: knows the whole noise path, an "
+        "upper bound) or adapted (knows the noise drawn so far; shown beside the hindsight "
+        "value; for continuous noise, macro, a lower and upper bound with standard errors)"),
 ) -> None:
     """Evaluate a saved agent: exploitability and returns on the push-forward game."""
     import jax
 
     from mfax.agents import load_agent
-    from mfax.evaluation import NonFiniteResultError, evaluate_policy
+    from mfax.evaluation import (BEST_RESPONSES, NOISE_MODES, NonFiniteResultError,
+                                 evaluate_policy)
     from mfax.games import check_game_size
     from mfax.io import atomic_write
 
     if num_envs is not None and num_envs < 1:
         raise _fail(f"--num-envs = {num_envs} is not allowed; expected an integer >= 1")
+    for flag, value, allowed in (("--noise", noise, NOISE_MODES),
+                                 ("--best-response", best_response, BEST_RESPONSES)):
+        if value is not None and value not in allowed:
+            raise _fail(f"{flag} = {value!r} is not allowed; expected "
+                        + " or ".join(f"{k} ({v})" for k, v in allowed.items()))
+    asked = noise is not None or best_response is not None  # else: the historical output
+    noise, best_response = noise or "sampled", best_response or "hindsight"
     _check_outputs((json_path, "file", "--json"))
     try:
         loaded = load_agent(agent)
         if num_envs is None:
             num_envs = loaded.eval_num_envs
         check_game_size(loaded.game, num_envs, "--num-envs")
-        r = evaluate_policy(loaded.game, loaded, jax.random.key(seed), num_envs=int(num_envs),
-                            gamma=loaded.gamma)
+
+        def run(kind):
+            return evaluate_policy(loaded.game, loaded, jax.random.key(seed),
+                                   num_envs=int(num_envs), gamma=loaded.gamma, noise=noise,
+                                   best_response=kind)
+
+        r = run(best_response)
+        # the adapted value with the hindsight one beside it (a bracket carries its own)
+        beside = run("hindsight") if r.best_response == "adapted" else None
     except NonFiniteResultError as e:
         raise _fail(f"{agent}: {e}", code=1) from None
     except (FileNotFoundError, ValueError) as e:
@@ -218,6 +252,8 @@ def evaluate(
         "num_envs": int(num_envs),
         "seed": seed,
         "gamma": loaded.gamma,
+        "noise": r.noise,
+        "best_response": r.best_response,
         "exploitability": float(r.exploitability),
         "policy_return": float(r.policy_return),
         "best_response_return": float(r.best_response_return),
@@ -225,8 +261,28 @@ def evaluate(
         "policy_return_undiscounted": float(r.policy_return_undiscounted),
         "best_response_return_undiscounted": float(r.best_response_return_undiscounted),
     }
+    kinds = {}  # exploitability_<noise>_<best response>: named by kind, for the flags only
+    if asked:
+        metrics["num_paths"] = int(r.env_weight.shape[0])
+        kinds[f"exploitability_{r.noise}_{r.best_response}"] = float(r.exploitability)
+        if beside is not None:
+            kinds[f"exploitability_{noise}_hindsight"] = float(beside.exploitability)
+        metrics.update(kinds)
+        if r.exploitability_lower is not None:
+            for name in ("lower", "lower_se", "upper", "upper_se"):
+                metrics[f"exploitability_{name}"] = float(getattr(r, f"exploitability_{name}"))
+    typer.echo(f"kind: {r.noise} noise, {r.best_response} best response: "
+               f"{_KINDS[r.noise, r.best_response]}")
     for key in ("exploitability", "policy_return", "best_response_return"):
         typer.echo(f"{key}: {metrics[key]:.6g}")
+    if r.exploitability_lower is not None:
+        typer.echo("the exploitability of the best response that knows only the noise drawn "
+                   f"so far lies in [{metrics['exploitability_lower']:.6g} +- "
+                   f"{metrics['exploitability_lower_se']:.3g}, "
+                   f"{metrics['exploitability_upper']:.6g} +- "
+                   f"{metrics['exploitability_upper_se']:.3g}] (Monte-Carlo standard errors)")
+    for key, value in kinds.items():
+        typer.echo(f"{key}: {value:.6g}")
     if json_path is not None:
         atomic_write(json_path, json.dumps(metrics, indent=2) + "\n")
 
