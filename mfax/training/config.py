@@ -301,3 +301,15 @@ class TrainConfig(BaseTrainConfig):
                              f"iteration{instead}")
         check_game_size(game, n, "the number of common-noise paths (noise: exact)")
         return enumerate_paths(game, n)
+
+
+def merge_mappings(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge file-layout mappings left to right; ``game`` mappings merge key by key."""
+    out: dict[str, Any] = {}
+    for m in mappings:
+        for key, value in (m or {}).items():
+            if key == "game" and isinstance(value, Mapping) and isinstance(out.get("game"), Mapping):
+                out["game"] = {**out["game"], **value}
+            else:
+                out[key] = value
+    return out
