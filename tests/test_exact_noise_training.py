@@ -20,7 +20,7 @@ BAR = dict(game="beach_bar_1d", num_iterations=2, eval_every=1, gamma=0.9,
            game_params={"num_states": 9, "horizon": 6, "max_action": 2,
                         "crowd_aversion": 0.5}, **TINY)
 LQ = dict(game="linear_quadratic", game_params=dict(num_states=21, horizon=8),
-          num_iterations=40, eval_every=20, hidden=(32, 32), embed_dim=16, gru_hidden=16,
+          num_iterations=20, eval_every=10, hidden=(32, 32), embed_dim=16, gru_hidden=16,
           lr=1e-2)
 
 
@@ -31,9 +31,8 @@ def _first_loss(trainer, key):
     return state, new, float(loss)
 
 
-@pytest.mark.parametrize("algo", ["spg", "rspg"])
-def test_exact_loss_is_the_probability_weighted_mean_of_path_returns(algo):
-    trainer = make_train(TrainConfig(algo=algo, noise="exact", **BAR))
+def test_exact_loss_is_the_probability_weighted_mean_of_path_returns():
+    trainer = make_train(TrainConfig(algo="rspg", noise="exact", **BAR))
     assert trainer.num_envs == 10  # one environment per path
     state, _, loss = _first_loss(trainer, jax.random.key(1))
     r = mfax.evaluate_policy(trainer.game, trainer.policy(state.params), jax.random.key(7),
@@ -73,7 +72,7 @@ def test_default_noise_is_sampled_and_its_loss_unchanged():
 
 @pytest.fixture(scope="module")
 def lq_exact(tmp_path_factory):
-    result = run_training(TrainConfig(algo="rspg", noise="exact", **LQ), seed=0,
+    result = run_training(TrainConfig(algo="spg", noise="exact", **LQ), seed=0,
                           progress=False)
     path = tmp_path_factory.mktemp("agents") / "lq_exact"
     mfax.training.save_result(result, path)
