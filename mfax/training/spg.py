@@ -5,7 +5,9 @@ Every iteration rolls out ``num_envs`` push-forward environments with the
 current policy and takes an Adam step on ``-J``, where ``J`` is the expected
 return by the policy-value recursion with the mean-field path held constant
 (`mfax.dynamics.rollout_fn` stops its gradient): the gradient of one agent
-improving against the current population.
+improving against the current population.  With ``noise: exact`` the batch is
+every common-noise path of the game instead, weighted by its probability: ``J``
+is then exact and its gradient deterministic (`_exact_noise`).
 
 `make_train(config)` gives pure functions in the style of PureJaxRL:
 
