@@ -237,7 +237,8 @@ def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
     ``num_envs`` (>= 2) paths of the default call with ``key`` (``best_response`` then reads
     "hindsight"), ``exploitability_lower`` the gain of a non-anticipating response fitted
     on ``fit_paths`` independent paths (default: max(64, 4 num_envs)), each with its
-    standard error (``*_se``).  Other calls leave these four fields None.
+    standard error (``*_se``).  Other calls leave these four fields None (and ignore
+    ``fit_paths``).
 
     ``gamma`` defaults to the game's published discount (0.99, macro 0.95).
     With ``check_finite`` (the default), a policy whose action probabilities
