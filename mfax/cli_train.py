@@ -212,8 +212,7 @@ def evaluate(
     import jax
 
     from mfax.agents import load_agent
-    from mfax.evaluation import (BEST_RESPONSES, NOISE_MODES, NonFiniteResultError,
-                                 evaluate_policy)
+    from mfax.evaluation import BEST_RESPONSES, NOISE_MODES, NonFiniteResultError, evaluate_policy
     from mfax.games import check_game_size
     from mfax.io import atomic_write
 

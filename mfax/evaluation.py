@@ -22,6 +22,7 @@ from jax import lax
 from mfax.dynamics import Trajectory, _check_sizes, expectation, rollout_fn
 from mfax.games import check_game_size
 from mfax.games.base import Game
+from mfax.noise_bracket import bracket
 from mfax.noise_tree import (
     DEFAULT_MAX_PATHS,
     enumerate_paths,
@@ -29,7 +30,6 @@ from mfax.noise_tree import (
     paths_rollout_fn,
     sample_paths,
 )
-from mfax.noise_bracket import bracket
 from mfax.policies import MeanFieldPolicy, as_policy
 
 NOISE_MODES = {"sampled": "a Monte-Carlo mean over num_envs sampled common-noise paths",
@@ -236,7 +236,7 @@ def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
     ``exploitability`` and ``exploitability_upper`` are the hindsight value on the
     ``num_envs`` (>= 2) paths of the default call with ``key`` (``best_response`` then reads
     "hindsight"), ``exploitability_lower`` the gain of a non-anticipating response fitted
-    on ``fit_paths`` independent paths (default: max(64, 4 num_envs)), each with its
+    on ``fit_paths`` independent paths (default: max(64, num_envs)), each with its
     standard error (``*_se``).  Other calls leave these four fields None (and ignore
     ``fit_paths``).
 

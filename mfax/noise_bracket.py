@@ -170,9 +170,10 @@ def _mean_se(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def default_fit_paths(num_envs: int) -> int:
-    """Four times the evaluation paths, at least 64: the regression has ``3 + obs_dim``
-    features per time step and state, and more fit paths only tighten the lower bound."""
-    return max(64, 4 * num_envs)
+    """As many as the evaluation paths, at least 64: the regression has only ``3 + obs_dim``
+    features per time step and state, and the fit rollout's memory then stays within that
+    of the evaluation (more fit paths would only tighten the lower bound)."""
+    return max(64, num_envs)
 
 
 def bracket(game: Game, policy: MeanFieldPolicy, key: jax.Array, num_envs: int,
