@@ -11,7 +11,7 @@ import pytest
 
 import mfax
 from mfax.noise_bracket import bracket
-from mfax.policies import as_policy
+from mfax.policies import MeanFieldPolicy, as_policy
 
 KEY = jax.random.PRNGKey(3)
 SMALL = {"num_wealth": 12, "num_income": 3, "num_actions": 5, "horizon": 6}
@@ -27,17 +27,20 @@ def uniform(game):
     return np.full((game.num_states, game.num_actions), 1.0 / game.num_actions, np.float32)
 
 
-def rate_policy(game):
-    """Reads the interest rate, so the mean field moves with the common noise."""
+def _rate_apply(params, carry, obs, t):
+    low, high = params
+    w = jax.nn.sigmoid(10 * (obs[0] - 0.1))
+    return w * high + (1 - w) * low, carry
+
+
+def rate_policy(game, tables=None):
+    """Reads the interest rate (one table when it is low, another when high), so the mean
+    field moves with the common noise; one compiled evaluation serves all ``tables``."""
     rng = np.random.default_rng(0)
-    low, high = (jnp.asarray(rng.dirichlet(np.ones(game.num_actions), size=game.num_states),
-                             jnp.float32) for _ in range(2))
-
-    def policy(obs):
-        w = jax.nn.sigmoid(10 * (obs[0] - 0.1))
-        return w * high + (1 - w) * low
-
-    return policy
+    if tables is None:
+        tables = [rng.dirichlet(np.ones(game.num_actions), size=game.num_states)
+                  for _ in range(2)]
+    return MeanFieldPolicy(_rate_apply, tuple(jnp.asarray(t, jnp.float32) for t in tables))
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +96,9 @@ def _expect(values, idx, prob):
 
 
 def test_uniform_policy_is_beaten_by_the_response(noisy):
-    r = mfax.evaluate_policy(noisy, uniform(noisy), KEY, E, noise="sampled",
-                             best_response="adapted", fit_paths=FIT)
+    pol = rate_policy(noisy, [uniform(noisy)] * 2)
+    r = mfax.evaluate_policy(noisy, pol, KEY, E, noise="sampled", best_response="adapted",
+                             fit_paths=FIT)
     lo, se = float(r.exploitability_lower), float(r.exploitability_lower_se)
     assert lo >= -2 * se and lo > 0.5 * float(r.exploitability_upper)
 
