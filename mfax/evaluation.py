@@ -5,7 +5,8 @@ Definitions follow docs/algorithms.md#exploitability.  By default (``noise="samp
 path separately, so it knows that path in hindsight: with common noise the exploitability is
 then an upper bound on the true one (the published convention).  ``noise="exact"`` weights
 every path of a finite common noise by its probability, and ``best_response="adapted"``
-knows only the draws made so far (`mfax.noise_tree`).
+knows only the draws made so far (`mfax.noise_tree`); with continuous noise (macro) that
+is a Monte-Carlo bracket (`mfax.noise_bracket`).
 """
 
 from __future__ import annotations
