@@ -257,7 +257,6 @@ def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
         raise ValueError(f"gamma = {gamma!r} is not allowed; expected a finite number in (0, 1]")
     pol = as_policy(policy, game)
     if noise == "sampled" and best_response == "adapted" and not game.noise.finite:
-        check_game_size(game, num_envs, "num_envs")
         result, b = bracket(game, pol, key, num_envs, gamma, fit_paths)
         result = result._replace(
             noise=noise, best_response="hindsight",

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from mfax.dynamics import Trajectory, expectation, rollout_fn
+from mfax.games import check_game_size
 from mfax.games.base import Game
 from mfax.policies import MeanFieldPolicy
 
@@ -190,6 +191,9 @@ def bracket(game: Game, policy: MeanFieldPolicy, key: jax.Array, num_envs: int,
     if isinstance(fit_paths, bool) or not isinstance(fit_paths, int) or fit_paths < 2:
         raise ValueError(f"fit_paths = {fit_paths!r} is not allowed; expected None (the "
                          f"default, {default_fit_paths(num_envs)} here) or an integer >= 2")
+    # the two rollouts run one after the other: the larger must fit
+    check_game_size(game, max(num_envs, fit_paths),
+                    "num_envs" if num_envs >= fit_paths else "fit_paths")
     run = _jitted_bracket(game, policy.apply, policy.initial_carry, num_envs, fit_paths,
                           float(gamma))
     hindsight, gain, actions, leak = run(policy.params, key)
