@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mfax
-from mfax.noise_bracket import bracket
+from mfax.noise_bracket import bracket, fit_response, response_gain
 from mfax.policies import MeanFieldPolicy, as_policy
 
 KEY = jax.random.PRNGKey(3)
@@ -87,6 +87,27 @@ def test_each_path_gain_is_below_hindsight_and_recomputes(noisy, rate_result):
         v = np.sum(probs[t] * (reward[t] + gamma * ev), -1)
     mu0 = np.asarray(traj.mu0, np.float64)
     np.testing.assert_allclose(lo, np.sum(mu0 * (w - v), -1), rtol=1e-3, atol=1e-3)
+
+
+def test_response_reads_only_the_present(noisy, rate_result):
+    """Replacing every path's future (after t0) by another path's leaves the response's
+    actions up to t0 unchanged: it does not anticipate."""
+    pol, _ = rate_result
+    gamma = noisy.default_discount
+    h, _ = bracket(noisy, as_policy(pol, noisy), KEY, E, gamma, FIT)
+    traj, t0 = h.trajectory, 2
+    fit = jax.jit(fit_response, static_argnums=(0, 2))(noisy, traj, gamma)  # any will do
+    gain = jax.jit(response_gain, static_argnums=(0, 2))
+
+    def other_future(x):
+        if x.shape[0] == traj.mu.shape[0]:  # [T, E, ...]: times after t0 from path e - 1
+            return x.at[t0 + 1:].set(jnp.roll(x[t0 + 1:], 1, axis=1))
+        return jnp.roll(x, 1, axis=0)  # mu_final [E, S]
+
+    _, acts = gain(noisy, traj, gamma, fit)
+    _, acts_other = gain(noisy, jax.tree.map(other_future, traj), gamma, fit)
+    np.testing.assert_array_equal(acts[:t0 + 1], acts_other[:t0 + 1])
+    assert np.any(np.asarray(acts[t0 + 1:]) != np.asarray(acts_other[t0 + 1:]))
 
 
 def _expect(values, idx, prob):
