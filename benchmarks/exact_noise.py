@@ -3,6 +3,9 @@ exploitability against wall-clock, same network, learning rate and iterations.
 
     python benchmarks/exact_noise.py                          # both games, RSPG, seed 0
     python benchmarks/exact_noise.py --games linear_quadratic --algos spg,rspg --seeds 0,1
+    python benchmarks/exact_noise.py --games beach_bar_1d --noises sampled --sampled-envs 102
+    python benchmarks/exact_noise.py --games beach_bar_1d --noises sampled \
+        --iterations 1080 --eval-every 360               # the exact run's wall-clock
 
 ``sampled`` draws ``num_envs`` environments per iteration (the quick preset's:
 8 for linear-quadratic, 4 for the beach bar); ``exact`` rolls out every
@@ -42,8 +45,8 @@ def exact_scores(trainer, params) -> tuple[float, float]:
     return float(hind.exploitability), float(adap.exploitability)
 
 
-def run(game: str, algo: str, noise: str, seed: int) -> dict:
-    iterations, every, num_envs = RUNS[game]
+def run(game: str, algo: str, noise: str, seed: int, num_envs: int, iterations: int,
+        every: int) -> dict:
     config = TrainConfig(game=game, algo=algo, noise=noise, num_iterations=iterations,
                          eval_every=every, num_envs=num_envs, **NETWORK)
     trainer = make_train(config)
@@ -84,15 +87,24 @@ def main(argv=None) -> None:
     ap.add_argument("--games", default=",".join(RUNS))
     ap.add_argument("--algos", default="rspg")
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--noises", default="sampled,exact")
+    ap.add_argument("--sampled-envs", default=None,
+                    help="comma list of num_envs for the sampled runs (default: RUNS)")
+    ap.add_argument("--iterations", type=int, default=None, help="default: RUNS")
+    ap.add_argument("--eval-every", type=int, default=None, help="default: RUNS")
     args = ap.parse_args(argv)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     for game in args.games.split(","):
+        iterations, every, envs = RUNS[game]
+        iterations, every = args.iterations or iterations, args.eval_every or every
+        envs = [int(e) for e in args.sampled_envs.split(",")] if args.sampled_envs else [envs]
         rows = []
         for algo in args.algos.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                for noise in ("sampled", "exact"):
-                    rows.append(run(game, algo, noise, seed))
+                for noise in args.noises.split(","):
+                    for n in envs if noise == "sampled" else envs[:1]:  # exact: unused
+                        rows.append(run(game, algo, noise, seed, n, iterations, every))
                     print(f"  done {game} {algo} {noise} seed {seed}: exploitability "
                           f"{rows[-1]['curve'][-1][2]:.4g}", flush=True)
         print(f"\nexact exploitability (hindsight) by iteration, {game}:\n{table(rows)}\n",

@@ -134,7 +134,8 @@ def test_bad_noise_is_a_clear_error_at_config_time(bad, match):
 def test_without_common_noise_exact_is_one_path_and_equals_sampled():
     """The crowd ring has no common noise: one path, and every sampled environment is that
     path, so both losses agree."""
-    cfg = TrainConfig(game="crowd_ring", noise="exact", num_iterations=1, eval_every=1, **TINY)
+    cfg = TrainConfig(game="crowd_ring", noise="exact", num_iterations=1, eval_every=1,
+                      game_params={"num_states": 6, "horizon": 4}, **TINY)
     exact = make_train(cfg)
     assert exact.num_envs == 1
     _, new, loss = _first_loss(exact, jax.random.key(0))
