@@ -70,11 +70,13 @@ def solve(
         sol = solve_tabular(g, iterations, algo, gamma=gamma, **settings)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    expl = sol.exploitability
     marks = sorted({0, 1, min(10, iterations), min(100, iterations), iterations})
-    typer.echo(f"{algo}: " + ", ".join(f"iter {k}: {float(expl[k]):.6g}" for k in marks))
-    typer.echo(f"final exploitability {float(expl[-1]):.6g} "
-               f"({100 * float(expl[-1]) / max(float(expl[0]), 1e-30):.3g}% of the uniform policy's)")
+    swept = sol.exploitability.ndim == 2  # a setting given as a list: one row per value
+    for i, expl in enumerate(sol.exploitability if swept else [sol.exploitability]):
+        label = algo + (f" (value {i} of the swept settings)" if swept else "")
+        typer.echo(f"{label}: " + ", ".join(f"iter {k}: {float(expl[k]):.6g}" for k in marks))
+        typer.echo(f"final exploitability {float(expl[-1]):.6g} "
+                   f"({100 * float(expl[-1]) / max(float(expl[0]), 1e-30):.3g}% of the uniform policy's)")
 
 
 # the command modules' groups, merged into the app: `train`, `evaluate` and the pipeline's
