@@ -34,6 +34,9 @@ RIDGE = 1e-3
 #: a feature whose spread over the fit paths is below this (relative to its size) is
 #: constant there (no common noise) and left out, so that the regression is the plain mean
 CONSTANT_FEATURE = 1e-5
+#: a relative change of the step reward above this when only the next draw changes means
+#: that the reward reads it (float noise of the same computation stays far below)
+REWARD_LEAK = 1e-5
 #: the fit paths' key is this fold of the evaluation key: an independent stream
 FIT_STREAM = 0x5EED
 
@@ -191,13 +194,12 @@ def bracket(game: Game, policy: MeanFieldPolicy, key: jax.Array, num_envs: int,
     if isinstance(fit_paths, bool) or not isinstance(fit_paths, int) or fit_paths < 2:
         raise ValueError(f"fit_paths = {fit_paths!r} is not allowed; expected None (the "
                          f"default, {default_fit_paths(num_envs)} here) or an integer >= 2")
-    # the two rollouts run one after the other: the larger must fit
-    check_game_size(game, max(num_envs, fit_paths),
-                    "num_envs" if num_envs >= fit_paths else "fit_paths")
+    # both rollouts are held at once (the fitted response is played on the evaluation paths)
+    check_game_size(game, num_envs + fit_paths, "num_envs + fit_paths")
     run = _jitted_bracket(game, policy.apply, policy.initial_carry, num_envs, fit_paths,
                           float(gamma))
     hindsight, gain, actions, leak = run(policy.params, key)
-    if float(leak) > CONSTANT_FEATURE:
+    if float(leak) > REWARD_LEAK:
         raise ValueError(
             f"the exploitability bracket is not available for {game.name}: its step reward "
             "depends on the common noise drawn after the step (relative change "

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mfax
-from mfax.noise_bracket import bracket, fit_response, response_gain
+from mfax.noise_bracket import bracket, fit_response, response_gain, reward_reads_next_noise
 from mfax.policies import MeanFieldPolicy, as_policy
 
 KEY = jax.random.PRNGKey(3)
@@ -108,6 +108,18 @@ def test_response_reads_only_the_present(noisy, rate_result):
     _, acts_other = gain(noisy, jax.tree.map(other_future, traj), gamma, fit)
     np.testing.assert_array_equal(acts[:t0 + 1], acts_other[:t0 + 1])
     assert np.any(np.asarray(acts[t0 + 1:]) != np.asarray(acts_other[t0 + 1:]))
+
+
+def test_a_reward_that_reads_the_next_draw_is_detected(noisy, rate_result):
+    """The greedy response reads r_t when acting at t: macro's reward reads only t, the
+    beach bar's reads whether the bar closes at t + 1 (so a bracket there would cheat)."""
+    pol, _ = rate_result
+    h, _ = bracket(noisy, as_policy(pol, noisy), KEY, E, noisy.default_discount, FIT)
+    assert float(reward_reads_next_noise(noisy, h.trajectory)) < 1e-6  # float noise only
+    bar = mfax.make_game("beach_bar_1d", num_states=7, horizon=4, max_action=1,
+                         bar_location=3)
+    traj = mfax.rollout(bar, uniform(bar), KEY, 8)
+    assert float(reward_reads_next_noise(bar, traj)) > 1e-3
 
 
 def _expect(values, idx, prob):
