@@ -38,6 +38,12 @@ SETTINGS = {
     "prior_descent": dict(temperature=0.3),
 }
 
+#: extra rows: one vmapped call sweeping a setting (seconds per iteration are per value)
+SWEEPS = {
+    "omd": ("learning_rate", [0.3, 3.0, 10.0]),
+    "prior_descent": ("temperature", [0.1, 1.0]),
+}
+
 #: a game per name, at a number of states S
 GAMES = {
     "crowd_ring": lambda S: mfax.make_game("crowd_ring", num_states=S),
@@ -46,19 +52,38 @@ GAMES = {
 }
 
 
-def run(game, algorithm: str, iterations: int) -> dict:
+def run(game, algorithm: str, iterations: int, sweep=None) -> list[tuple[dict, dict]]:
+    """-> one (settings, row) per value of the swept setting (one row without a sweep)."""
     solver = get_solver(algorithm)
     settings = {**{s.name: s.default for s in solver.settings}, **SETTINGS.get(algorithm, {})}
     static = {s.name: int(settings[s.name]) for s in solver.settings if s.integer}
     traced = {k: np.float32(v) for k, v in settings.items() if k not in static}
-    fn = jax.jit(solve_fn(game, solver, iterations, game.default_discount, static))
+    solve = solve_fn(game, solver, iterations, game.default_discount, static)
+    n = 1
+    if sweep:
+        name, values = sweep
+        traced[name], n = np.asarray(values, np.float32), len(values)
+        axes = {k: (0 if k == name else None) for k in traced}
+        fn = jax.jit(jax.vmap(solve, in_axes=(axes,)))
+    else:
+        fn = jax.jit(solve)
     start = time.perf_counter()
     compiled = fn.lower(traced).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     sol = jax.block_until_ready(compiled(traced))
-    per_it = (time.perf_counter() - start) / iterations
-    e = np.asarray(sol.exploitability, dtype=float)
+    per_it = (time.perf_counter() - start) / iterations / n
+    expl = np.asarray(sol.exploitability, dtype=float).reshape(n, -1)
+    out = []
+    for i in range(n):
+        used = dict(SETTINGS.get(algorithm, {}))
+        if sweep:
+            used[sweep[0]] = sweep[1][i]
+        out.append((used, _row(expl[i], compile_s, per_it, iterations)))
+    return out
+
+
+def _row(e, compile_s, per_it, iterations) -> dict:
     rel = e / e[0]
 
     def reach(threshold):
@@ -89,10 +114,12 @@ def main() -> None:
               flush=True)
         rows = []
         for algo in args.algos.split(","):
-            row = run(game, algo, args.iterations)
-            settings = ", ".join(f"{k}={v:g}" for k, v in SETTINGS.get(algo, {}).items())
-            rows.append([algo, settings] + list(row.values()))
-            print("  ", rows[-1], flush=True)
+            for sweep in [None] + ([SWEEPS[algo]] if algo in SWEEPS else []):
+                for used, row in run(game, algo, args.iterations, sweep):
+                    settings = ", ".join(f"{k}={v:g}" for k, v in used.items())
+                    rows.append([algo + (" (swept)" if sweep else ""), settings]
+                                + list(row.values()))
+                    print("  ", rows[-1], flush=True)
         print_table(["algorithm", "settings"] + list(row), rows)
     print(f"# load average at end {os.getloadavg()[0]:.1f}")
 
