@@ -107,9 +107,9 @@ def sample_paths(game: Game, key: jax.Array, num_envs: int,
     subtree below it, weighted by its probability / num_envs)."""
     noise = _finite_noise(
         game, "best_response='adapted'",
-        "the adapted best response needs the tree of noise histories, and a sampled "
-        "lower bound to bracket the exploitability is not implemented yet; use "
-        "best_response='hindsight' (an upper bound on the exploitability)")
+        "the adapted best response needs the tree of noise histories; "
+        "mfax.evaluate_policy(noise='sampled', best_response='adapted') brackets it "
+        "instead (mfax.noise_bracket)")
     later = noise.later_draws
     n_later = math.prod(len(_support(d)) for d in later)
     if num_envs * n_later > max_paths:
