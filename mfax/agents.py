@@ -107,6 +107,14 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def params_template(network: NetworkConfig, game: Game) -> Any:
+    """Zeros with the structure, shapes and dtypes of ``init_params(network, game)``,
+    from its shapes alone: running the initialisers eagerly compiles each of their ops
+    (seconds per agent read, the bulk of an evaluate job's start)."""
+    shapes = jax.eval_shape(lambda k: init_params(network, game, k), jax.random.key(0))
+    return jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+
 def save_agent(path: Path | str, *, network: NetworkConfig, params: Any, game: Game,
                algorithm: str, seed: Optional[int] = None, gamma: Optional[float] = None,
                training: Optional[Mapping[str, Any]] = None,
@@ -126,7 +134,7 @@ def save_agent(path: Path | str, *, network: NetworkConfig, params: Any, game: G
     if not isinstance(algorithm, str) or not algorithm:
         raise ValueError(f"save_agent: algorithm = {algorithm!r} is not allowed; expected a name")
     path = Path(path)
-    template = init_params(network, game, jax.random.key(0))
+    template = params_template(network, game)
     params = jax.device_get(params)
     _check_structure(template, flax.serialization.to_state_dict(params), "save_agent: params", saving=True)
     leaves = jax.tree_util.tree_leaves(params)
@@ -336,7 +344,7 @@ def load_agent(path: Path | str) -> Agent:
     if not isinstance(state, dict):
         raise ValueError(f"{wfile}: expected a mapping of parameters, got {type(state).__name__}")
     try:
-        template = init_params(network, game, jax.random.key(0))
+        template = params_template(network, game)
     except ValueError as e:
         raise ValueError(f"{file}: the network does not fit the game: {e}") from None
     _check_structure(template, state, str(wfile))

@@ -107,7 +107,9 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     resume = None if checkpoint is None else _load_checkpoints(Path(checkpoint), trainer,
                                                                config, seeds)
-    state = jax.vmap(trainer.init)(keys) if resume is None else resume.state
+    # one compiled program (run eagerly, the initialisers compile op by op: most of a
+    # small job's time)
+    state = jax.jit(jax.vmap(trainer.init))(keys) if resume is None else resume.state
     state = replicate(state)  # several devices: on all of them
     hook = None if checkpoint is None else _checkpointer(Path(checkpoint), config, seeds,
                                                          checkpoint_seconds)
