@@ -548,3 +548,44 @@ def test_dvc_repro_and_metrics_diff(tiny_repo):
     assert "reports/linear_quadratic/spg/metrics.json" in diff and "exploitability" in diff
     assert "reports/linear_quadratic/rspg/metrics.json" not in diff
     sh(root, dvc, "plots", "show", "-q")  # the training curves render
+
+
+@pytest.mark.parametrize("game, overrides", [
+    ("beach_bar_1d", {"num_states": 7, "horizon": 4}),  # finite noise: bar x closure coin
+    ("macro", {"num_wealth": 6, "num_income": 2, "num_actions": 3, "horizon": 3}),
+])
+def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overrides):
+    """metrics.json keeps ``exploitability`` (hindsight, every game) and adds the adapted
+    one: exact where the noise is finite, the bracket where it is continuous."""
+    from mfax.multiseed import save_seeds
+    from mfax.pipeline.evaluate import evaluate_run
+    from mfax.training import TrainConfig, TrainResult, make_train
+
+    cfg = TrainConfig.from_mapping({"num_iterations": 2, "eval_every": 1, "num_envs": 1,
+                                    "hidden": [4], "embed_dim": 2, "game": overrides},
+                                   game=game, algo="spg")
+    trainer = make_train(cfg)
+    state = trainer.init(jax.random.key(0))
+    row = {"iteration": 0, "seconds": 0.0, "exploitability": 1.0, "policy_return": 0.0,
+           "best_response_return": 1.0, "exploitability_undiscounted": 1.0}
+    save_seeds([TrainResult(trainer, 0, state.params, [row], np.zeros(0), 0.0, 0.0, 0.0)],
+               tmp_path / "model")
+    m = evaluate_run(tmp_path / "model", num_envs=4, seed=3, episodes=1,
+                     metrics_path=tmp_path / "m.json", curve_path=tmp_path / "c.csv",
+                     trajectory_path=tmp_path / "t.nc")
+    assert json.loads((tmp_path / "m.json").read_text()) == m
+    agent = mfax.load_agent(tmp_path / "model" / "seed_0")
+    key = jax.random.key(3)
+    hindsight = mfax.evaluate_policy(agent.game, agent, key, 4, gamma=agent.gamma)
+    assert m["exploitability"] == pytest.approx(float(hindsight.exploitability), rel=1e-6)
+    assert m["exploitability_kind"].startswith("hindsight")
+    if game == "beach_bar_1d":
+        exact = mfax.evaluate_policy(agent.game, agent, key, gamma=agent.gamma, noise="exact",
+                                     best_response="adapted")
+        assert m["exploitability_exact_adapted"] == pytest.approx(float(exact.exploitability))
+        assert m["exploitability_lower"] is None
+    else:
+        assert m["exploitability_exact_adapted"] is None
+        assert m["exploitability_lower"] <= m["exploitability_upper"] + 1e-6
+        assert m["exploitability_upper"] == pytest.approx(m["exploitability"], rel=1e-6)
+        assert m["exploitability_lower_se"] >= 0 and m["exploitability_upper_se"] >= 0

@@ -47,6 +47,35 @@ def aggregate_curves(curves: list[list[dict]]) -> list[dict]:
     return rows
 
 
+#: what metrics.json's ``exploitability`` is, for every game (docs/algorithms.md)
+EXPLOITABILITY_KIND = ("hindsight: a best response that knows each sampled common-noise path "
+                       "(an upper bound with common noise; exact without)")
+#: the non-anticipating (adapted) exploitability beside it: exact where the common noise is
+#: finite, a Monte-Carlo bracket where it is continuous (macro); None where not computed
+ADAPTED_KEYS = ("exploitability_exact_adapted", "exploitability_lower",
+                "exploitability_lower_se", "exploitability_upper", "exploitability_upper_se")
+
+
+def _adapted(evaluate_policy, agent, key, num_envs: int) -> dict[str, float | None]:
+    """The adapted exploitability of one agent: exact over the enumerated noise tree, or the
+    bracket of `mfax.noise_bracket` for continuous noise; None (with the reason) when the
+    tree is too large."""
+    out: dict[str, float | None] = dict.fromkeys(ADAPTED_KEYS)
+    try:
+        if agent.game.noise.finite:
+            r = evaluate_policy(agent.game, agent, key, num_envs, gamma=agent.gamma,
+                                noise="exact", best_response="adapted")
+            out["exploitability_exact_adapted"] = float(np.asarray(r.exploitability))
+        elif num_envs >= 2:  # a standard error needs two paths
+            r = evaluate_policy(agent.game, agent, key, num_envs, gamma=agent.gamma,
+                                noise="sampled", best_response="adapted")
+            for k in ADAPTED_KEYS[1:]:
+                out[k] = float(np.asarray(getattr(r, k)))
+    except ValueError as err:  # e.g. more common-noise paths than max_paths
+        out["adapted_not_computed"] = str(err)
+    return out
+
+
 def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, episodes: int,
                  metrics_path: str | os.PathLike, curve_path: str | os.PathLike,
                  trajectory_path: str | os.PathLike, timer=None) -> dict:
@@ -82,6 +111,7 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
     key = jax.random.key(int(seed))
     results = [evaluate_policy(a.game, a, key, num_envs, gamma=a.gamma) for _, a in agents]
     uniform = evaluate_policy(game, uniform_policy(game), key, num_envs, gamma=gamma)
+    adapted = [_adapted(evaluate_policy, a, key, num_envs) for _, a in agents]
 
     f = lambda x: float(np.asarray(x))  # noqa: E731
     expl = [f(r.exploitability) for r in results]
@@ -92,6 +122,8 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
             "best_response_return": f(r.best_response_return),
             "initial_exploitability": c[0]["exploitability"] if c else None,
         }
+    for (s, _), extra in zip(agents, adapted):
+        per_seed[str(s)].update(extra)
     index_file = Path(model_dir) / SEEDS_FILE
     if index_file.exists():
         index = json.loads(index_file.read_text())
@@ -114,6 +146,8 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
         "iterations": max((c[-1]["iteration"] for c in curves if c), default=0),
         "num_seeds": len(agents),
         "eval_num_envs": int(num_envs),
+        "exploitability_kind": EXPLOITABILITY_KIND,
+        **{k: _mean([x.get(k) for x in adapted]) for k in ADAPTED_KEYS},
         "per_seed": per_seed,
     }
     if timer is not None:

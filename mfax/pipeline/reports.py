@@ -232,6 +232,27 @@ def figure_values(plt, ds, path):
 
 
 # ------------------------------------------------------------------------ report
+def _adapted_rows(m: dict) -> list[list[str]]:
+    """The adapted exploitability rows of a report: exact, or the bracket with its SEs."""
+    if m.get("exploitability_exact_adapted") is not None:
+        return [["exploitability, adapted best response (exact)",
+                 fmt(m["exploitability_exact_adapted"]), "", ""]]
+    if m.get("exploitability_lower") is not None:
+        return [["exploitability, adapted (bracket: lower, upper ± s.e.)",
+                 f"[{pm(m['exploitability_lower'], m.get('exploitability_lower_se'))}, "
+                 f"{pm(m['exploitability_upper'], m.get('exploitability_upper_se'))}]", "", ""]]
+    return []
+
+
+def adapted_cell(r: dict) -> str:
+    """The summary's adapted-exploitability cell: the exact value or ``[lower, upper]``."""
+    if r.get("exploitability_exact_adapted") is not None:
+        return fmt(r["exploitability_exact_adapted"])
+    if r.get("exploitability_lower") is not None:
+        return f"[{fmt(r['exploitability_lower'])}, {fmt(r['exploitability_upper'])}]"
+    return "-"
+
+
 def write_report(metrics_path, curve_path, trajectory_path, out_html, timer=None) -> Path:
     """One run's HTML report, with its PNG figures in ``figures/`` next to it.  ``timer``
     (a `mfax.pipeline.timings.Timer`) records the phases: import, read, figures."""
@@ -263,6 +284,7 @@ def write_report(metrics_path, curve_path, trajectory_path, out_html, timer=None
         ["policy return", fmt(m.get("policy_return")), "", ""],
         ["best-response return", fmt(m.get("best_response_return")), "", ""],
         ["exploitability (undiscounted)", fmt(m.get("exploitability_undiscounted")), "", ""],
+        *_adapted_rows(m),
         ["untrained policy's exploitability", fmt(m.get("initial_exploitability")), "", ""],
         ["uniform policy's exploitability", fmt(m.get("uniform_exploitability")), "", ""],
         ["training wall-clock [s]", fmt(m.get("train_seconds")), "", ""],
@@ -285,8 +307,11 @@ def write_report(metrics_path, curve_path, trajectory_path, out_html, timer=None
 <style>{CSS}</style></head><body>
 <h1>mfax report: {html.escape(title)}</h1>
 <p class=note>Evaluated on {fmt(attrs.get('evaluated_episodes'))} push-forward episodes
-(common-noise samples); figures show stored episode 0. With common noise the best response knows the
-sampled path in hindsight, so exploitability is an upper bound on the true one.</p>
+(common-noise samples); figures show stored episode 0. "exploitability" is the same quantity for
+every game: {html.escape(str(m.get('exploitability_kind') or 'hindsight'))}. Beside it, the
+exploitability against a best response that knows only the noise drawn so far (adapted): exact
+over every common-noise path where the noise is finite, a Monte-Carlo bracket [lower, upper]
+where it is continuous.</p>
 <h2>Metrics</h2>{_table(head, rows)}
 <h2>Per seed</h2>{_table(['seed', 'exploitability', 'policy return', 'best-response return',
                          'untrained'], seed_rows)}
@@ -303,6 +328,7 @@ sampled path in hindsight, so exploitability is an upper bound on the true one.<
 
 # ----------------------------------------------------------------------- summary
 SUMMARY_COLUMNS = ("game", "algorithm", "setting", "seeds", "exploitability", "exploitability_std",
+                   "exploitability_exact_adapted", "exploitability_lower", "exploitability_upper",
                    "uniform_exploitability", "initial_exploitability", "policy_return",
                    "best_response_return", "train_seconds", "iterations", "best_setting")
 #: per-job timings (mfax.pipeline.timings): each stage's job wall-clock and its JAX compilation
@@ -385,12 +411,14 @@ def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.P
     atomic_write(out_csv, _csv_text(SUMMARY_COLUMNS + TIMING_COLUMNS, rows))
     swept = any(r["setting"] for r in rows)
     header = ["game", "algorithm"] + (["setting"] if swept else []) + [
-        "exploitability (mean ± std over seeds)", "untrained", "uniform policy", "policy return",
+        "exploitability (mean ± std over seeds)", "adapted", "untrained", "uniform policy",
+        "policy return",
         "best-response return", "train seconds", "iterations"] + (["best"] if swept else [])
     table = []
     for r in rows:
         table.append([r["game"], r["algorithm"]] + ([r["setting"] or "-"] if swept else []) + [
-            pm(r["exploitability"], r["exploitability_std"]), fmt(r["initial_exploitability"]),
+            pm(r["exploitability"], r["exploitability_std"]), adapted_cell(r),
+            fmt(r["initial_exploitability"]),
             fmt(r["uniform_exploitability"]), fmt(r["policy_return"]),
             fmt(r["best_response_return"]), fmt(r["train_seconds"], 3), fmt(r["iterations"])]
             + (["**best**" if r["best_setting"] else ""] if swept else []))
@@ -398,7 +426,9 @@ def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.P
             "Exploitability of each trained policy (mean and spread over its seeds), next to the "
             "untrained network's and the uniform policy's, with returns and training time. "
             "With common noise the exploitability is an upper bound (the best response knows the "
-            "sampled path in hindsight).", "", _md_table(header, table), ""]
+            "sampled path in hindsight). *adapted*: against a best response that knows only the "
+            "noise drawn so far, exact where the noise is finite, a Monte-Carlo bracket "
+            "[lower, upper] where it is continuous (macro).", "", _md_table(header, table), ""]
     if swept:
         text += ["## Best setting per game and algorithm (lowest mean exploitability)", ""]
         text += [f"- {r['game']} / {r['algorithm']}: {r['setting']} "
