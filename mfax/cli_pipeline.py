@@ -77,11 +77,17 @@ def train_seeds_cmd(
                                         help="comma-separated seeds (default: the config's)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     timings: Optional[Path] = typer.Option(None, "--timings", help=TIMINGS_HELP),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="folder for the training state while the run lasts: a "
+        "rerun (after a crash, Ctrl-C, SIGTERM or preemption) continues from it; removed "
+        "once the model is saved"),
 ) -> None:
     """Train all seeds of a run together (one jitted, vmapped run) and save one agent per seed.
 
     The folder ``--out`` is replaced as a whole when training has finished (written next to
     it, then renamed): an interrupted or failed run leaves the previous folder as it was.
+    With ``--checkpoint DIR`` the state is saved there as training goes, and the same
+    command run again continues from it (bitwise the run never stopped).
     """
     import shutil
 
@@ -112,18 +118,22 @@ def train_seeds_cmd(
         config_class = get_algorithm(algo).config_class
         cfg = config_class.from_mapping(mapping, game=game, algo=algo, source=f"config ({config})")
         check_output_location(out, "dir", "--out")  # before training: a bad --out fails now
+        if checkpoint is not None:
+            check_output_location(checkpoint, "dir", "--checkpoint")
         staged = staging_dir(out)
     except ValueError as err:
         raise _fail(str(err), 2) from None
     try:
         try:
-            results = train_seeds(cfg, seed_list, progress=progress)
+            results = train_seeds(cfg, seed_list, progress=progress, checkpoint=checkpoint)
         except ValueError as err:
             raise _fail(str(err), 2) from None
         r0 = results[0]  # the seeds ran together: one clock
         timer.lap("setup", train=r0.train_seconds, evaluate=r0.eval_seconds)
         save_seeds(results, staged)
         replace_dir(staged, out)
+        if checkpoint is not None:  # the model is saved: nothing left to continue
+            shutil.rmtree(checkpoint, ignore_errors=True)
         timer.lap("write")
     finally:
         shutil.rmtree(staged, ignore_errors=True)  # gone already when replace_dir succeeded

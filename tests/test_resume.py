@@ -235,3 +235,34 @@ def test_multiseed_checkpoint_resumes_bitwise(tmp_path):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     other = train_seeds(cfg.replace(lr=cfg.lr * 2), [0, 1], progress=False, checkpoint=ckpt)
     assert other[0].curve[0]["iteration"] == 0 and len(other[0].losses) == cfg.num_iterations
+
+
+def test_train_seeds_command_continues_from_its_checkpoint(tmp_path):
+    """`mfax train-seeds --checkpoint DIR` (the pipeline's train job) continues a stopped
+    run's saved state and removes the folder once the model is saved."""
+    import yaml
+
+    from mfax.cli import app
+    from mfax.multiseed import train_seeds
+
+    cfg = spg_config()
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):  # a job stopped by SIGTERM / preemption
+        train_seeds(cfg, [0, 1], progress=False, checkpoint=ckpt, checkpoint_seconds=0.0,
+                    interrupt_after=3)
+    saved = read_meta(ckpt / "seed_1")
+    mapping = {k: v for k, v in cfg.to_dict().items() if k not in ("game", "game_params")}
+    mapping["game"] = dict(cfg.game_params)
+    mapping["seeds"] = [0, 1]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(mapping))
+    out = tmp_path / "model"
+    r = CliRunner().invoke(app, ["train-seeds", "--game", cfg.game, "--algo", "spg",
+                                 "--config", str(tmp_path / "config.yaml"), "--out", str(out),
+                                 "--no-progress", "--checkpoint", str(ckpt)])
+    assert r.exit_code == 0, r.output
+    assert not ckpt.exists()
+    curve = mfax.load_agent(out / "seed_1").curve()
+    assert curve[2]["seconds"] == saved["train_seconds"]  # continued, not redone
+    full = train_seeds(cfg, [0, 1], progress=False)[1]
+    assert [row["exploitability"] for row in curve] == \
+        [row["exploitability"] for row in full.curve]

@@ -28,18 +28,19 @@ from mfax.pipeline.params import (
     Pipeline, check_run_piece, config_text, deep_merge, read_yaml, write_config,
 )
 from mfax.pipeline.runs import (
-    AGENT_FILES, LOG, MAX_NAME, PATHS, SAFE_NAME, SAFE_PIECE, SEEDS_FILE, SUMMARY_LOG,
-    SUMMARY_OUTPUTS, TIMED_STAGES, TIMINGS, Run, expected_outputs, format_value, log_path,
-    model_files, path, timings_path,
+    AGENT_FILES, CHECKPOINT, LOG, MAX_NAME, PATHS, SAFE_NAME, SAFE_PIECE, SEEDS_FILE,
+    SUMMARY_LOG, SUMMARY_OUTPUTS, TIMED_STAGES, TIMINGS, Run, checkpoint_path, expected_outputs,
+    format_value, log_path, model_files, path, timings_path,
 )
 from mfax.pipeline.staging import remove_outputs, replace_dir, staging_dir
 
 __all__ = [
-    "AGENT_FILES", "CODE_DEPS", "DVC_HEADER", "EVALUATION_DEFAULTS", "LAYER_SECTIONS", "LOG",
+    "AGENT_FILES", "CHECKPOINT", "CODE_DEPS", "DVC_HEADER", "EVALUATION_DEFAULTS", "LAYER_SECTIONS", "LOG",
     "MAX_NAME", "PARAMS_FILE", "PATHS", "PRESETS_DIR", "RUN_CURVE_COLUMNS", "SAFE_NAME",
     "SAFE_PIECE", "SEEDS_FILE", "SUMMARY_LOG", "SUMMARY_OUTPUTS", "TIMED_STAGES", "TIMINGS",
     "TOP_KEYS", "ParamsError",
-    "Pipeline", "Run", "aggregate_curves", "check_run_piece", "code_files", "code_hash",
+    "Pipeline", "Run", "aggregate_curves", "check_run_piece", "checkpoint_path", "code_files",
+    "code_hash",
     "command", "config_text", "deep_merge", "dumps_json", "evaluate_run", "expected_outputs",
     "format_value", "log_path", "model_files", "path", "read_yaml", "remove_outputs",
     "replace_dir", "staging_dir", "timings_path", "write_config",

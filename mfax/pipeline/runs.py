@@ -13,6 +13,9 @@ sweep its name is the algorithm's (``spg``), with one it carries the setting
     reports/summary.{md,csv,png}       one table and one comparison plot over all runs
     data/<game>/<run>/timings/<stage>.json  what the stage's job spent its time on
     logs/<game>/<run>/<stage>.log      what a Snakemake job printed (not for git or DVC)
+    checkpoints/<game>/<run>/          a training job's state while it runs (not for git or
+                                       DVC): a retried, preempted or killed job continues
+                                       from it; removed once the model is saved
 
 Every user of a path derives it from here: `Run`'s properties fill the
 templates for one run, the Snakemake rules use them as they are (``{game}``
@@ -41,6 +44,8 @@ LOG = "logs/{game}/{run}/{stage}.log"
 SUMMARY_LOG = "logs/summary.log"
 #: a job's timings (`mfax.pipeline.timings`), per run and stage: a DVC output, not a metric
 TIMINGS = "data/{game}/{run}/timings/{stage}.json"
+#: where a training job keeps its state until its model is saved (`mfax.multiseed`)
+CHECKPOINT = "checkpoints/{game}/{run}"
 #: the stages whose jobs write one, in pipeline order
 TIMED_STAGES = ("train", "evaluate", "report")
 SUMMARY_OUTPUTS = ("reports/summary.md", "reports/summary.csv", "reports/summary.png")
@@ -63,6 +68,11 @@ def log_path(stage: str, game: str = "{game}", run: str = "{run}") -> str:
 def timings_path(stage: str, game: str = "{game}", run: str = "{run}") -> str:
     """The timings file of a run's ``stage`` job; by default the template in {game} and {run}."""
     return TIMINGS.format(game=game, run=run, stage=stage)
+
+
+def checkpoint_path(game: str = "{game}", run: str = "{run}") -> str:
+    """The training checkpoint folder of a run; by default the template in {game} and {run}."""
+    return CHECKPOINT.format(game=game, run=run)
 
 
 def model_files(seeds: list[int], game: str = "{game}", run: str = "{run}") -> list[str]:

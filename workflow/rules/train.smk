@@ -28,9 +28,11 @@ rule train:
     params:
         algo=lambda w: run_of(w).algo,
         out=path("model"),
+        # a retried, preempted or killed job continues from here (not an output)
+        checkpoint=checkpoint_path(),
         code=code_hash(ROOT, "train"),
     threads: 1
     shell:
         "mfax train-seeds --game {wildcards.game:q} --algo {params.algo:q} "
         "--config {input.config:q} --out {params.out:q} --no-progress "
-        "--timings {output.timings:q} > {log:q} 2>&1"
+        "--timings {output.timings:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
