@@ -61,7 +61,7 @@ def test_exact_gradient_is_deterministic_sampled_is_not():
 def test_default_noise_is_sampled_and_its_loss_unchanged():
     """``noise: sampled`` (the default) keeps the loss of before: the mean over ``num_envs``
     sampled environments, from the iteration's key exactly as before (bitwise)."""
-    cfg = TrainConfig(algo="spg", num_envs=4, **BAR)
+    cfg = TrainConfig(algo="rspg", num_envs=4, **BAR)  # the trainer of the test above
     assert cfg.noise == "sampled" and cfg == cfg.replace(noise="sampled")
     trainer = make_train(cfg)
     state, _, loss = _first_loss(trainer, jax.random.key(3))
@@ -143,3 +143,26 @@ def test_without_common_noise_exact_is_one_path_and_equals_sampled():
                                      jax.random.key(0))
     assert np.isfinite(loss) and int(new.failed_at) == -1
     assert loss == pytest.approx(loss_sampled, rel=1e-6)
+
+
+def test_unequal_path_probabilities_weight_the_loss():
+    """Every built-in tree has equally likely paths; a linear-quadratic whose z is +1 with
+    probability 0.8 checks that the loss weights each path's return by its probability."""
+    from mfax.games.base import CommonNoise, NoiseDraw
+    from mfax.games.linear_quadratic import LinearQuadratic
+
+    class Skewed(LinearQuadratic):
+        noise = CommonNoise((NoiseDraw("z", 0, (1.0, -1.0), (0.8, 0.2)),))
+
+    cfg = TrainConfig(algo="spg", noise="exact", num_iterations=1, eval_every=1,
+                      game_params={"num_states": 11, "horizon": 5}, **TINY)
+    trainer = make_train(cfg, Skewed(cfg.game_parameters()))
+    state, _, loss = _first_loss(trainer, jax.random.key(4))
+    r = mfax.evaluate_policy(trainer.game, trainer.policy(state.params), jax.random.key(0),
+                             noise="exact")
+    z = np.asarray(r.trajectory.common_noise[0])  # [2] the value of z on each path
+    per_path = np.sum(np.asarray(r.trajectory.mu0) * np.asarray(r.policy_value[0]), -1)
+    assert sorted(z.tolist()) == [-1.0, 1.0] and abs(per_path[0] - per_path[1]) > 1e-3
+    expected = 0.8 * per_path[z == 1.0][0] + 0.2 * per_path[z == -1.0][0]
+    assert loss == pytest.approx(-expected, rel=1e-5)
+    assert abs(loss + np.mean(per_path)) > 1e-4  # the plain mean would be wrong
