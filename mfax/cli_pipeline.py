@@ -2,7 +2,7 @@
 
     mfax configure     [--params params/params.yaml] [--set key=value ...]
     mfax train-seeds   --game G --algo A --config data/G/R/config.yaml --out models/G/R
-    mfax evaluate-pair --agent models/G/R --metrics ... --curve ... --trajectory ...
+    mfax evaluate-run --agent models/G/R --metrics ... --curve ... --trajectory ...
     mfax report        --metrics ... --curve ... --trajectory ... --out reports/G/R/report.html
     mfax summary       --out reports/summary.md reports/*/*/metrics.json
     mfax dvc-yaml      [--check]
@@ -150,8 +150,8 @@ def train_seeds_cmd(
             typer.echo(f"warning: {r.message}", err=True)
 
 
-@app.command("evaluate-pair")
-def evaluate_pair(
+@app.command("evaluate-run")
+def evaluate_run_cmd(
     agent: Path = typer.Option(..., "--agent", help="model folder (mfax train-seeds or mfax train)"),
     num_envs: int = typer.Option(32, "--num-envs", min=1, help="evaluation episodes"),
     seed: int = typer.Option(2024, "--seed", help="evaluation seed (the same for every agent)"),

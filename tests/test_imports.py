@@ -119,7 +119,7 @@ def _run(code: str) -> None:
     "from mfax.cli import app; from typer.testing import CliRunner; "
     "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
     "assert all(c in r.output for c in ('games', 'solve', 'train', 'evaluate', 'configure', "
-    "'train-seeds', 'evaluate-pair', 'report', 'summary', 'dvc-yaml')), r.output",
+    "'train-seeds', 'evaluate-run', 'report', 'summary', 'dvc-yaml')), r.output",
     "from mfax.algorithms import list_algorithms; assert list_algorithms()",
     "import mfax.io",
     "import mfax.pipeline; from mfax.pipeline import *",  # the Snakefile's imports

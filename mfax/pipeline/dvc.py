@@ -68,7 +68,7 @@ def dvc_stages(pipe: Pipeline) -> dict:
         "evaluate": {
             "foreach": items,
             "do": {
-                "cmd": command("mfax", "evaluate-pair", "--agent", item("model"),
+                "cmd": command("mfax", "evaluate-run", "--agent", item("model"),
                                "--num-envs", "${evaluation.num_envs}",
                                "--seed", "${evaluation.seed}",
                                "--episodes", "${evaluation.episodes}",

@@ -1,4 +1,4 @@
-"""The evaluate stage (``mfax evaluate-pair``): every seed of a trained run on the same
+"""The evaluate stage (``mfax evaluate-run``): every seed of a trained run on the same
 episodes -> ``metrics.json``, the seed-aggregated ``curve.csv`` and ``trajectory.nc``.
 
 JAX and the evaluation code are imported when `evaluate_run` runs, not with this module.

@@ -1,7 +1,7 @@
 """Stage outputs replaced as a whole: a new folder is written next to the old one, then
 swapped in by renames, and outputs that are stale after a failure are removed.
 
-Used by ``mfax train-seeds`` (the model folder) and ``mfax evaluate-pair`` (stale
+Used by ``mfax train-seeds`` (the model folder) and ``mfax evaluate-run`` (stale
 results of a model that cannot be evaluated); nothing here imports JAX.
 """
 

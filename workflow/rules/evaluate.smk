@@ -10,14 +10,14 @@ rule evaluate:
         log_path("evaluate"),
     params:
         model=path("model"),
-        # removed by mfax evaluate-pair when the model cannot be evaluated (no stale report)
+        # removed by mfax evaluate-run when the model cannot be evaluated (no stale report)
         report=path("report"),
         num_envs=EVAL["num_envs"],
         seed=EVAL["seed"],
         episodes=EVAL["episodes"],
         code=code_hash(ROOT, "evaluate"),
     shell:
-        "mfax evaluate-pair --agent {params.model:q} --num-envs {params.num_envs:q} "
+        "mfax evaluate-run --agent {params.model:q} --num-envs {params.num_envs:q} "
         "--seed {params.seed:q} --episodes {params.episodes:q} --metrics {output.metrics:q} "
         "--curve {output.curve:q} --trajectory {output.trajectory:q} --report {params.report:q} "
         "--timings {output.timings:q} > {log:q} 2>&1"
