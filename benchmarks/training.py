@@ -25,6 +25,10 @@ Sections (``--sections``, comma-separated):
   wall-clock: mfax and, given a virtual
   environment with the published code (``--published-python``,
   ``--published-repo``), MFAX itself in the same run (docs/LEARNING.md).
+- ``devices``: the ``timing`` rows at the quick size with 1 and 2 host devices
+  (``XLA_FLAGS=--xla_force_host_platform_device_count``, each in its own
+  process): the environments of a batch are split over the devices
+  (`mfax.sharding`); on a GPU machine, the devices it has.
 - ``tabular``: without common noise, SPG against `mfax.solve_tabular`
   (fictitious play); skipped if `mfax.solvers` is missing.
 """
@@ -110,6 +114,35 @@ def timing(games, iterations, sizes, out):
                 print("  ", rows[-1], file=sys.stderr, flush=True)
     print_table(["game", "size", "algo", "game size", "envs", "compile s", "s / iter",
                  "FLOP / iter", "GFLOP/s", "roofline GFLOP/s", "of roofline"], rows)
+
+
+def devices(games, iterations, counts, out):
+    """The quick-size timing rows with each count of forced host devices (CPU), each
+    measured in a fresh process (the device count is fixed when JAX starts)."""
+    import subprocess  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    print("## One job on several devices: seconds per iteration at the quick size, the "
+          "environments split over N host devices (XLA_FLAGS), each N in its own process")
+    rows, base = [], {}
+    for n in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+            subprocess.run([sys.executable, __file__, "--sections", "timing", "--timing-sizes",
+                            "quick", "--games", ",".join(games), "--timing-iterations",
+                            str(iterations), "--json", f"{tmp}/t.json"], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            with open(f"{tmp}/t.json") as f:
+                timed = json.load(f)["timing"]
+        for r in timed:
+            key = (r["game"], r["algo"])
+            base.setdefault(key, r["seconds_per_iteration"])
+            rows.append([r["game"], r["algo"], r["num_envs"], n, f"{r['compile_seconds']:.1f}",
+                         f"{r['seconds_per_iteration']:.4f}",
+                         f"{base[key] / r['seconds_per_iteration']:.2f}x"])
+            out.setdefault("devices", []).append({**r, "devices": n})
+    print_table(["game", "algo", "envs", "devices", "compile s", "s / iter",
+                 "speed-up vs first"], rows)
 
 
 def _time(fn, *args, repeats=20):
@@ -263,11 +296,12 @@ def tabular(games, iterations, num_envs, lr, hidden, out):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sections", default="timing,factored,quality,tabular")
+    ap.add_argument("--sections", default="timing,devices,factored,quality,tabular")
     ap.add_argument("--games", default="linear_quadratic,beach_bar_1d,macro")
     ap.add_argument("--timing-iterations", type=int, default=10)
     ap.add_argument("--timing-sizes", default="published,quick",
                     help="timing: published (the paper's sizes), quick (small games), or both")
+    ap.add_argument("--devices", default="1,2", help="devices: host device counts to compare")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--num-envs", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -293,6 +327,8 @@ def main(argv=None):
     out: dict = {"settings": vars(args)}
     if "timing" in sections:
         timing(games, args.timing_iterations, args.timing_sizes.split(","), out)
+    if "devices" in sections:
+        devices(games, args.timing_iterations, [int(n) for n in args.devices.split(",")], out)
     if "factored" in sections:
         factored(games, out)
     if "quality" in sections:
