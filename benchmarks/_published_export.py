@@ -58,7 +58,6 @@ def main():
     sys.path.insert(0, os.path.abspath(a.repo))
     import jax
     import jax.numpy as jnp
-
     from mfax.algos.hsm.exploitability import make_exploitability
     from mfax.envs import make_env
 
@@ -74,24 +73,37 @@ def main():
     evals = []
     traj = None
     for n in [int(x) for x in a.eval_envs.split(",")]:
-        expl = make_exploitability(env=env, agent=agent, state_type=a.state_type, gamma=a.gamma,
-                                   num_envs=n, max_steps_in_episode=T)
+        expl = make_exploitability(
+            env=env,
+            agent=agent,
+            state_type=a.state_type,
+            gamma=a.gamma,
+            num_envs=n,
+            max_steps_in_episode=T,
+        )
         for k in [int(x) for x in a.eval_keys.split(",")]:
             t0 = time.perf_counter()
             res = expl(jax.random.PRNGKey(k), params)
             mu0 = res.mf_sequence.aggregate_s.mu[0]  # [E, S]
             per_env = ((res.br.disc_returns - res.policy_disc_returns) * mu0).sum(-1)
             z = getattr(res.mf_sequence.aggregate_s, "z", None)  # the common noise, if any
-            evals.append(dict(
-                num_envs=n, key=k,
-                exploitability=float(res.exploitability.exploitability),
-                policy_return=float(res.exploitability.mean_policy_return),
-                best_response_return=float(res.exploitability.mean_br_return),
-                per_env_exploitability=np.asarray(per_env).tolist(),
-                per_env_noise=None if z is None else np.asarray(z[0], float).tolist(),
-                seconds=time.perf_counter() - t0))
-            print(f"published evaluator: {n} envs, key {k}: exploitability "
-                  f"{evals[-1]['exploitability']:.4f}", flush=True)
+            evals.append(
+                dict(
+                    num_envs=n,
+                    key=k,
+                    exploitability=float(res.exploitability.exploitability),
+                    policy_return=float(res.exploitability.mean_policy_return),
+                    best_response_return=float(res.exploitability.mean_br_return),
+                    per_env_exploitability=np.asarray(per_env).tolist(),
+                    per_env_noise=None if z is None else np.asarray(z[0], float).tolist(),
+                    seconds=time.perf_counter() - t0,
+                )
+            )
+            print(
+                f"published evaluator: {n} envs, key {k}: exploitability "
+                f"{evals[-1]['exploitability']:.4f}",
+                flush=True,
+            )
             if traj is None:
                 traj = res.mf_sequence
 
@@ -111,24 +123,39 @@ def main():
         hidden = agent.init_hidden(P)
         done = jnp.zeros((P,), bool)
         for t in range(T):
-            p, hidden = agent.mf_policy.dist_prob(params, states, jnp.asarray(probe_obs[:, t]),
-                                                  hidden, done)
+            p, hidden = agent.mf_policy.dist_prob(
+                params, states, jnp.asarray(probe_obs[:, t]), hidden, done
+            )
             probs.append(np.asarray(p))
     else:
         for t in range(T):
-            probs.append(np.asarray(agent.mf_policy.dist_prob(params, states,
-                                                              jnp.asarray(probe_obs[:, t]))))
+            probs.append(
+                np.asarray(agent.mf_policy.dist_prob(params, states, jnp.asarray(probe_obs[:, t])))
+            )
     probe_probs = np.stack(probs, axis=1)  # [P, T, S, A]
-    np.savez(os.path.join(a.out, "probes.npz"), obs=probe_obs, probs=probe_probs,
-             rollout_probs=np.asarray(jnp.swapaxes(traj.prob_a, 0, 1)))  # [E, T, S, A]
+    np.savez(
+        os.path.join(a.out, "probes.npz"),
+        obs=probe_obs,
+        probs=probe_probs,
+        rollout_probs=np.asarray(jnp.swapaxes(traj.prob_a, 0, 1)),
+    )  # [E, T, S, A]
     np.savez(os.path.join(a.out, "params.npz"), **flatten(params))
 
-    info = dict(recurrent=recurrent, task=a.task, state_type=a.state_type, gamma=a.gamma,
-                num_states=int(env.n_states), num_actions=int(env.n_actions),
-                obs_dim=int(env.obs_dim), horizon=T, normalize_obs=bool(agent.normalize_obs),
-                normalize_states=bool(agent.normalize_individual_s), evaluations=evals,
-                param_shapes={k: list(v.shape) for k, v in flatten(params).items()},
-                jax=jax.__version__)
+    info = dict(
+        recurrent=recurrent,
+        task=a.task,
+        state_type=a.state_type,
+        gamma=a.gamma,
+        num_states=int(env.n_states),
+        num_actions=int(env.n_actions),
+        obs_dim=int(env.obs_dim),
+        horizon=T,
+        normalize_obs=bool(agent.normalize_obs),
+        normalize_states=bool(agent.normalize_individual_s),
+        evaluations=evals,
+        param_shapes={k: list(v.shape) for k, v in flatten(params).items()},
+        jax=jax.__version__,
+    )
     with open(os.path.join(a.out, "published.json"), "w") as f:
         json.dump(info, f, indent=1)
     print(f"exported to {a.out}", flush=True)

@@ -51,10 +51,14 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--iterations", type=int, default=40)
     ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--run", type=int, default=0,
-                    help="also replay the published script's first RUN iterations from the "
-                         "same key (its first evaluation split included): export each "
-                         "iteration's bar locations and noise paths and the final parameters")
+    ap.add_argument(
+        "--run",
+        type=int,
+        default=0,
+        help="also replay the published script's first RUN iterations from the "
+        "same key (its first evaluation split included): export each "
+        "iteration's bar locations and noise paths and the final parameters",
+    )
     a = ap.parse_args()
 
     repo = os.path.abspath(a.repo)
@@ -63,9 +67,8 @@ def main():
     import jax.numpy as jnp
     import optax
     from flax.training.train_state import TrainState
-
-    from mfax.envs import make_env
     from mfax.algos.hsm.utils.mf_policy_wrappers import RecurrentMeanFieldPolicy
+    from mfax.envs import make_env
 
     # the published script's module (its make_train_step), imported by path
     script = os.path.join(repo, "mfax", "algos", "hsm", "algos", f"{a.algo}.py")
@@ -75,34 +78,52 @@ def main():
     if a.algo != "rspg":
         raise SystemExit("only rspg is wired here")
 
-    args = types.SimpleNamespace(num_envs=a.num_envs, normalize_obs=True,
-                                 normalize_states=a.state_type != "indices",
-                                 discount_factor=a.gamma, debug=False, debug_frequency=10,
-                                 task=a.task)
+    args = types.SimpleNamespace(
+        num_envs=a.num_envs,
+        normalize_obs=True,
+        normalize_states=a.state_type != "indices",
+        discount_factor=a.gamma,
+        debug=False,
+        debug_frequency=10,
+        task=a.task,
+    )
     env = make_env("pushforward/" + a.task, common_noise=True)
     T = int(env.params.max_steps_in_episode)
     # --- network and initialisation: as in the published script's __main__ ---
     net = RecurrentMeanFieldPolicy(
-        state_type=a.state_type, num_states=env.n_states,
+        state_type=a.state_type,
+        num_states=env.n_states,
         encoder_kwargs=dict(hidden_size=128, embed_size=128, activation="relu"),
-        policy_kwargs=dict(n_actions=env.n_actions, hidden_layer_sizes=(128, 128, 128),
-                           activation="relu", state_type=a.state_type,
-                           num_states=env.n_states))
+        policy_kwargs=dict(
+            n_actions=env.n_actions,
+            hidden_layer_sizes=(128, 128, 128),
+            activation="relu",
+            state_type=a.state_type,
+            num_states=env.n_states,
+        ),
+    )
     states = jnp.arange(env.n_states) if a.state_type == "indices" else env.params.states
     rng = jax.random.PRNGKey(a.seed)
     rng, rng_actor, rng_action = jax.random.split(rng, 3)
     hidden0 = net.init_hidden(a.num_envs, 128)
     done0 = jnp.zeros((a.num_envs,), bool)
     init_obs = jnp.ones((a.num_envs, env.obs_dim), jnp.float32)
-    params = net.init(rng_actor, env.normalize_individual_s(states, args.normalize_states),
-                      env.normalize_obs(init_obs, True), hidden0, done0, rng_action)
+    params = net.init(
+        rng_actor,
+        env.normalize_individual_s(states, args.normalize_states),
+        env.normalize_obs(init_obs, True),
+        hidden0,
+        done0,
+        rng_action,
+    )
     schedule = optax.linear_schedule(a.lr, a.lr * 0.1, a.iterations)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate=schedule, eps=1e-8))
 
     # an "optimiser" that keeps the gradient in its state and changes nothing
     capture = optax.GradientTransformation(
         lambda p: jax.tree.map(jnp.zeros_like, p),
-        lambda g, s, p=None: (jax.tree.map(jnp.zeros_like, g), g))
+        lambda g, s, p=None: (jax.tree.map(jnp.zeros_like, g), g),
+    )
 
     train_step = jax.jit(mod.make_train_step(args, env, net, states))
 
@@ -116,27 +137,38 @@ def main():
         for _ in range(T):
             key, rng_env, rng_next = jax.random.split(key, 3)
             nobs = env.normalize_obs(obs, True)
-            prob_a, hidden = net.dist_prob(actor_params,
-                                           env.normalize_individual_s(states,
-                                                                      args.normalize_states),
-                                           nobs, hidden, done)
+            prob_a, hidden = net.dist_prob(
+                actor_params,
+                env.normalize_individual_s(states, args.normalize_states),
+                nobs,
+                hidden,
+                done,
+            )
             out = jax.vmap(env.mf_step)(jax.random.split(rng_env, a.num_envs), agg, prob_a)
             rec.append((nobs, agg, out[4], prob_a))
             obs, agg = out[0], out[2]
             done = jnp.logical_or(out[5], out[6])
             key = rng_next
         disc = jnp.zeros_like(rec[0][1].mu)
-        for nobs, agg_t, mat_r, prob_a in reversed(rec):
+        for _, agg_t, mat_r, prob_a in reversed(rec):
             disc = jnp.sum(prob_a * mat_r, -1) + a.gamma * jax.vmap(env.mf_expected_value)(
-                disc, prob_a, agg_t)
+                disc, prob_a, agg_t
+            )
         loss = -jnp.sum(disc * rec[0][1].mu, -1).mean()
         return loss, rec
 
     replay_grad = jax.jit(jax.value_and_grad(replay, has_aux=True))
 
     out = {}
-    info = dict(task=a.task, seed=a.seed, num_envs=a.num_envs, lr=a.lr, iterations=a.iterations,
-                horizon=T, steps=[])
+    info = dict(
+        task=a.task,
+        seed=a.seed,
+        num_envs=a.num_envs,
+        lr=a.lr,
+        iterations=a.iterations,
+        horizon=T,
+        steps=[],
+    )
     for k, v in flatten(params).items():
         out[f"init/{k}"] = v
     state = TrainState.create(apply_fn=(), params=params, tx=tx)
@@ -148,8 +180,10 @@ def main():
         # 2) the replay on the same keys: batch, loss, its own gradient
         _, rng_loss = jax.random.split(rng)
         (loss, rec), rgrads = replay_grad(state.params, rng_loss)
-        gdiff = max(float(jnp.max(jnp.abs(x - y))) for x, y in
-                    zip(jax.tree.leaves(grads), jax.tree.leaves(rgrads)))
+        gdiff = max(
+            float(jnp.max(jnp.abs(x - y)))
+            for x, y in zip(jax.tree.leaves(grads), jax.tree.leaves(rgrads))
+        )
         gnorm = float(optax.global_norm(grads))
         # 3) the real optimiser step
         lr_now = float(schedule(state.opt_state[1][1].count))
@@ -170,10 +204,19 @@ def main():
         out[f"{p}/mu"] = np.stack([np.asarray(r[1].mu) for r in rec])  # [T, E, S]
         out[f"{p}/probs"] = np.stack([np.asarray(r[3]) for r in rec])  # [T, E, S, A]
         out[f"{p}/reward"] = np.stack([np.asarray(r[2]) for r in rec])  # [T, E, S, A]
-        info["steps"].append(dict(loss=float(loss), grad_global_norm=gnorm, lr=lr_now,
-                                  replay_vs_train_step_grad_max_abs_diff=gdiff))
-        print(f"published step {step}: loss {float(loss):.6f}, |grad| {gnorm:.6f}, lr "
-              f"{lr_now:.3e}, replay-vs-train_step grad diff {gdiff:.2e}", flush=True)
+        info["steps"].append(
+            dict(
+                loss=float(loss),
+                grad_global_norm=gnorm,
+                lr=lr_now,
+                replay_vs_train_step_grad_max_abs_diff=gdiff,
+            )
+        )
+        print(
+            f"published step {step}: loss {float(loss):.6f}, |grad| {gnorm:.6f}, lr "
+            f"{lr_now:.3e}, replay-vs-train_step grad diff {gdiff:.2e}",
+            flush=True,
+        )
     if a.run:
         # the published script: rng after the init split, one split for the first evaluation
         key = jax.random.PRNGKey(a.seed)
@@ -190,8 +233,7 @@ def main():
             for _ in range(T):
                 zs.append(agg.z)
                 loop_rng, rng_env, rng_next = jax.random.split(loop_rng, 3)
-                agg = jax.vmap(env.mf_step)(jax.random.split(rng_env, a.num_envs), agg,
-                                            uniform)[2]
+                agg = jax.vmap(env.mf_step)(jax.random.split(rng_env, a.num_envs), agg, uniform)[2]
                 loop_rng = rng_next
             return bar, jnp.stack(zs)
 

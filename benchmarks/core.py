@@ -14,7 +14,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 
 import mfax
 from mfax.dynamics import push_forward, rollout_fn
@@ -43,7 +42,9 @@ def bench_game(name: str, num_envs: int, repeats: int) -> dict:
     value = jax.jit(lambda tr: policy_value(game, tr, gamma))
     full = jax.jit(lambda tr: exploitability_of(game, tr, gamma).exploitability)
     return {
-        "push-forward step": median_seconds(step, traj.mu[0], traj.policy[0], idx, prob, repeats=repeats),
+        "push-forward step": median_seconds(
+            step, traj.mu[0], traj.policy[0], idx, prob, repeats=repeats
+        ),
         "policy value (T steps)": median_seconds(value, traj, repeats=repeats),
         "exploitability (T steps)": median_seconds(full, traj, repeats=repeats),
     }
@@ -55,18 +56,22 @@ def main() -> None:
     parser.add_argument("--envs", default="1,8,128")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, "
-          f"jax {jax.__version__} on {jax.devices()[0].platform}, "
-          f"{jax.device_count()} device(s); medians of {args.repeats} runs after compilation")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''}, "
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, "
+        f"{jax.device_count()} device(s); medians of {args.repeats} runs after compilation"
+    )
     header = f"{'game':<18}{'E':>5}{'push step (ms)':>17}{'policy value (ms)':>20}{'exploitability (ms)':>22}"
     print(header)
     print("-" * len(header))
     for name in args.games.split(","):
         for num_envs in (int(e) for e in args.envs.split(",")):
             r = bench_game(name, num_envs, args.repeats)
-            print(f"{name:<18}{num_envs:>5}{1e3 * r['push-forward step']:>17.3f}"
-                  f"{1e3 * r['policy value (T steps)']:>20.2f}{1e3 * r['exploitability (T steps)']:>22.2f}",
-                  flush=True)
+            print(
+                f"{name:<18}{num_envs:>5}{1e3 * r['push-forward step']:>17.3f}"
+                f"{1e3 * r['policy value (T steps)']:>20.2f}{1e3 * r['exploitability (T steps)']:>22.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,13 @@ sys.path.insert(0, str(HERE))
 from published import PUBLISHED_GAMES, run_published  # noqa: E402
 
 #: published parameter path (without the "policy/" or "params/" prefix) -> mfax path
-_POLICY = {"state_embedding": "state_embed", "obs_embedding": "obs_embed",
-           "features/Dense_0": "first", "features/Dense_1": "hidden_1",
-           "action_logits": "head"}
+_POLICY = {
+    "state_embedding": "state_embed",
+    "obs_embedding": "obs_embed",
+    "features/Dense_0": "first",
+    "features/Dense_1": "hidden_1",
+    "action_logits": "head",
+}
 _ENCODER = {"GRUCell_0": "gru", "Dense_0": "gru_out"}
 
 
@@ -50,9 +54,15 @@ def published_config(recurrent: bool) -> NetworkConfig:
     """The published network (``hidden_layer_sizes=(128, 128, 128)``: embeddings of 64, an
     MLP of 128, 128, GRU 128, relu) as an mfax `NetworkConfig`: mfax's layout is the
     published one, with ``hidden`` counting the MLP after the embeddings."""
-    return NetworkConfig(recurrent=recurrent, state_input="index", embed_dim=64,
-                         gru_hidden=128, head="categorical", activation="relu",
-                         hidden=(128, 128))
+    return NetworkConfig(
+        recurrent=recurrent,
+        state_input="index",
+        embed_dim=64,
+        gru_hidden=128,
+        head="categorical",
+        activation="relu",
+        hidden=(128, 128),
+    )
 
 
 def convert(flat: dict[str, np.ndarray]) -> dict:
@@ -69,7 +79,7 @@ def convert(flat: dict[str, np.ndarray]) -> dict:
             raise KeyError(f"unexpected published parameter {key!r}")
         for src, dst in table.items():
             if rest.startswith(src + "/"):
-                path = [dst] + rest[len(src) + 1:].split("/")
+                path = [dst] + rest[len(src) + 1 :].split("/")
                 break
         else:
             raise KeyError(f"no mfax counterpart for published parameter {key!r}")
@@ -83,8 +93,9 @@ def convert(flat: dict[str, np.ndarray]) -> dict:
 def check_tree(params, reference) -> None:
     """Same paths and shapes as a freshly initialised mfax network."""
     got = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params)}
-    want = {jax.tree_util.keystr(k): v.shape
-            for k, v in jax.tree_util.tree_leaves_with_path(reference)}
+    want = {
+        jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(reference)
+    }
     if got != want:
         raise ValueError(f"converted tree differs from mfax's:\n converted {got}\n mfax {want}")
 
@@ -98,6 +109,7 @@ def mfax_probe_probs(cfg, game, params, obs):
             o, t = xs
             probs, carry = pol.apply(params, carry, o, t)
             return carry, probs
+
         _, probs = jax.lax.scan(step, pol.initial_carry(), (seq, jnp.arange(seq.shape[0])))
         return probs
 
@@ -118,34 +130,75 @@ def cross_evaluate(algo, a, out):
     run_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     if a.platform:
         run_env["JAX_PLATFORMS"] = a.platform
-    record = dict(game=game_name, algo=algo, lr=a.lr, seed=a.seed, iterations=a.iterations,
-                  num_envs=a.num_envs)
+    record = dict(
+        game=game_name,
+        algo=algo,
+        lr=a.lr,
+        seed=a.seed,
+        iterations=a.iterations,
+        num_envs=a.num_envs,
+    )
     curve_file = workdir / "curve.json"
     if not (a.reuse and agent.is_file()):
-        res = run_published(a.published_python, a.published_repo, game_name, algo, a.lr,
-                            a.seed, a.iterations, a.eval_every, a.num_envs,
-                            env={"JAX_PLATFORMS": a.platform} if a.platform else None,
-                            workdir=str(workdir))
-        curve_file.write_text(json.dumps({k: res[k] for k in ("curve", "seconds",
-                                                              "train_seconds")}))
+        res = run_published(
+            a.published_python,
+            a.published_repo,
+            game_name,
+            algo,
+            a.lr,
+            a.seed,
+            a.iterations,
+            a.eval_every,
+            a.num_envs,
+            env={"JAX_PLATFORMS": a.platform} if a.platform else None,
+            workdir=str(workdir),
+        )
+        curve_file.write_text(
+            json.dumps({k: res[k] for k in ("curve", "seconds", "train_seconds")})
+        )
     if curve_file.is_file():
         record["training"] = json.loads(curve_file.read_text())
-        print(f"[{algo}] published training curve: {record['training']['curve']} "
-              f"({record['training']['seconds']:.0f} s wall-clock)", flush=True)
+        print(
+            f"[{algo}] published training curve: {record['training']['curve']} "
+            f"({record['training']['seconds']:.0f} s wall-clock)",
+            flush=True,
+        )
 
     export = workdir / "export"
-    subprocess.run([a.published_python, str(HERE / "_published_export.py"),
-                    "--repo", a.published_repo, "--agent", str(agent), "--out", str(export),
-                    "--task", task, "--state-type", state_type, "--gamma", str(gamma),
-                    "--eval-envs", a.eval_envs, "--eval-keys", a.eval_keys],
-                   check=True, env=run_env)
+    subprocess.run(
+        [
+            a.published_python,
+            str(HERE / "_published_export.py"),
+            "--repo",
+            a.published_repo,
+            "--agent",
+            str(agent),
+            "--out",
+            str(export),
+            "--task",
+            task,
+            "--state-type",
+            state_type,
+            "--gamma",
+            str(gamma),
+            "--eval-envs",
+            a.eval_envs,
+            "--eval-keys",
+            a.eval_keys,
+        ],
+        check=True,
+        env=run_env,
+    )
     info = json.loads((export / "published.json").read_text())
     flat = dict(np.load(export / "params.npz"))
     probes = np.load(export / "probes.npz")
 
     game = mfax.make_game(game_name)
-    assert (game.num_states, game.num_actions, game.obs_dim) == \
-        (info["num_states"], info["num_actions"], info["obs_dim"]), "game sizes differ"
+    assert (game.num_states, game.num_actions, game.obs_dim) == (
+        info["num_states"],
+        info["num_actions"],
+        info["obs_dim"],
+    ), "game sizes differ"
     cfg = published_config(info["recurrent"])
     params = convert(flat)
     check_tree(params, init_params(cfg, game, jax.random.PRNGKey(0)))
@@ -156,9 +209,12 @@ def cross_evaluate(algo, a, out):
     diff_roll = float(np.abs(probs[:n_roll] - probes["rollout_probs"]).max())
     record["probe_max_abs_diff"] = diff
     record["rollout_probe_max_abs_diff"] = diff_roll
-    print(f"[{algo}] probabilities on {probes['obs'].shape[0]} probe sequences x "
-          f"{probes['obs'].shape[1]} steps: max |mfax - published| = {diff:.2e} "
-          f"(vs the published evaluator's own rollout: {diff_roll:.2e})", flush=True)
+    print(
+        f"[{algo}] probabilities on {probes['obs'].shape[0]} probe sequences x "
+        f"{probes['obs'].shape[1]} steps: max |mfax - published| = {diff:.2e} "
+        f"(vs the published evaluator's own rollout: {diff_roll:.2e})",
+        flush=True,
+    )
 
     policy = network_policy(cfg, game, params)
     rows, by_noise, pub_by_noise = [], {}, {}
@@ -179,36 +235,59 @@ def cross_evaluate(algo, a, out):
                 pub_by_noise.setdefault(float(z), []).append(float(v))
         pm, pse = _stats(pub_env)
         om, ose = _stats(ours_env)
-        rows.append(dict(num_envs=n, published_per_key=pub_vals, mfax_per_key=ours,
-                         published_mean=pm, published_se=pse, mfax_mean=om, mfax_se=ose))
-        print(f"[{algo}] {n:4d} envs x {len(ours)} keys: published evaluator "
-              f"{pm:10.3f} +- {pse:.3f} {['%.2f' % v for v in pub_vals]} | mfax evaluator "
-              f"{om:10.3f} +- {ose:.3f} {['%.2f' % v for v in ours]}", flush=True)
+        rows.append(
+            dict(
+                num_envs=n,
+                published_per_key=pub_vals,
+                mfax_per_key=ours,
+                published_mean=pm,
+                published_se=pse,
+                mfax_mean=om,
+                mfax_se=ose,
+            )
+        )
+        print(
+            f"[{algo}] {n:4d} envs x {len(ours)} keys: published evaluator "
+            f"{pm:10.3f} +- {pse:.3f} {[f'{v:.2f}' for v in pub_vals]} | mfax evaluator "
+            f"{om:10.3f} +- {ose:.3f} {[f'{v:.2f}' for v in ours]}",
+            flush=True,
+        )
     record["evaluations"] = rows
     # Each environment's exploitability depends only on its common-noise draw (on
     # linear-quadratic one z = +-1 per episode, equally likely): group both evaluators'
     # per-environment values by z and compare them one to one.
     if by_noise and set(by_noise) == set(pub_by_noise) and len(by_noise) <= 16:
-        per_z = {z: dict(mfax=float(np.mean(by_noise[z])),
-                         published=float(np.mean(pub_by_noise[z])),
-                         mfax_spread=float(np.ptp(by_noise[z])),
-                         published_spread=float(np.ptp(pub_by_noise[z])),
-                         mfax_envs=len(by_noise[z]), published_envs=len(pub_by_noise[z]))
-                 for z in sorted(by_noise)}
+        per_z = {
+            z: dict(
+                mfax=float(np.mean(by_noise[z])),
+                published=float(np.mean(pub_by_noise[z])),
+                mfax_spread=float(np.ptp(by_noise[z])),
+                published_spread=float(np.ptp(pub_by_noise[z])),
+                mfax_envs=len(by_noise[z]),
+                published_envs=len(pub_by_noise[z]),
+            )
+            for z in sorted(by_noise)
+        }
         record["per_noise"] = {str(z): v for z, v in per_z.items()}
         for z, v in per_z.items():
-            print(f"[{algo}] common noise z = {z:+g}: mfax evaluator {v['mfax']:.4f} "
-                  f"({v['mfax_envs']} envs, spread {v['mfax_spread']:.1e}) | published evaluator "
-                  f"{v['published']:.4f} ({v['published_envs']} envs, spread "
-                  f"{v['published_spread']:.1e}) | diff {v['mfax'] - v['published']:+.2e}",
-                  flush=True)
+            print(
+                f"[{algo}] common noise z = {z:+g}: mfax evaluator {v['mfax']:.4f} "
+                f"({v['mfax_envs']} envs, spread {v['mfax_spread']:.1e}) | published evaluator "
+                f"{v['published']:.4f} ({v['published_envs']} envs, spread "
+                f"{v['published_spread']:.1e}) | diff {v['mfax'] - v['published']:+.2e}",
+                flush=True,
+            )
         if game_name == "linear_quadratic" and set(per_z) == {-1.0, 1.0}:
-            exact = {side: 0.5 * (per_z[-1.0][side] + per_z[1.0][side])
-                     for side in ("mfax", "published")}
+            exact = {
+                side: 0.5 * (per_z[-1.0][side] + per_z[1.0][side]) for side in ("mfax", "published")
+            }
             record["exact_expectation"] = exact
-            print(f"[{algo}] exact expectation over the common noise (z = +-1, 1/2 each): "
-                  f"mfax evaluator {exact['mfax']:.4f}, published evaluator "
-                  f"{exact['published']:.4f}", flush=True)
+            print(
+                f"[{algo}] exact expectation over the common noise (z = +-1, 1/2 each): "
+                f"mfax evaluator {exact['mfax']:.4f}, published evaluator "
+                f"{exact['published']:.4f}",
+                flush=True,
+            )
     out.append(record)
 
 
@@ -227,8 +306,9 @@ def main(argv=None):
     ap.add_argument("--eval-keys", default="0,1,2")
     ap.add_argument("--workdir", default="/tmp/mfax-cross-evaluate")
     ap.add_argument("--reuse", action="store_true", help="reuse a saved agent in --workdir")
-    ap.add_argument("--platform", default="cpu", help="JAX_PLATFORMS for the published side "
-                    "('' to inherit)")
+    ap.add_argument(
+        "--platform", default="cpu", help="JAX_PLATFORMS for the published side ('' to inherit)"
+    )
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     out: list = []

@@ -40,15 +40,24 @@ def exact_scores(trainer, params) -> tuple[float, float]:
     policy = trainer.policy(params)
     key = jax.random.key(0)  # unused with noise="exact"
     hind = mfax.evaluate_policy(trainer.game, policy, key, gamma=trainer.gamma, noise="exact")
-    adap = mfax.evaluate_policy(trainer.game, policy, key, gamma=trainer.gamma, noise="exact",
-                                best_response="adapted")
+    adap = mfax.evaluate_policy(
+        trainer.game, policy, key, gamma=trainer.gamma, noise="exact", best_response="adapted"
+    )
     return float(hind.exploitability), float(adap.exploitability)
 
 
-def run(game: str, algo: str, noise: str, seed: int, num_envs: int, iterations: int,
-        every: int) -> dict:
-    config = TrainConfig(game=game, algo=algo, noise=noise, num_iterations=iterations,
-                         eval_every=every, num_envs=num_envs, **NETWORK)
+def run(
+    game: str, algo: str, noise: str, seed: int, num_envs: int, iterations: int, every: int
+) -> dict:
+    config = TrainConfig(
+        game=game,
+        algo=algo,
+        noise=noise,
+        num_iterations=iterations,
+        eval_every=every,
+        num_envs=num_envs,
+        **NETWORK,
+    )
     trainer = make_train(config)
     t0 = time.perf_counter()
     state = jax.jit(trainer.init)(jax.random.key(seed))
@@ -62,23 +71,34 @@ def run(game: str, algo: str, noise: str, seed: int, num_envs: int, iterations: 
         seconds += time.perf_counter() - t
         curve.append((done, seconds, exact_scores(trainer, state.params)[0]))
     assert int(state.failed_at) < 0, f"{game} {algo} {noise}: diverged"
-    return dict(game=game, algo=algo, noise=noise, seed=seed, envs=trainer.num_envs,
-                compile=compile_s, curve=curve,
-                adapted=exact_scores(trainer, state.params)[1])
+    return dict(
+        game=game,
+        algo=algo,
+        noise=noise,
+        seed=seed,
+        envs=trainer.num_envs,
+        compile=compile_s,
+        curve=curve,
+        adapted=exact_scores(trainer, state.params)[1],
+    )
 
 
 def table(rows: list[dict]) -> str:
     points = [it for it, _, _ in rows[0]["curve"]]
-    head = ("| game | algo | noise | envs / iteration | seed | "
-            + " | ".join(f"it {it}" for it in points)
-            + " | adapted, final | train s | s / iteration | compile s |")
+    head = (
+        "| game | algo | noise | envs / iteration | seed | "
+        + " | ".join(f"it {it}" for it in points)
+        + " | adapted, final | train s | s / iteration | compile s |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         its = r["curve"][-1][0]
         cells = " | ".join(f"{e:.4g}" for _, _, e in r["curve"])
-        lines.append(f"| {r['game']} | {r['algo']} | {r['noise']} | {r['envs']} | {r['seed']} | "
-                     f"{cells} | {r['adapted']:.4g} | {r['curve'][-1][1]:.1f} | "
-                     f"{r['curve'][-1][1] / its:.4f} | {r['compile']:.1f} |")
+        lines.append(
+            f"| {r['game']} | {r['algo']} | {r['noise']} | {r['envs']} | {r['seed']} | "
+            f"{cells} | {r['adapted']:.4g} | {r['curve'][-1][1]:.1f} | "
+            f"{r['curve'][-1][1] / its:.4f} | {r['compile']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -88,13 +108,19 @@ def main(argv=None) -> None:
     ap.add_argument("--algos", default="rspg")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--noises", default="sampled,exact")
-    ap.add_argument("--sampled-envs", default=None,
-                    help="comma list of num_envs for the sampled runs (default: RUNS)")
+    ap.add_argument(
+        "--sampled-envs",
+        default=None,
+        help="comma list of num_envs for the sampled runs (default: RUNS)",
+    )
     ap.add_argument("--iterations", type=int, default=None, help="default: RUNS")
     ap.add_argument("--eval-every", type=int, default=None, help="default: RUNS")
     args = ap.parse_args(argv)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     for game in args.games.split(","):
         iterations, every, envs = RUNS[game]
         iterations, every = args.iterations or iterations, args.eval_every or every
@@ -105,10 +131,14 @@ def main(argv=None) -> None:
                 for noise in args.noises.split(","):
                     for n in envs if noise == "sampled" else envs[:1]:  # exact: unused
                         rows.append(run(game, algo, noise, seed, n, iterations, every))
-                    print(f"  done {game} {algo} {noise} seed {seed}: exploitability "
-                          f"{rows[-1]['curve'][-1][2]:.4g}", flush=True)
-        print(f"\nexact exploitability (hindsight) by iteration, {game}:\n{table(rows)}\n",
-              flush=True)
+                    print(
+                        f"  done {game} {algo} {noise} seed {seed}: exploitability "
+                        f"{rows[-1]['curve'][-1][2]:.4g}",
+                        flush=True,
+                    )
+        print(
+            f"\nexact exploitability (hindsight) by iteration, {game}:\n{table(rows)}\n", flush=True
+        )
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -33,32 +33,63 @@ PUBLISHED_GAMES = {
 }
 ALGOS = ("spg", "rspg")
 
-_LINE = re.compile(r"Iteration:\s*(\d+),\s*Train Time:\s*([-+0-9.eE]+|nan|inf),"
-                   r"\s*Exploitability:\s*([-+0-9.eE]+|nan|inf)")
+_LINE = re.compile(
+    r"Iteration:\s*(\d+),\s*Train Time:\s*([-+0-9.eE]+|nan|inf),"
+    r"\s*Exploitability:\s*([-+0-9.eE]+|nan|inf)"
+)
 
 
-def published_command(python, repo, game, algo, lr, seed, iterations, eval_every, num_envs,
-                      save=False):
+def published_command(
+    python, repo, game, algo, lr, seed, iterations, eval_every, num_envs, save=False
+):
     """The command line that runs the published script with the published settings."""
     if game not in PUBLISHED_GAMES:
         raise ValueError(f"published: unknown game {game!r}; allowed: {', '.join(PUBLISHED_GAMES)}")
     if algo not in ALGOS:
         raise ValueError(f"published: algo {algo!r} is not allowed; expected spg or rspg")
     if iterations % eval_every:
-        raise ValueError(f"published: iterations ({iterations}) must be a multiple of "
-                         f"eval_every ({eval_every}); the published loop trains whole chunks")
+        raise ValueError(
+            f"published: iterations ({iterations}) must be a multiple of "
+            f"eval_every ({eval_every}); the published loop trains whole chunks"
+        )
     task, state_type, gamma = PUBLISHED_GAMES[game]
     script = Path(repo) / "mfax" / "algos" / "hsm" / "algos" / f"{algo}.py"
     if not script.is_file():
         raise FileNotFoundError(f"published: no script {script} (is {repo} the MFAX checkout?)")
-    return [str(python), str(script),
-            "--task", task, "--state-type", state_type, "--discount-factor", str(gamma),
-            "--normalize-obs", "--normalize-states", "--common-noise",
-            "--algo", f"hsm_{algo}", "--seed", str(seed), "--num-envs", str(num_envs),
-            "--num-iterations", str(iterations), "--lr", repr(float(lr)),
-            "--anneal-lr", "--max-grad-norm", "1.0", "--activation", "relu",
-            "--eval-frequency", str(eval_every),
-            "--evaluate", "--no-log", "--no-debug", "--save" if save else "--no-save"]
+    return [
+        str(python),
+        str(script),
+        "--task",
+        task,
+        "--state-type",
+        state_type,
+        "--discount-factor",
+        str(gamma),
+        "--normalize-obs",
+        "--normalize-states",
+        "--common-noise",
+        "--algo",
+        f"hsm_{algo}",
+        "--seed",
+        str(seed),
+        "--num-envs",
+        str(num_envs),
+        "--num-iterations",
+        str(iterations),
+        "--lr",
+        repr(float(lr)),
+        "--anneal-lr",
+        "--max-grad-norm",
+        "1.0",
+        "--activation",
+        "relu",
+        "--eval-frequency",
+        str(eval_every),
+        "--evaluate",
+        "--no-log",
+        "--no-debug",
+        "--save" if save else "--no-save",
+    ]
 
 
 def parse_curve(text):
@@ -70,8 +101,20 @@ def parse_curve(text):
     return curve, train
 
 
-def run_published(python, repo, game, algo, lr, seed, iterations, eval_every, num_envs,
-                  env=None, timeout=None, workdir=None):
+def run_published(
+    python,
+    repo,
+    game,
+    algo,
+    lr,
+    seed,
+    iterations,
+    eval_every,
+    num_envs,
+    env=None,
+    timeout=None,
+    workdir=None,
+):
     """Train with the published code; returns ``dict(curve=[(iteration, exploitability)],
     seconds=wall-clock of the whole run (start-up, compile, training and evaluation),
     train_seconds=the published script's own training time (compile included, evaluation
@@ -79,8 +122,18 @@ def run_published(python, repo, game, algo, lr, seed, iterations, eval_every, nu
     With ``workdir``, the run happens there and saves its trained agent (the published
     ``--save``: ``workdir/runs/<task>/hsm_<algo>/mf_agent_wrapper.pkl``, returned as
     ``agent``); otherwise in a temporary directory, saving nothing."""
-    cmd = published_command(python, repo, game, algo, lr, seed, iterations, eval_every,
-                            num_envs, save=workdir is not None)
+    cmd = published_command(
+        python,
+        repo,
+        game,
+        algo,
+        lr,
+        seed,
+        iterations,
+        eval_every,
+        num_envs,
+        save=workdir is not None,
+    )
     run_env = dict(os.environ)
     for var in ("PYTHONPATH", "VIRTUAL_ENV"):  # keep the caller's environment out of its imports
         run_env.pop(var, None)
@@ -88,14 +141,16 @@ def run_published(python, repo, game, algo, lr, seed, iterations, eval_every, nu
     with tempfile.TemporaryDirectory(prefix="mfax-published-") as tmp:
         cwd = tmp if workdir is None else workdir
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, env=run_env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=cwd, env=run_env, capture_output=True, text=True, timeout=timeout
+        )
         seconds = time.perf_counter() - start
     curve, train = parse_curve(proc.stdout)
     if proc.returncode != 0 or not curve:
         tail = (proc.stdout + proc.stderr)[-3000:]
-        raise RuntimeError(f"published run failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-                           f"{tail}")
+        raise RuntimeError(
+            f"published run failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}"
+        )
     res = dict(curve=curve, seconds=seconds, train_seconds=train, command=cmd)
     if workdir is not None:
         task = PUBLISHED_GAMES[game][0]
@@ -118,6 +173,7 @@ if __name__ == "__main__":
     ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--num-envs", type=int, default=8)
     a = ap.parse_args()
-    res = run_published(a.python, a.repo, a.game, a.algo, a.lr, a.seed, a.iterations,
-                        a.eval_every, a.num_envs)
+    res = run_published(
+        a.python, a.repo, a.game, a.algo, a.lr, a.seed, a.iterations, a.eval_every, a.num_envs
+    )
     print(json.dumps({k: v for k, v in res.items() if k != "command"}))

@@ -30,24 +30,29 @@ import sys
 import time
 
 import jax
-import numpy as np
+from _common import QUICK, print_table
 
 import mfax
-from mfax.rl import RLConfig, run_training as run_rl
-from mfax.training import TrainConfig, run_training as run_hsm
-
-from _common import QUICK, print_table  # noqa: E402  (benchmarks/ is on sys.path)
+from mfax.rl import RLConfig
+from mfax.rl import run_training as run_rl
+from mfax.training import TrainConfig
+from mfax.training import run_training as run_hsm
 
 
 def rollout(games, agents, envs, repeats, out):
-    print(f"## Sample-based rollouts: agent-steps / s (published game sizes, {envs} envs, "
-          f"uniform policy table, median of {repeats} runs after compilation)")
+    print(
+        f"## Sample-based rollouts: agent-steps / s (published game sizes, {envs} envs, "
+        f"uniform policy table, median of {repeats} runs after compilation)"
+    )
     rows = []
     for name in games:
         game = mfax.make_game(name)
         policy = mfax.uniform_policy(game)
         for n in agents:
-            fn = lambda k: mfax.rollout(game, policy, k, envs, num_agents=n).mu_final  # noqa: E731
+
+            def fn(k, game=game, policy=policy, n=n):
+                return mfax.rollout(game, policy, k, envs, num_agents=n).mu_final
+
             t = time.perf_counter()
             jax.block_until_ready(fn(jax.random.key(0)))
             compile_s = time.perf_counter() - t
@@ -58,12 +63,29 @@ def rollout(games, agents, envs, repeats, out):
                 times.append(time.perf_counter() - t)
             med = statistics.median(times)
             steps = envs * n * game.horizon
-            rows.append([name, f"S={game.num_states} T={game.horizon}", n, envs,
-                         f"{compile_s:.1f}", f"{1e3 * med:.1f}", f"{steps / med:.3g}"])
-            out.setdefault("rollout", []).append(dict(
-                game=name, num_states=game.num_states, horizon=game.horizon, num_agents=n,
-                num_envs=envs, first_call_seconds=compile_s, median_seconds=med,
-                agent_steps_per_second=steps / med))
+            rows.append(
+                [
+                    name,
+                    f"S={game.num_states} T={game.horizon}",
+                    n,
+                    envs,
+                    f"{compile_s:.1f}",
+                    f"{1e3 * med:.1f}",
+                    f"{steps / med:.3g}",
+                ]
+            )
+            out.setdefault("rollout", []).append(
+                dict(
+                    game=name,
+                    num_states=game.num_states,
+                    horizon=game.horizon,
+                    num_agents=n,
+                    num_envs=envs,
+                    first_call_seconds=compile_s,
+                    median_seconds=med,
+                    agent_steps_per_second=steps / med,
+                )
+            )
             print("  ", rows[-1], file=sys.stderr, flush=True)
     print_table(["game", "size", "N", "envs", "1st call s", "median ms", "agent-steps/s"], rows)
 
@@ -74,17 +96,38 @@ def _best_within(curve, seconds):
 
 
 def learning(games, algos, iterations, eval_every, hsm_iterations, out, seed):
-    rl_common = dict(num_iterations=iterations, eval_every=eval_every, num_envs=4,
-                     eval_num_envs=8, num_agents=1000, num_agents_per_env=32,
-                     num_updates_per_iteration=10, hidden=(64, 64), embed_dim=32,
-                     gru_hidden=32, critic_hidden=(64,), num_minibatches=2, lr=3e-3,
-                     buffer_size=8192, batch_size=256)
-    hsm_common = dict(num_iterations=hsm_iterations, eval_every=max(hsm_iterations // 10, 1),
-                      num_envs=8, eval_num_envs=8, hidden=(64, 64), embed_dim=32,
-                      gru_hidden=32, lr=3e-3)
-    print(f"## Learning with common noise (reduced game sizes {QUICK}); RL: {rl_common}; "
-          f"SPG/RSPG: {hsm_common}; seed {seed}; exploitability is an upper bound "
-          "(hindsight best response), same 8 evaluation environments within a run")
+    rl_common = dict(
+        num_iterations=iterations,
+        eval_every=eval_every,
+        num_envs=4,
+        eval_num_envs=8,
+        num_agents=1000,
+        num_agents_per_env=32,
+        num_updates_per_iteration=10,
+        hidden=(64, 64),
+        embed_dim=32,
+        gru_hidden=32,
+        critic_hidden=(64,),
+        num_minibatches=2,
+        lr=3e-3,
+        buffer_size=8192,
+        batch_size=256,
+    )
+    hsm_common = dict(
+        num_iterations=hsm_iterations,
+        eval_every=max(hsm_iterations // 10, 1),
+        num_envs=8,
+        eval_num_envs=8,
+        hidden=(64, 64),
+        embed_dim=32,
+        gru_hidden=32,
+        lr=3e-3,
+    )
+    print(
+        f"## Learning with common noise (reduced game sizes {QUICK}); RL: {rl_common}; "
+        f"SPG/RSPG: {hsm_common}; seed {seed}; exploitability is an upper bound "
+        "(hindsight best response), same 8 evaluation environments within a run"
+    )
     rows = []
     for name in games:
         params = QUICK[name]
@@ -99,25 +142,58 @@ def learning(games, algos, iterations, eval_every, hsm_iterations, out, seed):
                 cfg = RLConfig(game=name, game_params=params, algo=algo, **rl_common)
                 r = run_rl(cfg, seed, progress=False)
             runs[algo] = r
-            print(f"   {name} {algo}: compile {r.compile_seconds:.1f}s, curve "
-                  + ", ".join(f"it {c['iteration']} ({c['seconds']:.1f}s): "
-                              f"{c['exploitability']:.4g}" for c in r.curve),
-                  file=sys.stderr, flush=True)
-            out.setdefault("learning", []).append(dict(
-                game=name, algo=algo, game_params=params, compile_seconds=r.compile_seconds,
-                train_seconds=r.train_seconds, curve=r.curve,
-                uniform_exploitability=float(uni.exploitability)))
+            print(
+                f"   {name} {algo}: compile {r.compile_seconds:.1f}s, curve "
+                + ", ".join(
+                    f"it {c['iteration']} ({c['seconds']:.1f}s): {c['exploitability']:.4g}"
+                    for c in r.curve
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
+            out.setdefault("learning", []).append(
+                dict(
+                    game=name,
+                    algo=algo,
+                    game_params=params,
+                    compile_seconds=r.compile_seconds,
+                    train_seconds=r.train_seconds,
+                    curve=r.curve,
+                    uniform_exploitability=float(uni.exploitability),
+                )
+            )
         for algo, r in runs.items():
             c0, c1 = r.curve[0], r.curve[-1]
-            cells = [name, algo, f"{float(uni.exploitability):.4g}", f"{c0['exploitability']:.4g}",
-                     f"{c1['exploitability']:.4g}", c1["iteration"], f"{r.train_seconds:.1f}",
-                     f"{c1['exploitability'] / float(uni.exploitability):.3f}"]
+            cells = [
+                name,
+                algo,
+                f"{float(uni.exploitability):.4g}",
+                f"{c0['exploitability']:.4g}",
+                f"{c1['exploitability']:.4g}",
+                c1["iteration"],
+                f"{r.train_seconds:.1f}",
+                f"{c1['exploitability'] / float(uni.exploitability):.3f}",
+            ]
             for ref in ("spg", "rspg"):
-                cells.append(f"{_best_within(runs[ref].curve, r.train_seconds):.4g}"
-                             if ref in runs else "-")
+                cells.append(
+                    f"{_best_within(runs[ref].curve, r.train_seconds):.4g}" if ref in runs else "-"
+                )
             rows.append(cells)
-    print_table(["game", "algo", "uniform", "start", "final", "iters", "train s", "final/uniform",
-            "best SPG in same s", "best RSPG in same s"], rows)
+    print_table(
+        [
+            "game",
+            "algo",
+            "uniform",
+            "start",
+            "final",
+            "iters",
+            "train s",
+            "final/uniform",
+            "best SPG in same s",
+            "best RSPG in same s",
+        ],
+        rows,
+    )
 
 
 def main(argv=None):
@@ -138,11 +214,19 @@ def main(argv=None):
     out: dict = {"device": str(jax.devices()[0]), "jax": jax.__version__}
     sections = args.sections.split(",")
     if "rollout" in sections:
-        rollout(games, [int(n) for n in args.agents.split(",")], args.rollout_envs,
-                args.repeats, out)
+        rollout(
+            games, [int(n) for n in args.agents.split(",")], args.rollout_envs, args.repeats, out
+        )
     if "learning" in sections:
-        learning(games, args.algos.split(","), args.iterations, args.eval_every,
-                 args.hsm_iterations, out, args.seed)
+        learning(
+            games,
+            args.algos.split(","),
+            args.iterations,
+            args.eval_every,
+            args.hsm_iterations,
+            out,
+            args.seed,
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2, default=float)

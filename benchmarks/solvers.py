@@ -21,11 +21,10 @@ import time
 
 import jax
 import numpy as np
+from _common import print_table
 
 import mfax
 from mfax.solvers import get_solver, list_solvers, solve_fn
-
-from _common import print_table
 
 #: the settings used for each algorithm (the defaults where none are listed)
 SETTINGS = {
@@ -47,8 +46,9 @@ SWEEPS = {
 #: a game per name, at a number of states S
 GAMES = {
     "crowd_ring": lambda S: mfax.make_game("crowd_ring", num_states=S),
-    "beach_bar_1d": lambda S: mfax.make_game("beach_bar_1d", num_states=S, common_noise=False,
-                                             bar_location=S // 2, crowd_aversion=1.0),
+    "beach_bar_1d": lambda S: mfax.make_game(
+        "beach_bar_1d", num_states=S, common_noise=False, bar_location=S // 2, crowd_aversion=1.0
+    ),
 }
 
 
@@ -103,22 +103,28 @@ def main() -> None:
     parser.add_argument("--algos", default=",".join(list_solvers()))
     parser.add_argument("--iterations", type=int, default=1000)
     args = parser.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"jax {jax.__version__} on {jax.default_backend()}, load average at start "
-          f"{os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"jax {jax.__version__} on {jax.default_backend()}, load average at start "
+        f"{os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     for spec in args.games.split(","):
         name, S = spec.split(":")
         game = GAMES[name](int(S))
-        print(f"## {name}: S = {game.num_states}, A = {game.num_actions}, K = "
-              f"{game.kernel_size}, T = {game.horizon}, gamma = {game.default_discount}",
-              flush=True)
+        print(
+            f"## {name}: S = {game.num_states}, A = {game.num_actions}, K = "
+            f"{game.kernel_size}, T = {game.horizon}, gamma = {game.default_discount}",
+            flush=True,
+        )
         rows = []
         for algo in args.algos.split(","):
             for sweep in [None] + ([SWEEPS[algo]] if algo in SWEEPS else []):
                 for used, row in run(game, algo, args.iterations, sweep):
                     settings = ", ".join(f"{k}={v:g}" for k, v in used.items())
-                    rows.append([algo + (" (swept)" if sweep else ""), settings]
-                                + list(row.values()))
+                    rows.append(
+                        [algo + (" (swept)" if sweep else ""), settings] + list(row.values())
+                    )
                     print("  ", rows[-1], flush=True)
         print_table(["algorithm", "settings"] + list(row), rows)
     print(f"# load average at end {os.getloadavg()[0]:.1f}")

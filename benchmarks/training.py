@@ -45,12 +45,11 @@ import time
 
 import jax
 import jax.numpy as jnp
+from _common import QUICK, print_table
 
 import mfax
 from mfax.networks import NetworkApply, NetworkConfig, init_params
 from mfax.training import TrainConfig, run_training
-
-from _common import QUICK, print_table  # noqa: E402  (benchmarks/ is on sys.path)
 
 QUICK_ENVS = {"linear_quadratic": 8, "beach_bar_1d": 8, "macro": 2}
 
@@ -79,20 +78,28 @@ def matmul_roofline(rows: int, width: int, repeats: int = 30) -> float:
 
 
 def timing(games, iterations, sizes, out):
-    print(f"## Seconds per training iteration (median over chunks of 2 iterations, "
-          f"{iterations} iterations after compile; compile = AOT of chunk + evaluation); "
-          f"FLOPs of one iteration (XLA cost analysis of the compiled step), achieved "
-          f"GFLOP/s, and the roofline measured in the same run: an fp32 matmul "
-          f"[envs x states x horizon, width] x [width, width], width = the first hidden layer")
+    print(
+        f"## Seconds per training iteration (median over chunks of 2 iterations, "
+        f"{iterations} iterations after compile; compile = AOT of chunk + evaluation); "
+        f"FLOPs of one iteration (XLA cost analysis of the compiled step), achieved "
+        f"GFLOP/s, and the roofline measured in the same run: an fp32 matmul "
+        f"[envs x states x horizon, width] x [width, width], width = the first hidden layer"
+    )
     rows = []
     for game in games:
         for size in sizes:
             params = {} if size == "published" else QUICK[game]
             envs = None if size == "published" else QUICK_ENVS[game]
             for algo in ("spg", "rspg"):
-                cfg = TrainConfig(game=game, game_params=params, algo=algo,
-                                  num_iterations=iterations, eval_every=2, num_envs=envs,
-                                  eval_num_envs=envs)
+                cfg = TrainConfig(
+                    game=game,
+                    game_params=params,
+                    algo=algo,
+                    num_iterations=iterations,
+                    eval_every=2,
+                    num_envs=envs,
+                    eval_num_envs=envs,
+                )
                 r = run_training(cfg, 0, progress=False)
                 secs = [b["seconds"] - a["seconds"] for a, b in zip(r.curve, r.curve[1:])]
                 per_iter = statistics.median(secs) / cfg.eval_every
@@ -101,48 +108,111 @@ def timing(games, iterations, sizes, out):
                 mm_rows, width = r.trainer.num_envs * g.num_states * g.horizon, cfg.hidden[0]
                 roof = matmul_roofline(mm_rows, width)
                 achieved = flops / per_iter / 1e9
-                rows.append([game, size, algo, f"S={g.num_states} T={g.horizon}",
-                             r.trainer.num_envs, f"{r.compile_seconds:.1f}", f"{per_iter:.4f}",
-                             f"{flops:.3g}", f"{achieved:.1f}", f"{roof:.1f}",
-                             f"{achieved / roof:.0%}"])
-                out.setdefault("timing", []).append(dict(
-                    game=game, size=size, algo=algo, num_states=g.num_states, horizon=g.horizon,
-                    num_envs=r.trainer.num_envs, compile_seconds=r.compile_seconds,
-                    seconds_per_iteration=per_iter, flops_per_iteration=flops,
-                    achieved_gflops=achieved, roofline_rows=mm_rows, roofline_width=width,
-                    roofline_gflops=roof, roofline_fraction=achieved / roof))
+                rows.append(
+                    [
+                        game,
+                        size,
+                        algo,
+                        f"S={g.num_states} T={g.horizon}",
+                        r.trainer.num_envs,
+                        f"{r.compile_seconds:.1f}",
+                        f"{per_iter:.4f}",
+                        f"{flops:.3g}",
+                        f"{achieved:.1f}",
+                        f"{roof:.1f}",
+                        f"{achieved / roof:.0%}",
+                    ]
+                )
+                out.setdefault("timing", []).append(
+                    dict(
+                        game=game,
+                        size=size,
+                        algo=algo,
+                        num_states=g.num_states,
+                        horizon=g.horizon,
+                        num_envs=r.trainer.num_envs,
+                        compile_seconds=r.compile_seconds,
+                        seconds_per_iteration=per_iter,
+                        flops_per_iteration=flops,
+                        achieved_gflops=achieved,
+                        roofline_rows=mm_rows,
+                        roofline_width=width,
+                        roofline_gflops=roof,
+                        roofline_fraction=achieved / roof,
+                    )
+                )
                 print("  ", rows[-1], file=sys.stderr, flush=True)
-    print_table(["game", "size", "algo", "game size", "envs", "compile s", "s / iter",
-                 "FLOP / iter", "GFLOP/s", "roofline GFLOP/s", "of roofline"], rows)
+    print_table(
+        [
+            "game",
+            "size",
+            "algo",
+            "game size",
+            "envs",
+            "compile s",
+            "s / iter",
+            "FLOP / iter",
+            "GFLOP/s",
+            "roofline GFLOP/s",
+            "of roofline",
+        ],
+        rows,
+    )
 
 
 def devices(games, iterations, counts, out):
     """The quick-size timing rows with each count of forced host devices (CPU), each
     measured in a fresh process (the device count is fixed when JAX starts)."""
-    import subprocess  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
+    import subprocess
+    import tempfile
 
-    print("## One job on several devices: seconds per iteration at the quick size, the "
-          "environments split over N host devices (XLA_FLAGS), each N in its own process")
+    print(
+        "## One job on several devices: seconds per iteration at the quick size, the "
+        "environments split over N host devices (XLA_FLAGS), each N in its own process"
+    )
     rows, base = [], {}
     for n in counts:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
-            subprocess.run([sys.executable, __file__, "--sections", "timing", "--timing-sizes",
-                            "quick", "--games", ",".join(games), "--timing-iterations",
-                            str(iterations), "--json", f"{tmp}/t.json"], env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--sections",
+                    "timing",
+                    "--timing-sizes",
+                    "quick",
+                    "--games",
+                    ",".join(games),
+                    "--timing-iterations",
+                    str(iterations),
+                    "--json",
+                    f"{tmp}/t.json",
+                ],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             with open(f"{tmp}/t.json") as f:
                 timed = json.load(f)["timing"]
         for r in timed:
             key = (r["game"], r["algo"])
             base.setdefault(key, r["seconds_per_iteration"])
-            rows.append([r["game"], r["algo"], r["num_envs"], n, f"{r['compile_seconds']:.1f}",
-                         f"{r['seconds_per_iteration']:.4f}",
-                         f"{base[key] / r['seconds_per_iteration']:.2f}x"])
+            rows.append(
+                [
+                    r["game"],
+                    r["algo"],
+                    r["num_envs"],
+                    n,
+                    f"{r['compile_seconds']:.1f}",
+                    f"{r['seconds_per_iteration']:.4f}",
+                    f"{base[key] / r['seconds_per_iteration']:.2f}x",
+                ]
+            )
             out.setdefault("devices", []).append({**r, "devices": n})
-    print_table(["game", "algo", "envs", "devices", "compile s", "s / iter",
-                 "speed-up vs first"], rows)
+    print_table(
+        ["game", "algo", "envs", "devices", "compile s", "s / iter", "speed-up vs first"], rows
+    )
 
 
 def _time(fn, *args, repeats=20):
@@ -156,8 +226,10 @@ def _time(fn, *args, repeats=20):
 
 
 def factored(games, out):
-    print("## First layer: naive concat per (env, state) vs factored (forward + backward of the "
-          "policy network over all envs and states; median of 20 runs)")
+    print(
+        "## First layer: naive concat per (env, state) vs factored (forward + backward of the "
+        "policy network over all envs and states; median of 20 runs)"
+    )
     rows = []
     for name in games:
         game = mfax.make_game(name)
@@ -165,8 +237,11 @@ def factored(games, out):
         for recurrent in (False, True):
             times = {}
             for fact in (False, True):
-                cfg = NetworkConfig(recurrent=recurrent, factored=fact,
-                                    head="beta" if name == "macro" else "categorical")
+                cfg = NetworkConfig(
+                    recurrent=recurrent,
+                    factored=fact,
+                    head="beta" if name == "macro" else "categorical",
+                )
                 params = init_params(cfg, game, jax.random.key(0))
                 apply = NetworkApply(cfg, game)
                 carry = jnp.zeros((envs, cfg.gru_hidden)) if recurrent else ()
@@ -178,12 +253,27 @@ def factored(games, out):
                     return jnp.sum(jnp.log(probs + 1e-8) * probs)
 
                 times[fact] = _time(jax.jit(jax.grad(loss)), params)
-            rows.append([name, "rspg" if recurrent else "spg", game.num_states, envs,
-                         f"{1e3 * times[False]:.2f}", f"{1e3 * times[True]:.2f}",
-                         f"{times[False] / times[True]:.2f}x"])
-            out.setdefault("factored", []).append(dict(
-                game=name, recurrent=recurrent, num_states=game.num_states, num_envs=envs,
-                naive_ms=1e3 * times[False], factored_ms=1e3 * times[True]))
+            rows.append(
+                [
+                    name,
+                    "rspg" if recurrent else "spg",
+                    game.num_states,
+                    envs,
+                    f"{1e3 * times[False]:.2f}",
+                    f"{1e3 * times[True]:.2f}",
+                    f"{times[False] / times[True]:.2f}x",
+                ]
+            )
+            out.setdefault("factored", []).append(
+                dict(
+                    game=name,
+                    recurrent=recurrent,
+                    num_states=game.num_states,
+                    num_envs=envs,
+                    naive_ms=1e3 * times[False],
+                    factored_ms=1e3 * times[True],
+                )
+            )
             print("  ", rows[-1], file=sys.stderr, flush=True)
     print_table(["game", "net", "S", "envs", "naive ms", "factored ms", "speedup"], rows)
 
@@ -215,9 +305,17 @@ def _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden):
     iterations = checkpoints[-1]
     every = math.gcd(*checkpoints)
     # the published code reads macro states as values, the other games' as indices
-    cfg = TrainConfig(game=game, algo=algo, lr=lr, num_iterations=iterations, eval_every=every,
-                      num_envs=envs, eval_num_envs=envs, hidden=hidden,
-                      state_input="values" if game == "macro" else "index")
+    cfg = TrainConfig(
+        game=game,
+        algo=algo,
+        lr=lr,
+        num_iterations=iterations,
+        eval_every=every,
+        num_envs=envs,
+        eval_num_envs=envs,
+        hidden=hidden,
+        state_input="values" if game == "macro" else "index",
+    )
     r = run_training(cfg, seed, progress=False)
     by_iter = {int(row["iteration"]): row["exploitability"] for row in r.curve}
     return [by_iter[c] for c in checkpoints], r.train_seconds + r.eval_seconds
@@ -227,10 +325,12 @@ def quality(games, algos, lrs, seeds, iteration_scale, hidden, published, out):
     """Exploitability after fixed iteration counts: mfax and, given the published code's
     python and repository, MFAX itself, per learning rate, over seeds."""
     # as the published scripts do, evaluate on as many environments as a training batch
-    print(f"## Exploitability with common noise (upper bound: hindsight best response) on "
-          f"the training batch's number of environments, median [min, max] over seeds "
-          f"{seeds}; Adam, lr annealed "
-          f"to 10%, clipping 1.0, published network, game sizes and settings")
+    print(
+        f"## Exploitability with common noise (upper bound: hindsight best response) on "
+        f"the training batch's number of environments, median [min, max] over seeds "
+        f"{seeds}; Adam, lr annealed "
+        f"to 10%, clipping 1.0, published network, game sizes and settings"
+    )
     rows = []
     for (game, algo), (envs, checkpoints) in QUALITY_RUNS.items():
         if game not in games or algo not in algos:
@@ -242,54 +342,105 @@ def quality(games, algos, lrs, seeds, iteration_scale, hidden, published, out):
                 curves, secs = [], []
                 for seed in seeds:
                     if label != "mfax":
-                        from published import run_published  # noqa: PLC0415
+                        from published import run_published
 
-                        res = run_published(*published, game=game, algo=algo, lr=lr, seed=seed,
-                                            iterations=checkpoints[-1],
-                                            eval_every=math.gcd(*checkpoints), num_envs=envs)
+                        res = run_published(
+                            *published,
+                            game=game,
+                            algo=algo,
+                            lr=lr,
+                            seed=seed,
+                            iterations=checkpoints[-1],
+                            eval_every=math.gcd(*checkpoints),
+                            num_envs=envs,
+                        )
                         by_iter = dict(res["curve"])
                         curve, sec = [by_iter[c] for c in checkpoints], res["seconds"]
                     else:
-                        curve, sec = _mfax_curve(game, algo, lr, seed, envs, checkpoints,
-                                                 hidden)
+                        curve, sec = _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden)
                     curves.append(curve)
                     secs.append(sec)
-                    print(f"   {game} {algo} {label} lr={lr:g} seed={seed}: "
-                          f"{[round(c, 2) for c in curve]} ({sec:.0f} s)",
-                          file=sys.stderr, flush=True)
-                cells = [f"{c}: {_spread([cv[i] for cv in curves])}"
-                         for i, c in enumerate(checkpoints)]
-                rows.append([game, algo, envs, label, f"{lr:g}", "; ".join(cells),
-                             f"{statistics.median(secs):.0f}"])
-                out.setdefault("quality", []).append(dict(
-                    game=game, algo=algo, num_envs=envs, side=label, lr=lr, seeds=list(seeds),
-                    checkpoints=list(checkpoints), curves=curves, seconds=secs))
-    print_table(["game", "algo", "envs", "code", "lr", "exploitability at iteration",
-                 "seconds"], rows)
+                    print(
+                        f"   {game} {algo} {label} lr={lr:g} seed={seed}: "
+                        f"{[round(c, 2) for c in curve]} ({sec:.0f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                cells = [
+                    f"{c}: {_spread([cv[i] for cv in curves])}" for i, c in enumerate(checkpoints)
+                ]
+                rows.append(
+                    [
+                        game,
+                        algo,
+                        envs,
+                        label,
+                        f"{lr:g}",
+                        "; ".join(cells),
+                        f"{statistics.median(secs):.0f}",
+                    ]
+                )
+                out.setdefault("quality", []).append(
+                    dict(
+                        game=game,
+                        algo=algo,
+                        num_envs=envs,
+                        side=label,
+                        lr=lr,
+                        seeds=list(seeds),
+                        checkpoints=list(checkpoints),
+                        curves=curves,
+                        seconds=secs,
+                    )
+                )
+    print_table(
+        ["game", "algo", "envs", "code", "lr", "exploitability at iteration", "seconds"], rows
+    )
 
 
 def tabular(games, iterations, num_envs, lr, hidden, out):
     from mfax.solvers import solve_tabular
 
-    print(f"## Without common noise: SPG ({iterations} iterations, lr {lr}, hidden {hidden}) vs "
-          "solve_tabular (fictitious play, 200 iterations)")
+    print(
+        f"## Without common noise: SPG ({iterations} iterations, lr {lr}, hidden {hidden}) vs "
+        "solve_tabular (fictitious play, 200 iterations)"
+    )
     rows = []
     for name in [g for g in games if g != "macro"]:
         params = dict(common_noise=False)
         if name == "beach_bar_1d":
             params["bar_location"] = 50
-        cfg = TrainConfig(game=name, game_params=params, algo="spg", num_iterations=iterations,
-                          eval_every=iterations, num_envs=num_envs, eval_num_envs=1, lr=lr,
-                          hidden=hidden)
+        cfg = TrainConfig(
+            game=name,
+            game_params=params,
+            algo="spg",
+            num_iterations=iterations,
+            eval_every=iterations,
+            num_envs=num_envs,
+            eval_num_envs=1,
+            lr=lr,
+            hidden=hidden,
+        )
         game = cfg.make_game()
         r = run_training(cfg, 0, progress=False)
         sol = solve_tabular(game, 200)
         uni = _uniform(game, 1, game.default_discount)
-        rows.append([name, f"{uni:.4f}", f"{r.curve[-1]['exploitability']:.4f}",
-                     f"{float(sol.exploitability[-1]):.4f}"])
-        out.setdefault("tabular", []).append(dict(
-            game=name, uniform=uni, spg=r.curve[-1]["exploitability"],
-            tabular=float(sol.exploitability[-1])))
+        rows.append(
+            [
+                name,
+                f"{uni:.4f}",
+                f"{r.curve[-1]['exploitability']:.4f}",
+                f"{float(sol.exploitability[-1]):.4f}",
+            ]
+        )
+        out.setdefault("tabular", []).append(
+            dict(
+                game=name,
+                uniform=uni,
+                spg=r.curve[-1]["exploitability"],
+                tabular=float(sol.exploitability[-1]),
+            )
+        )
         print("  ", rows[-1], file=sys.stderr, flush=True)
     print_table(["game", "uniform", "SPG", "fictitious play"], rows)
 
@@ -299,31 +450,44 @@ def main(argv=None):
     ap.add_argument("--sections", default="timing,devices,factored,quality,tabular")
     ap.add_argument("--games", default="linear_quadratic,beach_bar_1d,macro")
     ap.add_argument("--timing-iterations", type=int, default=10)
-    ap.add_argument("--timing-sizes", default="published,quick",
-                    help="timing: published (the paper's sizes), quick (small games), or both")
+    ap.add_argument(
+        "--timing-sizes",
+        default="published,quick",
+        help="timing: published (the paper's sizes), quick (small games), or both",
+    )
     ap.add_argument("--devices", default="1,2", help="devices: host device counts to compare")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--num-envs", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--hidden", default="128,128",
-                    help="MLP sizes for the quality and tabular sections")
+    ap.add_argument(
+        "--hidden", default="128,128", help="MLP sizes for the quality and tabular sections"
+    )
     ap.add_argument("--algos", default="spg,rspg", help="quality: spg, rspg or both")
     ap.add_argument("--lrs", default="0.0001,0.001,0.01", help="quality: the learning rates")
     ap.add_argument("--seeds", default="0,1,2", help="quality: seeds")
-    ap.add_argument("--iteration-scale", type=float, default=1.0,
-                    help="quality: multiply the iteration counts (e.g. 0.2 for a quick look)")
-    ap.add_argument("--published-python", default=None,
-                    help="quality: the python of a virtual environment with the published "
-                         "MFAX code's dependencies (then --published-repo is its checkout)")
+    ap.add_argument(
+        "--iteration-scale",
+        type=float,
+        default=1.0,
+        help="quality: multiply the iteration counts (e.g. 0.2 for a quick look)",
+    )
+    ap.add_argument(
+        "--published-python",
+        default=None,
+        help="quality: the python of a virtual environment with the published "
+        "MFAX code's dependencies (then --published-repo is its checkout)",
+    )
     ap.add_argument("--published-repo", default=None)
     ap.add_argument("--json", default=None, help="also write the numbers as JSON")
     args = ap.parse_args(argv)
     sections = args.sections.split(",")
     games = args.games.split(",")
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    print(f"# mfax training benchmark (jax {jax.__version__}, {jax.devices()[0].platform}: "
-          f"{jax.devices()[0].device_kind}, {jax.device_count()} device(s), {os.cpu_count()} "
-          f"CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})\n")
+    print(
+        f"# mfax training benchmark (jax {jax.__version__}, {jax.devices()[0].platform}: "
+        f"{jax.devices()[0].device_kind}, {jax.device_count()} device(s), {os.cpu_count()} "
+        f"CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})\n"
+    )
     out: dict = {"settings": vars(args)}
     if "timing" in sections:
         timing(games, args.timing_iterations, args.timing_sizes.split(","), out)
@@ -337,9 +501,16 @@ def main(argv=None):
             if not (args.published_python and args.published_repo):
                 ap.error("--published-python and --published-repo go together")
             published = (args.published_python, args.published_repo)
-        quality(games, args.algos.split(","),
-                [float(x) for x in args.lrs.split(",")], [int(x) for x in args.seeds.split(",")],
-                args.iteration_scale, hidden, published, out)
+        quality(
+            games,
+            args.algos.split(","),
+            [float(x) for x in args.lrs.split(",")],
+            [int(x) for x in args.seeds.split(",")],
+            args.iteration_scale,
+            hidden,
+            published,
+            out,
+        )
     if "tabular" in sections:
         tabular(games, args.iterations, args.num_envs, args.lr, hidden, out)
     if args.json:

@@ -31,9 +31,20 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "EvalResult", "MeanFieldPolicy", "Trajectory", "evaluate_policy", "list_algorithms",
-    "list_games", "list_solvers", "load_agent", "make_game", "make_train", "rollout", "solve_tabular",
-    "uniform_policy", "__version__",
+    "EvalResult",
+    "MeanFieldPolicy",
+    "Trajectory",
+    "evaluate_policy",
+    "list_algorithms",
+    "list_games",
+    "list_solvers",
+    "load_agent",
+    "make_game",
+    "make_train",
+    "rollout",
+    "solve_tabular",
+    "uniform_policy",
+    "__version__",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed

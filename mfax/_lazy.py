@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
-def lazy_getattr(namespace: dict[str, Any], exports: dict[str, str], *,
-                 submodules: bool = False) -> Callable[[str], Any]:
+def lazy_getattr(
+    namespace: dict[str, Any], exports: dict[str, str], *, submodules: bool = False
+) -> Callable[[str], Any]:
     """The module ``__getattr__`` of the package whose globals are ``namespace``:
     ``exports`` maps a public name to the module defining it; with ``submodules`` an
     unknown name may also be a submodule (``mfax.training``).  A loaded name is kept in
@@ -20,8 +22,11 @@ def lazy_getattr(namespace: dict[str, Any], exports: dict[str, str], *,
         module = exports.get(name)
         if module is not None:
             value = getattr(importlib.import_module(module), name)
-        elif submodules and not name.startswith("_") \
-                and importlib.util.find_spec(f"{package}.{name}") is not None:
+        elif (
+            submodules
+            and not name.startswith("_")
+            and importlib.util.find_spec(f"{package}.{name}") is not None
+        ):
             value = importlib.import_module(f"{package}.{name}")
         else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

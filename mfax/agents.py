@@ -29,8 +29,9 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 import flax
 import flax.serialization
@@ -40,10 +41,13 @@ import numpy as np
 from mfax._version import __version__
 from mfax.games import make_game
 from mfax.games.base import Game
-from mfax.io import (  # noqa: F401  (atomic_write, curve_csv, read_curve: re-exported)
-    atomic_write, curve_csv, read_curve, read_json_description,
+from mfax.io import (
+    atomic_write,
+    curve_csv,
+    read_curve,
+    read_json_description,
 )
-from mfax.networks import NetworkConfig, NetworkApply, init_params, initial_carry_fn
+from mfax.networks import NetworkApply, NetworkConfig, init_params, initial_carry_fn
 from mfax.policies import MeanFieldPolicy
 
 FORMAT_NAME = "mfax-agent"
@@ -55,15 +59,16 @@ CURVE_FILE = "curve.csv"
 OBSERVATION_NOTE = (
     "the policy input is game.observation(agg, mu): the shared observation normalised as in "
     "docs/games.md (raw names: {names}); the state input is the state index or "
-    "game.state_features()")
+    "game.state_features()"
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Agent(MeanFieldPolicy):
     """A loaded agent: a `MeanFieldPolicy` plus its game and description."""
 
-    game: Optional[Game] = None
-    network: Optional[NetworkConfig] = None
+    game: Game | None = None
+    network: NetworkConfig | None = None
     description: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     path: str = ""
 
@@ -115,12 +120,20 @@ def params_template(network: NetworkConfig, game: Game) -> Any:
     return jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
 
 
-def save_agent(path: Path | str, *, network: NetworkConfig, params: Any, game: Game,
-               algorithm: str, seed: Optional[int] = None, gamma: Optional[float] = None,
-               training: Optional[Mapping[str, Any]] = None,
-               metrics: Optional[Mapping[str, Any]] = None,
-               curve: Optional[Iterable[Mapping[str, Any]]] = None,
-               extra: Optional[Mapping[str, Any]] = None) -> Path:
+def save_agent(
+    path: Path | str,
+    *,
+    network: NetworkConfig,
+    params: Any,
+    game: Game,
+    algorithm: str,
+    seed: int | None = None,
+    gamma: float | None = None,
+    training: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    curve: Iterable[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
     """Write an agent directory (see the module docstring) and return its path.
 
     ``params`` must have the structure and shapes of ``init_params(network,
@@ -130,13 +143,17 @@ def save_agent(path: Path | str, *, network: NetworkConfig, params: Any, game: G
     curve.csv.
     """
     if not isinstance(network, NetworkConfig):
-        raise TypeError(f"save_agent: network must be a NetworkConfig, got {type(network).__name__}")
+        raise TypeError(
+            f"save_agent: network must be a NetworkConfig, got {type(network).__name__}"
+        )
     if not isinstance(algorithm, str) or not algorithm:
         raise ValueError(f"save_agent: algorithm = {algorithm!r} is not allowed; expected a name")
     path = Path(path)
     template = params_template(network, game)
     params = jax.device_get(params)
-    _check_structure(template, flax.serialization.to_state_dict(params), "save_agent: params", saving=True)
+    _check_structure(
+        template, flax.serialization.to_state_dict(params), "save_agent: params", saving=True
+    )
     leaves = jax.tree_util.tree_leaves(params)
     if not all(np.all(np.isfinite(np.asarray(x))) for x in leaves):
         raise ValueError("save_agent: params contain NaN or inf; refusing to save them")
@@ -194,21 +211,25 @@ def _check_structure(template: Any, state: Any, where: str, saving: bool = False
             parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
         if extra:
             parts.append(f"unexpected {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
-        raise ValueError(f"{where}: the parameters do not fit the network{described} "
-                         f"({'; '.join(parts)})")
+        raise ValueError(
+            f"{where}: the parameters do not fit the network{described} ({'; '.join(parts)})"
+        )
     for name in want:
         ws, hs = np.shape(want[name]), np.shape(have[name])
         if ws != hs:
-            raise ValueError(f"{where}: parameter {name!r} has shape {hs}, but the network "
-                             f"and game{described} need {ws}")
+            raise ValueError(
+                f"{where}: parameter {name!r} has shape {hs}, but the network "
+                f"and game{described} need {ws}"
+            )
 
 
 def _require(desc: Mapping[str, Any], key: str, kind: type | tuple, file: Path) -> Any:
     if key not in desc:
         raise ValueError(f"{file}: missing entry {key!r}")
     value = desc[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (
-            kind if isinstance(kind, tuple) else (kind,))):
+    if not isinstance(value, kind) or (
+        isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    ):
         raise ValueError(f"{file}: entry {key!r} = {value!r} has the wrong type")
     return value
 
@@ -228,8 +249,9 @@ def _check_entry(file: Path, key: str, value: Any, ok: bool, expected: str) -> N
         raise ValueError(f"{file}: entry {key!r} = {value!r} is not allowed; expected {expected}")
 
 
-def _check_description(desc: Mapping[str, Any], file: Path, game_name: str,
-                       game_params: Mapping[str, Any]) -> None:
+def _check_description(
+    desc: Mapping[str, Any], file: Path, game_name: str, game_params: Mapping[str, Any]
+) -> None:
     """Check every entry of agent.json that is used beyond the game, sizes and network:
     algorithm, seed, gamma, weights_sha256 and the training settings (through the
     algorithm's own config class when it is one of mfax's)."""
@@ -238,23 +260,42 @@ def _check_description(desc: Mapping[str, Any], file: Path, game_name: str,
     seed = desc.get("seed")
     _check_entry(file, "seed", seed, seed is None or _is_int(seed), "null or an integer")
     gamma = desc.get("gamma")
-    _check_entry(file, "gamma", gamma, gamma is None or (
-        _is_number(gamma) and math.isfinite(gamma) and 0.0 < gamma <= 1.0),
-        "null (the game's default) or a number in (0, 1]")
+    _check_entry(
+        file,
+        "gamma",
+        gamma,
+        gamma is None or (_is_number(gamma) and math.isfinite(gamma) and 0.0 < gamma <= 1.0),
+        "null (the game's default) or a number in (0, 1]",
+    )
     sha = desc.get("weights_sha256")
-    _check_entry(file, "weights_sha256", sha, sha is None or isinstance(sha, str),
-                 "null or a sha256 hex string")
+    _check_entry(
+        file,
+        "weights_sha256",
+        sha,
+        sha is None or isinstance(sha, str),
+        "null or a sha256 hex string",
+    )
     for key in ("training", "metrics"):
         value = desc.get(key)
         _check_entry(file, key, value, value is None or isinstance(value, dict), "a mapping")
     training = desc.get("training") or {}
     for key in ("num_envs", "eval_num_envs"):
         v = training.get(key)
-        _check_entry(file, f"training.{key}", v, v is None or (_is_int(v) and v >= 1),
-                     "null or an integer >= 1")
+        _check_entry(
+            file,
+            f"training.{key}",
+            v,
+            v is None or (_is_int(v) and v >= 1),
+            "null or an integer >= 1",
+        )
     v = training.get("gamma")
-    _check_entry(file, "training.gamma", v, v is None or (
-        _is_number(v) and math.isfinite(v) and 0.0 < v <= 1.0), "null or a number in (0, 1]")
+    _check_entry(
+        file,
+        "training.gamma",
+        v,
+        v is None or (_is_number(v) and math.isfinite(v) and 0.0 < v <= 1.0),
+        "null or a number in (0, 1]",
+    )
     from mfax.algorithms import get_algorithm, list_algorithms
 
     if algorithm not in list_algorithms():  # saved by other code: a free-form training entry
@@ -262,8 +303,12 @@ def _check_description(desc: Mapping[str, Any], file: Path, game_name: str,
     config_class = get_algorithm(algorithm).config_class
     keys = set(config_class.training_keys()) - {"algo"}
     try:
-        config_class(game=game_name, game_params=dict(game_params), algo=algorithm,
-                     **{k: v for k, v in training.items() if k in keys})
+        config_class(
+            game=game_name,
+            game_params=dict(game_params),
+            algo=algorithm,
+            **{k: v for k, v in training.items() if k in keys},
+        )
     except (TypeError, ValueError) as e:
         raise ValueError(f"{file}: entry 'training' is invalid: {e}") from None
 
@@ -274,12 +319,16 @@ def read_description(path: Path | str) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"agent directory {str(path)!r} does not exist")
     if not path.is_dir():
-        raise ValueError(f"{path}: an agent is a directory (with {DESCRIPTION_FILE} and "
-                         f"{WEIGHTS_FILE}), not a file")
+        raise ValueError(
+            f"{path}: an agent is a directory (with {DESCRIPTION_FILE} and "
+            f"{WEIGHTS_FILE}), not a file"
+        )
     file = path / DESCRIPTION_FILE
     if not file.exists():
-        raise FileNotFoundError(f"{file}: missing; {path} is not an mfax agent directory "
-                                "(or it was not completely written)")
+        raise FileNotFoundError(
+            f"{file}: missing; {path} is not an mfax agent directory "
+            "(or it was not completely written)"
+        )
     desc = read_json_description(file, FORMAT_NAME, "mfax agent description")
     version = desc.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int):
@@ -288,14 +337,18 @@ def read_description(path: Path | str) -> dict[str, Any]:
         raise ValueError(
             f"{file}: format_version {version} was written by a newer mfax "
             f"({desc.get('versions', {}).get('mfax', '?')}); this mfax "
-            f"({_versions()['mfax']}) reads format versions up to {FORMAT_VERSION}")
+            f"({_versions()['mfax']}) reads format versions up to {FORMAT_VERSION}"
+        )
     if version == 1:
-        raise ValueError(f"{file}: format_version 1 was written with mfax's former network "
-                         "layout, whose weights do not fit today's network (docs/LEARNING.md); "
-                         "retrain the agent")
+        raise ValueError(
+            f"{file}: format_version 1 was written with mfax's former network "
+            "layout, whose weights do not fit today's network (docs/LEARNING.md); "
+            "retrain the agent"
+        )
     if version < 1:
-        raise ValueError(f"{file}: format_version {version} is not supported (expected "
-                         f"{FORMAT_VERSION})")
+        raise ValueError(
+            f"{file}: format_version {version} is not supported (expected {FORMAT_VERSION})"
+        )
     return desc
 
 
@@ -320,8 +373,10 @@ def load_agent(path: Path | str) -> Agent:
         stored = _require(desc, key, int, file)
         actual = getattr(game, key)
         if stored != actual:
-            raise ValueError(f"{file}: {key} = {stored} but game {name!r} with the stored "
-                             f"parameters has {key} = {actual} (game definition changed?)")
+            raise ValueError(
+                f"{file}: {key} = {stored} but game {name!r} with the stored "
+                f"parameters has {key} = {actual} (game definition changed?)"
+            )
     try:
         network = NetworkConfig.from_dict(_require(desc, "network", dict, file))
     except (TypeError, ValueError) as e:
@@ -333,14 +388,17 @@ def load_agent(path: Path | str) -> Agent:
     data = wfile.read_bytes()
     sha = desc.get("weights_sha256")
     if sha is not None and hashlib.sha256(data).hexdigest() != sha:
-        raise ValueError(f"{wfile}: contents do not match the sha256 recorded in "
-                         f"{DESCRIPTION_FILE} (truncated, corrupt or from another agent; "
-                         f"{len(data)} bytes)")
+        raise ValueError(
+            f"{wfile}: contents do not match the sha256 recorded in "
+            f"{DESCRIPTION_FILE} (truncated, corrupt or from another agent; "
+            f"{len(data)} bytes)"
+        )
     try:
         state = flax.serialization.msgpack_restore(data)
     except Exception as e:  # msgpack raises several types; all mean "unreadable"
-        raise ValueError(f"{wfile}: cannot be read as msgpack (truncated or corrupt): "
-                         f"{type(e).__name__}: {e}") from None
+        raise ValueError(
+            f"{wfile}: cannot be read as msgpack (truncated or corrupt): {type(e).__name__}: {e}"
+        ) from None
     if not isinstance(state, dict):
         raise ValueError(f"{wfile}: expected a mapping of parameters, got {type(state).__name__}")
     try:
@@ -348,14 +406,33 @@ def load_agent(path: Path | str) -> Agent:
     except ValueError as e:
         raise ValueError(f"{file}: the network does not fit the game: {e}") from None
     _check_structure(template, state, str(wfile))
-    state = jax.tree_util.tree_map(lambda t, v: np.asarray(v, dtype=np.asarray(t).dtype),
-                                   flax.serialization.to_state_dict(template), state)
+    state = jax.tree_util.tree_map(
+        lambda t, v: np.asarray(v, dtype=np.asarray(t).dtype),
+        flax.serialization.to_state_dict(template),
+        state,
+    )
     params = flax.serialization.from_state_dict(template, state)
     params = jax.tree_util.tree_map(jax.numpy.asarray, params)
-    return Agent(apply=NetworkApply(network, game), params=params,
-                 initial_carry=initial_carry_fn(network), game=game, network=network,
-                 description=desc, path=str(path))
+    return Agent(
+        apply=NetworkApply(network, game),
+        params=params,
+        initial_carry=initial_carry_fn(network),
+        game=game,
+        network=network,
+        description=desc,
+        path=str(path),
+    )
 
 
-__all__ = ["Agent", "CURVE_FILE", "DESCRIPTION_FILE", "FORMAT_VERSION", "WEIGHTS_FILE",
-           "atomic_write", "load_agent", "read_curve", "read_description", "save_agent"]
+__all__ = [
+    "Agent",
+    "CURVE_FILE",
+    "DESCRIPTION_FILE",
+    "FORMAT_VERSION",
+    "WEIGHTS_FILE",
+    "atomic_write",
+    "load_agent",
+    "read_curve",
+    "read_description",
+    "save_agent",
+]

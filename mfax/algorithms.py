@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: family -> (package, name of its config class in the package)
 FAMILIES = {
@@ -61,20 +62,24 @@ class Algorithm:
         return self.package.run_training
 
 
-_REGISTRY: dict[str, Algorithm] = {a.name: a for a in (
-    Algorithm("spg", "structural", "structural policy gradient, feed-forward policy"),
-    Algorithm("rspg", "structural", "structural policy gradient, recurrent policy"),
-    Algorithm("ippo", "model-free", "independent PPO against the frozen mean field"),
-    Algorithm("rippo", "model-free", "independent PPO, recurrent policy"),
-    Algorithm("m_omd", "model-free", "Munchausen online mirror descent"),
-)}
+_REGISTRY: dict[str, Algorithm] = {
+    a.name: a
+    for a in (
+        Algorithm("spg", "structural", "structural policy gradient, feed-forward policy"),
+        Algorithm("rspg", "structural", "structural policy gradient, recurrent policy"),
+        Algorithm("ippo", "model-free", "independent PPO against the frozen mean field"),
+        Algorithm("rippo", "model-free", "independent PPO, recurrent policy"),
+        Algorithm("m_omd", "model-free", "Munchausen online mirror descent"),
+    )
+}
 
 
 def list_algorithms(family: str | None = None) -> list[str]:
     """The algorithm names (of one family if given), in a fixed order."""
     if family is not None and family not in FAMILIES:
-        raise ValueError(f"family = {family!r} is not allowed; expected one of "
-                         + ", ".join(FAMILIES))
+        raise ValueError(
+            f"family = {family!r} is not allowed; expected one of " + ", ".join(FAMILIES)
+        )
     return [name for name, a in _REGISTRY.items() if family in (None, a.family)]
 
 
@@ -83,8 +88,9 @@ def get_algorithm(name: str) -> Algorithm:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f"algorithm {name!r} is not allowed; expected one of "
-                         + ", ".join(list_algorithms())) from None
+        raise ValueError(
+            f"algorithm {name!r} is not allowed; expected one of " + ", ".join(list_algorithms())
+        ) from None
 
 
 __all__ = ["Algorithm", "FAMILIES", "get_algorithm", "list_algorithms"]

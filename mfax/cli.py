@@ -13,16 +13,15 @@ from __future__ import annotations
 import typer
 
 from mfax import cli_pipeline, cli_train
-from mfax.cli_common import SEED_MAX, make_game_from_cli, parse_assignments  # noqa: F401
+from mfax.cli_common import SEED_MAX, make_game_from_cli, parse_assignments
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="mfax: mean-field games in JAX.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="mfax: mean-field games in JAX.")
 
 
 @app.command()
 def games() -> None:
     """List the games and their default parameters."""
-    from mfax.games import make_game, list_games
+    from mfax.games import list_games, make_game
 
     for name in list_games():
         game = make_game(name)
@@ -34,14 +33,25 @@ def games() -> None:
 @app.command()
 def solve(
     game: str = typer.Option(..., "--game", help="Game name (see `mfax games`)."),
-    param: list[str] = typer.Option(None, "--param", help="Game parameter override key=value (repeatable)."),
-    algo: str = typer.Option("fp", "--algo", help="Tabular algorithm: fp, fp_damped, omd, momd, "
-                             "boltzmann, boltzmann_damped, bpi, prior_descent (see docs/solvers.md)."),
-    setting: list[str] = typer.Option(None, "--setting", help="Algorithm setting key=value, e.g. "
-                                      "learning_rate=3 (repeatable)."),
+    param: list[str] = typer.Option(
+        None, "--param", help="Game parameter override key=value (repeatable)."
+    ),
+    algo: str = typer.Option(
+        "fp",
+        "--algo",
+        help="Tabular algorithm: fp, fp_damped, omd, momd, "
+        "boltzmann, boltzmann_damped, bpi, prior_descent (see docs/solvers.md).",
+    ),
+    setting: list[str] = typer.Option(
+        None, "--setting", help="Algorithm setting key=value, e.g. learning_rate=3 (repeatable)."
+    ),
     iterations: int = typer.Option(200, "--iterations", min=1, help="Solver iterations."),
-    gamma: float = typer.Option(None, "--gamma", help="Discount (default: the game's published one)."),
-    num_envs: int = typer.Option(8, "--num-envs", min=1, help="Environments for the uniform policy's score."),
+    gamma: float = typer.Option(
+        None, "--gamma", help="Discount (default: the game's published one)."
+    ),
+    num_envs: int = typer.Option(
+        8, "--num-envs", min=1, help="Environments for the uniform policy's score."
+    ),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
 ) -> None:
     """Score the uniform policy, then solve a deterministic game with a tabular algorithm."""
@@ -61,8 +71,10 @@ def solve(
         uni = evaluate_policy(g, uniform_policy(g), jax.random.PRNGKey(seed), num_envs, gamma)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    typer.echo(f"{g.name}: uniform policy exploitability {float(uni.exploitability):.6g} "
-               f"(return {float(uni.policy_return):.6g}, best response {float(uni.best_response_return):.6g})")
+    typer.echo(
+        f"{g.name}: uniform policy exploitability {float(uni.exploitability):.6g} "
+        f"(return {float(uni.policy_return):.6g}, best response {float(uni.best_response_return):.6g})"
+    )
     if g.has_random_reset:
         typer.echo(f"tabular solver skipped: {deterministic_error(g)}")
         return
@@ -75,8 +87,10 @@ def solve(
     for i, expl in enumerate(sol.exploitability if swept else [sol.exploitability]):
         label = algo + (f" (value {i} of the swept settings)" if swept else "")
         typer.echo(f"{label}: " + ", ".join(f"iter {k}: {float(expl[k]):.6g}" for k in marks))
-        typer.echo(f"final exploitability {float(expl[-1]):.6g} "
-                   f"({100 * float(expl[-1]) / max(float(expl[0]), 1e-30):.3g}% of the uniform policy's)")
+        typer.echo(
+            f"final exploitability {float(expl[-1]):.6g} "
+            f"({100 * float(expl[-1]) / max(float(expl[0]), 1e-30):.3g}% of the uniform policy's)"
+        )
 
 
 # the command modules' groups, merged into the app: `train`, `evaluate` and the pipeline's

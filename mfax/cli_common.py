@@ -28,8 +28,9 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict:
             out[key.strip()] = parse_value(value)
         except yaml.YAMLError as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise typer.BadParameter(f"{item!r}: the value is not valid YAML ({first})",
-                                     param_hint=flag) from None
+            raise typer.BadParameter(
+                f"{item!r}: the value is not valid YAML ({first})", param_hint=flag
+            ) from None
     return out
 
 

@@ -14,7 +14,6 @@ clear line on stderr with exit status 1 or 2, never as a traceback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -31,7 +30,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load_pipeline(params: Path, sets: Optional[List[str]]):
+def _load_pipeline(params: Path, sets: list[str] | None):
     from mfax.pipeline import ParamsError, Pipeline
 
     overrides: dict = {}
@@ -50,7 +49,7 @@ def _load_pipeline(params: Path, sets: Optional[List[str]]):
 @app.command()
 def configure(
     params: Path = typer.Option(Path("params/params.yaml"), "--params", help="the params file"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="override key=value (dotted keys)"),
+    set_: list[str] | None = typer.Option(None, "--set", help="override key=value (dotted keys)"),
     list_runs: bool = typer.Option(False, "--list", help="only list the runs of the grid"),
 ) -> None:
     """Resolve params/ into one training config per run: data/<game>/<run>/config.yaml."""
@@ -73,14 +72,18 @@ def train_seeds_cmd(
     algo: str = typer.Option(..., "--algo", help="algorithm name"),
     config: Path = typer.Option(..., "--config", help="resolved config (mfax configure)"),
     out: Path = typer.Option(..., "--out", help="model folder: one agent per seed in seed_<s>/"),
-    seeds: Optional[str] = typer.Option(None, "--seeds",
-                                        help="comma-separated seeds (default: the config's)"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
-    timings: Optional[Path] = typer.Option(None, "--timings", help=TIMINGS_HELP),
-    checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="folder for the training state while the run lasts: a "
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="comma-separated seeds (default: the config's)"
+    ),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress"),
+    timings: Path | None = typer.Option(None, "--timings", help=TIMINGS_HELP),
+    checkpoint: Path | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="folder for the training state while the run lasts: a "
         "rerun (after a crash, Ctrl-C, SIGTERM or preemption) continues from it; removed "
-        "once the model is saved"),
+        "once the model is saved",
+    ),
 ) -> None:
     """Train all seeds of a run together (one jitted, vmapped run) and save one agent per seed.
 
@@ -95,10 +98,10 @@ def train_seeds_cmd(
 
     timer = Timer("train")
     from mfax.algorithms import get_algorithm
+    from mfax.io import read_yaml
     from mfax.multiseed import save_seeds, train_seeds
     from mfax.outputs import check_output_location
     from mfax.pipeline import replace_dir, staging_dir
-    from mfax.io import read_yaml
 
     timer.lap("import")
     timer.watch_jax()
@@ -141,10 +144,12 @@ def train_seeds_cmd(
         timer.write(timings)
     first = [r.curve[0]["exploitability"] for r in results]
     last = [r.curve[-1]["exploitability"] for r in results]
-    typer.echo(f"{algo} on {game}, seeds {seed_list}: {r0.curve[-1]['iteration']} iterations, "
-               f"exploitability {sum(first) / len(first):.6g} -> {sum(last) / len(last):.6g} "
-               f"(mean over seeds); compile {r0.compile_seconds:.1f}s, train "
-               f"{r0.train_seconds:.1f}s; saved to {out}")
+    typer.echo(
+        f"{algo} on {game}, seeds {seed_list}: {r0.curve[-1]['iteration']} iterations, "
+        f"exploitability {sum(first) / len(first):.6g} -> {sum(last) / len(last):.6g} "
+        f"(mean over seeds); compile {r0.compile_seconds:.1f}s, train "
+        f"{r0.train_seconds:.1f}s; saved to {out}"
+    )
     for r in results:
         if r.diverged_at is not None:
             typer.echo(f"warning: {r.message}", err=True)
@@ -152,17 +157,22 @@ def train_seeds_cmd(
 
 @app.command("evaluate-run")
 def evaluate_run_cmd(
-    agent: Path = typer.Option(..., "--agent", help="model folder (mfax train-seeds or mfax train)"),
+    agent: Path = typer.Option(
+        ..., "--agent", help="model folder (mfax train-seeds or mfax train)"
+    ),
     num_envs: int = typer.Option(32, "--num-envs", min=1, help="evaluation episodes"),
     seed: int = typer.Option(2024, "--seed", help="evaluation seed (the same for every agent)"),
     episodes: int = typer.Option(4, "--episodes", min=1, help="episodes stored in the NetCDF"),
     metrics: Path = typer.Option(..., "--metrics", help="metrics.json to write"),
     curve: Path = typer.Option(..., "--curve", help="training curve CSV to write"),
     trajectory: Path = typer.Option(..., "--trajectory", help="trajectory.nc to write"),
-    report_: Optional[Path] = typer.Option(
-        None, "--report", help="the run's report.html: removed (with its figures/) when the "
-        "model cannot be evaluated, so that no stale report looks current"),
-    timings: Optional[Path] = typer.Option(None, "--timings", help=TIMINGS_HELP),
+    report_: Path | None = typer.Option(
+        None,
+        "--report",
+        help="the run's report.html: removed (with its figures/) when the "
+        "model cannot be evaluated, so that no stale report looks current",
+    ),
+    timings: Path | None = typer.Option(None, "--timings", help=TIMINGS_HELP),
 ) -> None:
     """Evaluate every seed of a trained run; write metrics.json, curve.csv and trajectory.nc."""
     from mfax.pipeline.timings import Timer
@@ -171,9 +181,16 @@ def evaluate_run_cmd(
     from mfax.pipeline import evaluate_run, remove_outputs
 
     try:
-        m = evaluate_run(agent, num_envs=num_envs, seed=seed, episodes=episodes,
-                         metrics_path=metrics, curve_path=curve, trajectory_path=trajectory,
-                         timer=timer)
+        m = evaluate_run(
+            agent,
+            num_envs=num_envs,
+            seed=seed,
+            episodes=episodes,
+            metrics_path=metrics,
+            curve_path=curve,
+            trajectory_path=trajectory,
+            timer=timer,
+        )
     except (FileNotFoundError, ValueError, OSError) as err:
         stale = [metrics, curve, trajectory]
         if report_ is not None:
@@ -185,13 +202,16 @@ def evaluate_run_cmd(
             + f". If its files are missing or corrupted, retrain it: delete {agent} and run "
             "the pipeline again "
             "(`snakemake --cores 2` or `dvc repro`), or `snakemake --cores 2 --forcerun "
-            f"{agent}/seeds.json`.") from None
+            f"{agent}/seeds.json`."
+        ) from None
     timer.lap("write")
     if timings is not None:
         timer.write(timings)
-    typer.echo(f"{agent}: exploitability {m['exploitability']:.6g} ± {m['exploitability_std']:.2g} "
-               f"over {m['num_seeds']} seed(s) (untrained {m['initial_exploitability']}, uniform "
-               f"{m['uniform_exploitability']:.6g}); wrote {metrics}, {curve}, {trajectory}")
+    typer.echo(
+        f"{agent}: exploitability {m['exploitability']:.6g} ± {m['exploitability_std']:.2g} "
+        f"over {m['num_seeds']} seed(s) (untrained {m['initial_exploitability']}, uniform "
+        f"{m['uniform_exploitability']:.6g}); wrote {metrics}, {curve}, {trajectory}"
+    )
 
 
 @app.command()
@@ -200,7 +220,7 @@ def report(
     curve: Path = typer.Option(..., "--curve"),
     trajectory: Path = typer.Option(..., "--trajectory"),
     out: Path = typer.Option(..., "--out", help="report.html (figures go to figures/ beside it)"),
-    timings: Optional[Path] = typer.Option(None, "--timings", help=TIMINGS_HELP),
+    timings: Path | None = typer.Option(None, "--timings", help=TIMINGS_HELP),
 ) -> None:
     """Write one run's HTML report and its PNG figures."""
     from mfax.pipeline.timings import Timer
@@ -214,7 +234,9 @@ def report(
     try:
         write_report(metrics, curve, trajectory, out, timer=timer)
     except (OSError, ValueError, KeyError) as err:
-        raise _fail(f"cannot write the report from {metrics}, {curve}, {trajectory}: {err}") from None
+        raise _fail(
+            f"cannot write the report from {metrics}, {curve}, {trajectory}: {err}"
+        ) from None
     timer.lap("write")
     if timings is not None:
         timer.write(timings)
@@ -223,9 +245,12 @@ def report(
 
 @app.command()
 def summary(
-    metrics: List[Path] = typer.Argument(..., help="metrics.json files (reports/<game>/<run>/)"),
-    out: Path = typer.Option(Path("reports/summary.md"), "--out",
-                             help="summary.md; summary.csv and summary.png go beside it"),
+    metrics: list[Path] = typer.Argument(..., help="metrics.json files (reports/<game>/<run>/)"),
+    out: Path = typer.Option(
+        Path("reports/summary.md"),
+        "--out",
+        help="summary.md; summary.csv and summary.png go beside it",
+    ),
 ) -> None:
     """One table (Markdown and CSV) and one comparison plot over all runs."""
     from mfax.pipeline.timings import Timer

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from mfax.games.base import Game
-from mfax.sharding import shard_envs
 from mfax.policies import MeanFieldPolicy, as_policy
+from mfax.sharding import shard_envs
 
 
 class Trajectory(NamedTuple):
@@ -87,7 +87,8 @@ def sample_initial(key: jax.Array, mu: jax.Array, num_agents: int) -> jax.Array:
     """``num_agents`` agents' states ``int32[E, N]`` drawn from each environment's ``mu[E, S]``."""
     E, S = mu.shape
     return jax.vmap(lambda k, m: jax.random.choice(k, S, (num_agents,), p=m))(
-        jax.random.split(key, E), mu).astype(jnp.int32)
+        jax.random.split(key, E), mu
+    ).astype(jnp.int32)
 
 
 def sample_next(key, states, actions, idx, prob):
@@ -120,8 +121,7 @@ def empirical(states: jax.Array, num_states: int) -> jax.Array:
     return counts.reshape(E, num_states) / N
 
 
-def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int,
-               num_agents: Optional[int] = None):
+def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, num_agents: int | None = None):
     """A pure, jit-able ``(params, key) -> Trajectory`` for this game and policy.
 
     The mean-field path is held constant for differentiation (stop-gradient):
@@ -162,15 +162,25 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int,
             return (agg_next, mu_next, carry, states), record
 
         (_, mu_final, _, _), rec = lax.scan(
-            step, (agg, mu, carry, states), jax.random.split(k_steps, game.horizon))
-        return Trajectory(mu=rec[0], mu_final=mu_final, obs=rec[1], raw_obs=rec[2],
-                          common_noise=rec[3], aggregate=rec[4], policy=rec[5], reward=rec[6])
+            step, (agg, mu, carry, states), jax.random.split(k_steps, game.horizon)
+        )
+        return Trajectory(
+            mu=rec[0],
+            mu_final=mu_final,
+            obs=rec[1],
+            raw_obs=rec[2],
+            common_noise=rec[3],
+            aggregate=rec[4],
+            policy=rec[5],
+            reward=rec[6],
+        )
 
     return run
 
 
-def rollout(game: Game, policy: Any, key: jax.Array, num_envs: int,
-            num_agents: Optional[int] = None) -> Trajectory:
+def rollout(
+    game: Game, policy: Any, key: jax.Array, num_envs: int, num_agents: int | None = None
+) -> Trajectory:
     """Roll out ``num_envs`` environments with ``policy``.
 
     ``num_agents=None`` runs the exact push-forward update; an integer runs
@@ -179,16 +189,19 @@ def rollout(game: Game, policy: Any, key: jax.Array, num_envs: int,
     """
     _check_sizes(num_envs, num_agents)
     pol = as_policy(policy, game)
-    return _jitted_rollout(game, pol.apply, pol.initial_carry, num_envs, num_agents)(pol.params, key)
+    return _jitted_rollout(game, pol.apply, pol.initial_carry, num_envs, num_agents)(
+        pol.params, key
+    )
 
 
-def _check_sizes(num_envs: int, num_agents: Optional[int] = None) -> None:
+def _check_sizes(num_envs: int, num_agents: int | None = None) -> None:
     if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs = {num_envs!r} is not allowed; expected an integer >= 1")
     if num_agents is not None and (not isinstance(num_agents, int) or num_agents < 1):
         raise ValueError(
             f"num_agents = {num_agents!r} is not allowed; expected None (exact push-forward) "
-            "or an integer >= 1")
+            "or an integer >= 1"
+        )
 
 
 @functools.lru_cache(maxsize=64)

@@ -33,10 +33,14 @@ from mfax.noise_tree import (
 )
 from mfax.policies import MeanFieldPolicy, as_policy
 
-NOISE_MODES = {"sampled": "a Monte-Carlo mean over num_envs sampled common-noise paths",
-               "exact": "every path of a finite common noise, weighted by its probability"}
-BEST_RESPONSES = {"hindsight": "knows the whole common-noise path from t = 0 (an upper bound)",
-                  "adapted": "knows only the common noise drawn so far"}
+NOISE_MODES = {
+    "sampled": "a Monte-Carlo mean over num_envs sampled common-noise paths",
+    "exact": "every path of a finite common noise, weighted by its probability",
+}
+BEST_RESPONSES = {
+    "hindsight": "knows the whole common-noise path from t = 0 (an upper bound)",
+    "adapted": "knows only the common noise drawn so far",
+}
 
 
 class EvalResult(NamedTuple):
@@ -98,9 +102,14 @@ def expected_return(game: Game, traj: Trajectory, gamma: float) -> jax.Array:
     return jnp.mean(jnp.sum(traj.mu0 * policy_value(game, traj, gamma), -1))
 
 
-def exploitability_of(game: Game, traj: Trajectory, gamma: float, *,
-                      weight: jax.Array | None = None,
-                      node: jax.Array | None = None) -> EvalResult:
+def exploitability_of(
+    game: Game,
+    traj: Trajectory,
+    gamma: float,
+    *,
+    weight: jax.Array | None = None,
+    node: jax.Array | None = None,
+) -> EvalResult:
     """Policy value, best response and exploitability on a rollout.
 
     Besides ``V`` and ``V*`` the recursion carries the gap ``D = V* - V``
@@ -130,7 +139,8 @@ def exploitability_of(game: Game, traj: Trajectory, gamma: float, *,
 
     zeros = jnp.zeros((2,) + traj.mu_final.shape, jnp.float32)
     (v0, v_star0, gap0), (v_t, v_star_t, actions) = _backward(
-        game, traj, update, (zeros, zeros, zeros), node)
+        game, traj, update, (zeros, zeros, zeros), node
+    )
 
     def mean(x):  # over [G, E, S]: weighted by mu_0, then over the environments
         per_env = jnp.sum(traj.mu0 * x, -1)
@@ -138,12 +148,19 @@ def exploitability_of(game: Game, traj: Trajectory, gamma: float, *,
 
     expl, ret, br = mean(gap0), mean(v0), mean(v_star0)
     return EvalResult(
-        exploitability=expl[0], policy_return=ret[0], best_response_return=br[0],
-        exploitability_undiscounted=expl[1], policy_return_undiscounted=ret[1],
+        exploitability=expl[0],
+        policy_return=ret[0],
+        best_response_return=br[0],
+        exploitability_undiscounted=expl[1],
+        policy_return_undiscounted=ret[1],
         best_response_return_undiscounted=br[1],
         per_env_exploitability=jnp.sum(traj.mu0 * gap0[0], -1),
-        per_state_exploitability=gap0[0], policy_value=v_t, best_response_value=v_star_t,
-        best_response_actions=actions.astype(jnp.int32), trajectory=traj)
+        per_state_exploitability=gap0[0],
+        policy_value=v_t,
+        best_response_value=v_star_t,
+        best_response_actions=actions.astype(jnp.int32),
+        trajectory=traj,
+    )
 
 
 def evaluate_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, gamma: float):
@@ -167,8 +184,9 @@ def _jitted_paths(game, apply, initial_carry, num_paths, gamma, adapted):
     run = paths_rollout_fn(game, MeanFieldPolicy(apply, None, initial_carry), num_paths)
 
     def evaluate(params, values, weight, node):
-        return exploitability_of(game, run(params, values), gamma, weight=weight,
-                                 node=node if adapted else None)
+        return exploitability_of(
+            game, run(params, values), gamma, weight=weight, node=node if adapted else None
+        )
 
     return jax.jit(evaluate)
 
@@ -188,33 +206,51 @@ def check_finite_result(result: EvalResult, what: str = "policy") -> EvalResult:
             f"{what}: the action probabilities are not finite (NaN or inf) in "
             f"{int(bad.sum())} of {bad.size} (time, environment, state) rows, first at t = {t}, "
             f"state {s}; the policy is unusable (typically a diverged training run: retrain "
-            "with a smaller learning rate)")
-    for name in ("exploitability", "policy_return", "best_response_return",
-                 "exploitability_undiscounted", "policy_return_undiscounted",
-                 "best_response_return_undiscounted", "exploitability_lower",
-                 "exploitability_upper"):
+            "with a smaller learning rate)"
+        )
+    for name in (
+        "exploitability",
+        "policy_return",
+        "best_response_return",
+        "exploitability_undiscounted",
+        "policy_return_undiscounted",
+        "best_response_return_undiscounted",
+        "exploitability_lower",
+        "exploitability_upper",
+    ):
         if getattr(result, name) is None:  # no bracket
             continue
         value = float(np.asarray(getattr(result, name)))
         if not math.isfinite(value):
             raise NonFiniteResultError(
                 f"{what}: {name} = {value!r} is not finite although the action probabilities "
-                "are; the rewards overflowed (game parameters too extreme?)")
+                "are; the rewards overflowed (game parameters too extreme?)"
+            )
     return result
 
 
 def _choice(name: str, value: Any, allowed: dict[str, str]) -> str:
     if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} = {value!r} is not allowed; expected "
-                         + " or ".join(f"{k!r} ({v})" for k, v in allowed.items()))
+        raise ValueError(
+            f"{name} = {value!r} is not allowed; expected "
+            + " or ".join(f"{k!r} ({v})" for k, v in allowed.items())
+        )
     return value
 
 
-def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
-                    gamma: float | None = None, check_finite: bool = True, *,
-                    noise: str = "sampled", best_response: str = "hindsight",
-                    max_paths: int = DEFAULT_MAX_PATHS,
-                    fit_paths: int | None = None) -> EvalResult:
+def evaluate_policy(
+    game: Game,
+    policy: Any,
+    key: jax.Array,
+    num_envs: int = 1,
+    gamma: float | None = None,
+    check_finite: bool = True,
+    *,
+    noise: str = "sampled",
+    best_response: str = "hindsight",
+    max_paths: int = DEFAULT_MAX_PATHS,
+    fit_paths: int | None = None,
+) -> EvalResult:
     """Exploitability of ``policy`` on push-forward environments.
 
     ``noise="sampled"`` (default): ``num_envs`` environments whose common noise is drawn
@@ -259,26 +295,42 @@ def evaluate_policy(game: Game, policy: Any, key: jax.Array, num_envs: int = 1,
     if noise == "sampled" and best_response == "adapted" and not game.noise.finite:
         result, b = bracket(game, pol, key, num_envs, gamma, fit_paths)
         result = result._replace(
-            noise=noise, best_response="hindsight",
+            noise=noise,
+            best_response="hindsight",
             env_weight=jnp.full((num_envs,), 1.0 / num_envs, jnp.float32),
-            exploitability_lower=b.lower, exploitability_lower_se=b.lower_se,
-            exploitability_upper=b.upper, exploitability_upper_se=b.upper_se)
+            exploitability_lower=b.lower,
+            exploitability_lower_se=b.lower_se,
+            exploitability_upper=b.upper,
+            exploitability_upper_se=b.upper_se,
+        )
         return check_finite_result(result) if check_finite else result
     if noise == "sampled" and best_response == "hindsight":
         check_game_size(game, num_envs, "num_envs")
         result = _jitted_evaluate(game, pol.apply, pol.initial_carry, num_envs, gamma)(
-            pol.params, key)
+            pol.params, key
+        )
         weight = jnp.full((num_envs,), 1.0 / num_envs, jnp.float32)
     else:
-        paths = (enumerate_paths(game, max_paths) if noise == "exact"
-                 else sample_paths(game, key, num_envs, max_paths))
+        paths = (
+            enumerate_paths(game, max_paths)
+            if noise == "exact"
+            else sample_paths(game, key, num_envs, max_paths)
+        )
         num_paths = paths.weight.shape[0]
-        check_game_size(game, num_paths, "num_envs" if noise == "sampled"
-                        else "the number of common-noise paths")  # one environment each
-        run = _jitted_paths(game, pol.apply, pol.initial_carry, num_paths, gamma,
-                            best_response == "adapted")
+        check_game_size(
+            game,
+            num_paths,
+            "num_envs" if noise == "sampled" else "the number of common-noise paths",
+        )  # one environment each
+        run = _jitted_paths(
+            game, pol.apply, pol.initial_carry, num_paths, gamma, best_response == "adapted"
+        )
         weight = jnp.asarray(paths.weight)
-        result = run(pol.params, {f: jnp.asarray(v) for f, v in paths.values.items()},
-                     weight, jnp.asarray(paths.node))
+        result = run(
+            pol.params,
+            {f: jnp.asarray(v) for f, v in paths.values.items()},
+            weight,
+            jnp.asarray(paths.node),
+        )
     result = result._replace(noise=noise, best_response=best_response, env_weight=weight)
     return check_finite_result(result) if check_finite else result

@@ -25,19 +25,22 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 import yaml
 
-
 # --- YAML typed by a user -------------------------------------------------------------------
-_FLOAT = re.compile(r"""^(?:
+_FLOAT = re.compile(
+    r"""^(?:
       [-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?  # 1.5 .5 1. 1.5e-3
     | [-+]?[0-9][0-9_]*[eE][-+]?[0-9]+                     # 1e-3  3E4
     | [-+]?\.?(?:inf|Inf|INF)                              # inf  .inf
     | \.?(?:nan|NaN|NAN)                                   # nan  .nan
-    )$""", re.X)
+    )$""",
+    re.X,
+)
 
 
 class SafeLoader(yaml.SafeLoader):
@@ -49,8 +52,7 @@ SafeLoader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-SafeLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT,
-                                 list("-+0123456789.inIN"))
+SafeLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789.inIN"))
 
 
 def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
@@ -66,7 +68,7 @@ SafeLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 def loads(text: str) -> Any:
     """Parse YAML text (numbers in every notation)."""
-    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=SafeLoader)
 
 
 def parse_value(text: str) -> Any:
@@ -107,7 +109,7 @@ def read_json_description(file: Path, format_name: str, what: str) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{file}: not valid JSON (truncated or corrupt?): {e}") from None
     if not isinstance(desc, dict) or desc.get("format") != format_name:
-        raise ValueError(f"{file}: not an {what} (expected \"format\": \"{format_name}\")")
+        raise ValueError(f'{file}: not an {what} (expected "format": "{format_name}")')
     return desc
 
 
@@ -131,7 +133,7 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
 
 
 # --- training curves ------------------------------------------------------------------------
-def curve_csv(rows: Iterable[Mapping[str, Any]], columns: Optional[list[str]] = None) -> str:
+def curve_csv(rows: Iterable[Mapping[str, Any]], columns: list[str] | None = None) -> str:
     """The CSV text of curve rows (floats written exactly, by ``repr``)."""
     rows = list(rows)
     if columns is None:
@@ -140,8 +142,12 @@ def curve_csv(rows: Iterable[Mapping[str, Any]], columns: Optional[list[str]] = 
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (repr(float(row[k])) if isinstance(row.get(k), float) else row.get(k))
-                         for k in columns})
+        writer.writerow(
+            {
+                k: (repr(float(row[k])) if isinstance(row.get(k), float) else row.get(k))
+                for k in columns
+            }
+        )
     return buf.getvalue()
 
 
@@ -152,9 +158,18 @@ def read_curve(path: Path | str) -> list[dict[str, float]]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [{k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        return [
+            {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
 
 
-__all__ = ["SafeLoader", "atomic_write", "curve_csv", "loads", "parse_value", "read_curve",
-           "read_yaml"]
+__all__ = [
+    "SafeLoader",
+    "atomic_write",
+    "curve_csv",
+    "loads",
+    "parse_value",
+    "read_curve",
+    "read_yaml",
+]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -52,11 +52,21 @@ def _load_checkpoints(checkpoint: Path, trainer, config, seeds: list[int]) -> Pr
         saved = [load_checkpoint(seed_dir(checkpoint, s), trainer) for s in seeds]
     except (OSError, ValueError):
         return None
-    if any(c.meta["config"] != config.to_dict() or c.meta["seed"] != s
-           for c, s in zip(saved, seeds)) or len({c.iteration for c in saved}) != 1:
+    if (
+        any(
+            c.meta["config"] != config.to_dict() or c.meta["seed"] != s
+            for c, s in zip(saved, seeds)
+        )
+        or len({c.iteration for c in saved}) != 1
+    ):
         return None
-    return Progress(_stack([c.state for c in saved]), [c.curve for c in saved],
-                    [c.losses for c in saved], saved[0].train_seconds, saved[0].eval_seconds)
+    return Progress(
+        _stack([c.state for c in saved]),
+        [c.curve for c in saved],
+        [c.losses for c in saved],
+        saved[0].train_seconds,
+        saved[0].eval_seconds,
+    )
 
 
 def _checkpointer(checkpoint: Path, config, seeds: list[int], every: float):
@@ -68,20 +78,32 @@ def _checkpointer(checkpoint: Path, config, seeds: list[int], every: float):
         if time.perf_counter() - last < every:
             return
         for i, s in enumerate(seeds):
-            one = Progress(jax.tree_util.tree_map(lambda x: x[i], progress.state),
-                           progress.curve[i], progress.losses[i], progress.train_seconds,
-                           progress.eval_seconds)
-            save_checkpoint(seed_dir(checkpoint, s), one, config=config, seed=s,
-                            status="interrupted")
+            one = Progress(
+                jax.tree_util.tree_map(lambda x, i=i: x[i], progress.state),
+                progress.curve[i],
+                progress.losses[i],
+                progress.train_seconds,
+                progress.eval_seconds,
+            )
+            save_checkpoint(
+                seed_dir(checkpoint, s), one, config=config, seed=s, status="interrupted"
+            )
         last = time.perf_counter()
 
     return save
 
 
-def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, stream=None,
-                raise_on_interrupt: bool = True, checkpoint: str | Path | None = None,
-                checkpoint_seconds: float = CHECKPOINT_SECONDS,
-                interrupt_after: int | None = None):
+def train_seeds(
+    config,
+    seeds: Sequence[int],
+    *,
+    progress: bool | None = None,
+    stream=None,
+    raise_on_interrupt: bool = True,
+    checkpoint: str | Path | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
+    interrupt_after: int | None = None,
+):
     """Train every seed in one vmapped run; returns one `TrainResult` per seed.
 
     Works for every trainer with the ``init / advance / evaluate`` pieces (SPG,
@@ -105,50 +127,97 @@ def train_seeds(config, seeds: Sequence[int], *, progress: bool | None = None, s
         raise ValueError(f"seeds = {seeds!r} is not allowed; expected distinct integers")
     trainer = get_algorithm(config.algo).make_train(config)
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    resume = None if checkpoint is None else _load_checkpoints(Path(checkpoint), trainer,
-                                                               config, seeds)
+    resume = (
+        None if checkpoint is None else _load_checkpoints(Path(checkpoint), trainer, config, seeds)
+    )
     # one compiled program (run eagerly, the initialisers compile op by op: most of a
     # small job's time)
     state = jax.jit(jax.vmap(trainer.init))(keys) if resume is None else resume.state
     state = replicate(state)  # several devices: on all of them
-    hook = None if checkpoint is None else _checkpointer(Path(checkpoint), config, seeds,
-                                                         checkpoint_seconds)
+    hook = (
+        None
+        if checkpoint is None
+        else _checkpointer(Path(checkpoint), config, seeds, checkpoint_seconds)
+    )
 
     with interrupt_guard(stream, after_calls=interrupt_after) as flag:
         t0 = time.perf_counter()
-        advance = jax.jit(jax.vmap(trainer.advance, (0, None))).lower(
-            state, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+        advance = (
+            jax.jit(jax.vmap(trainer.advance, (0, None)))
+            .lower(state, jax.ShapeDtypeStruct((), jnp.int32))
+            .compile()
+        )
         evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state).compile()
         compile_seconds = time.perf_counter() - t0
 
-        run = drive(advance, evaluate, state, config.num_iterations, config.eval_every,
-                    num_seeds=len(seeds), progress=progress, stream=stream, interrupt=flag,
-                    resume=resume, on_evaluation=hook)
+        run = drive(
+            advance,
+            evaluate,
+            state,
+            config.num_iterations,
+            config.eval_every,
+            num_seeds=len(seeds),
+            progress=progress,
+            stream=stream,
+            interrupt=flag,
+            resume=resume,
+            on_evaluation=hook,
+        )
     if run.interrupted and checkpoint is not None and run.eval_state is not None:
         done = run.curve[0][-1]  # keep the work up to the last evaluation
         hook = _checkpointer(Path(checkpoint), config, seeds, every=0.0)
-        hook(Progress(run.eval_state, run.curve, [x[:done["iteration"]] for x in run.losses],
-                      done["seconds"], run.eval_seconds))
+        hook(
+            Progress(
+                run.eval_state,
+                run.curve,
+                [x[: done["iteration"]] for x in run.losses],
+                done["seconds"],
+                run.eval_seconds,
+            )
+        )
     if run.interrupted and raise_on_interrupt:
         raise KeyboardInterrupt
     if run.eval_state is None:  # interrupted before the first evaluation
-        return [TrainResult(trainer, seed, None, [], run.losses[i], compile_seconds, 0.0, 0.0,
-                            interrupted=True, message="training interrupted before the first "
-                            "evaluation; nothing to save") for i, seed in enumerate(seeds)]
+        return [
+            TrainResult(
+                trainer,
+                seed,
+                None,
+                [],
+                run.losses[i],
+                compile_seconds,
+                0.0,
+                0.0,
+                interrupted=True,
+                message="training interrupted before the first evaluation; nothing to save",
+            )
+            for i, seed in enumerate(seeds)
+        ]
     all_params = jax.device_get(jax.jit(jax.vmap(trainer.mf_params))(run.eval_state))
     results = []
     for i, seed in enumerate(seeds):
-        params = jax.tree_util.tree_map(lambda x: x[i], all_params)
+        params = jax.tree_util.tree_map(lambda x, i=i: x[i], all_params)
         failed = run.diverged_at[i]
-        r = TrainResult(trainer, seed, params, run.curve[i], run.losses[i], compile_seconds,
-                        run.train_seconds, run.eval_seconds, failed,
-                        interrupted=run.interrupted and failed is None)
+        r = TrainResult(
+            trainer,
+            seed,
+            params,
+            run.curve[i],
+            run.losses[i],
+            compile_seconds,
+            run.train_seconds,
+            run.eval_seconds,
+            failed,
+            interrupted=run.interrupted and failed is None,
+        )
         if failed is not None:
-            r.message = f"seed {seed}: " + divergence_message(failed, config.lr,
-                                                              run.nonfinite_eval_at[i])
+            r.message = f"seed {seed}: " + divergence_message(
+                failed, config.lr, run.nonfinite_eval_at[i]
+            )
         elif r.interrupted:
             r.message = f"seed {seed}: " + interrupt_message(
-                r.iterations_run, config.num_iterations, run.curve[i])
+                r.iterations_run, config.num_iterations, run.curve[i]
+            )
         results.append(r)
     return results
 
@@ -178,7 +247,7 @@ def agent_dirs(path: str | Path) -> list[tuple[int | None, Path]]:
     A folder written by `save_seeds` (``seeds.json`` + ``seed_<s>/``) or a
     single agent directory written by ``mfax train`` (``agent.json``).
     """
-    from mfax.agents import DESCRIPTION_FILE, read_description  # noqa: PLC0415
+    from mfax.agents import DESCRIPTION_FILE, read_description
 
     path = Path(path)
     index = path / SEEDS_FILE
@@ -187,12 +256,15 @@ def agent_dirs(path: str | Path) -> list[tuple[int | None, Path]]:
             data = json.loads(index.read_text())
             pairs = [(int(s), path / a) for s, a in zip(data["seeds"], data["agents"])]
         except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{index}: not a valid seeds index (truncated or corrupt?): {err}") \
-                from None
+            raise ValueError(
+                f"{index}: not a valid seeds index (truncated or corrupt?): {err}"
+            ) from None
         return pairs
     if (path / DESCRIPTION_FILE).exists():
         return [(read_description(path).get("seed"), path)]
     if not path.exists():
         raise FileNotFoundError(f"model folder {str(path)!r} does not exist (train it first)")
-    raise FileNotFoundError(f"{path}: neither {SEEDS_FILE} (several seeds) nor "
-                            f"{DESCRIPTION_FILE} (one agent); not an mfax model folder")
+    raise FileNotFoundError(
+        f"{path}: neither {SEEDS_FILE} (several seeds) nor "
+        f"{DESCRIPTION_FILE} (one agent); not an mfax model folder"
+    )

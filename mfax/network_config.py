@@ -5,7 +5,8 @@ network itself is built in `mfax.networks`, docs/algorithms.md#network)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,22 +22,30 @@ def _positive_int(value: Any) -> bool:
 
 def layer_sizes(prefix: str, name: str, value: Any) -> tuple[int, ...]:
     """``value`` as a tuple of layer sizes, or a ValueError naming ``prefix`` and ``name``."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value \
-            or not all(_positive_int(x) for x in value):
-        raise ValueError(f"{prefix}: {name!r} = {value!r} is not allowed; expected a non-empty "
-                         "list of integers >= 1, e.g. [128, 128]")
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or not value
+        or not all(_positive_int(x) for x in value)
+    ):
+        raise ValueError(
+            f"{prefix}: {name!r} = {value!r} is not allowed; expected a non-empty "
+            "list of integers >= 1, e.g. [128, 128]"
+        )
     return tuple(int(x) for x in value)
 
 
-def check_network_settings(prefix: str, values: dict[str, Any],
-                           heads: Sequence[str] = HEADS) -> dict[str, Any]:
+def check_network_settings(
+    prefix: str, values: dict[str, Any], heads: Sequence[str] = HEADS
+) -> dict[str, Any]:
     """Validate network settings (any subset of `NetworkConfig`'s fields) and return them
     normalised (lists -> tuples, numpy ints -> int); errors name ``prefix``, the key, the
     value and what is allowed."""
 
     def bad(name: str, allowed: str) -> ValueError:
-        return ValueError(f"{prefix}: {name!r} = {values[name]!r} is not allowed; "
-                          f"expected {allowed}")
+        return ValueError(
+            f"{prefix}: {name!r} = {values[name]!r} is not allowed; expected {allowed}"
+        )
 
     out = dict(values)
     for name in ("recurrent", "factored"):
@@ -84,10 +93,12 @@ class NetworkConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NetworkConfig":
+    def from_dict(cls, d: dict[str, Any]) -> NetworkConfig:
         allowed = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(allowed))
         if unknown:
-            raise ValueError(f"network: unknown key(s) {', '.join(map(repr, unknown))}; "
-                             f"allowed keys: {', '.join(allowed)}")
+            raise ValueError(
+                f"network: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"allowed keys: {', '.join(allowed)}"
+            )
         return cls(**d)

@@ -67,13 +67,13 @@ class FirstLayer(nn.Module):
     def state_term(self, state_part: jax.Array) -> jax.Array:
         """``state_part[..., Ds] @ kernel[:Ds]``."""
         kernel = self.get_variable("params", "kernel")
-        return state_part @ kernel[:state_part.shape[-1]]
+        return state_part @ kernel[: state_part.shape[-1]]
 
     def obs_term(self, obs_part: jax.Array) -> jax.Array:
         """``obs_part[..., Do] @ kernel[Ds:] + bias``."""
         kernel = self.get_variable("params", "kernel")
         bias = self.get_variable("params", "bias")
-        return obs_part @ kernel[kernel.shape[0] - obs_part.shape[-1]:] + bias
+        return obs_part @ kernel[kernel.shape[0] - obs_part.shape[-1] :] + bias
 
     @nn.compact
     def __call__(self, state_part: jax.Array, obs_part: jax.Array) -> jax.Array:
@@ -86,7 +86,7 @@ class FirstLayer(nn.Module):
         return jnp.concatenate([state_part, tiled], axis=-1) @ kernel + bias
 
 
-def _gru_step(module: "MeanFieldNet", carry, obs):
+def _gru_step(module: MeanFieldNet, carry, obs):
     return module.gru(carry, obs)
 
 
@@ -190,7 +190,8 @@ def _check_beta_grid(game: Game) -> tuple[float, ...]:
     if values.min() <= 0.0 or values.max() >= 1.0:
         raise ValueError(
             f"network: 'head' = 'beta' needs action values in (0, 1), but game {game.name!r} has "
-            f"actions in [{values.min():g}, {values.max():g}]; use head 'categorical'")
+            f"actions in [{values.min():g}, {values.max():g}]; use head 'categorical'"
+        )
     return tuple(float(v) for v in values)
 
 
@@ -244,8 +245,9 @@ def init_params(config: NetworkConfig, game: Game, key: jax.Array):
     """Initial parameters (a pytree of arrays) for ``config`` on ``game``."""
     module = build_module(config, game)
     carry = initial_carry_fn(config)()
-    return module.init(key, carry, jnp.zeros((game.obs_dim,), jnp.float32),
-                       jnp.asarray(_features(game)))
+    return module.init(
+        key, carry, jnp.zeros((game.obs_dim,), jnp.float32), jnp.asarray(_features(game))
+    )
 
 
 def network_policy(config: NetworkConfig, game: Game, params: Any = None) -> MeanFieldPolicy:

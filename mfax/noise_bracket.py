@@ -107,8 +107,12 @@ def fit_response(game: Game, traj: Trajectory, gamma: float) -> _Fit:
         v = _take(reward + gamma * expectation(v_next, idx, prob), act)
         return v, fit_t
 
-    _, fit = lax.scan(step, jnp.zeros_like(traj.mu_final),
-                      (traj.aggregate, traj.mu, traj.reward, feats), reverse=True)
+    _, fit = lax.scan(
+        step,
+        jnp.zeros_like(traj.mu_final),
+        (traj.aggregate, traj.mu, traj.reward, feats),
+        reverse=True,
+    )
     return _Fit(*fit)
 
 
@@ -132,9 +136,11 @@ def response_gain(game: Game, traj: Trajectory, gamma: float, fit: _Fit):
 
     zeros = jnp.zeros_like(traj.mu_final)
     (_, g0), actions = lax.scan(
-        step, (zeros, zeros),
+        step,
+        (zeros, zeros),
         (traj.aggregate, traj.mu, traj.reward, traj.policy, _features(traj), tuple(fit)),
-        reverse=True)
+        reverse=True,
+    )
     return jnp.sum(traj.mu0 * g0, -1), actions.astype(jnp.int32)
 
 
@@ -163,8 +169,12 @@ def _jitted_bracket(game, apply, initial_carry, num_envs, fit_paths, gamma):
         fit_traj = run_fit(params, jax.random.fold_in(key, FIT_STREAM))
         fit = fit_response(game, fit_traj, gamma)
         gain, actions = response_gain(game, fresh, gamma, fit)
-        return (exploitability_of(game, fresh, gamma), gain, actions,
-                reward_reads_next_noise(game, fit_traj))
+        return (
+            exploitability_of(game, fresh, gamma),
+            gain,
+            actions,
+            reward_reads_next_noise(game, fit_traj),
+        )
 
     return jax.jit(evaluate)
 
@@ -180,37 +190,56 @@ def default_fit_paths(num_envs: int) -> int:
     return max(64, num_envs)
 
 
-def bracket(game: Game, policy: MeanFieldPolicy, key: jax.Array, num_envs: int,
-            gamma: float, fit_paths: int | None = None):
+def bracket(
+    game: Game,
+    policy: MeanFieldPolicy,
+    key: jax.Array,
+    num_envs: int,
+    gamma: float,
+    fit_paths: int | None = None,
+):
     """``(hindsight EvalResult, Bracket)`` of ``policy`` on ``num_envs`` >= 2 evaluation
     paths drawn from ``key`` (the paths of the default ``evaluate_policy`` call with that
     key) and ``fit_paths`` independent ones (default `default_fit_paths`) to build the
     response.  Discounted values only (the response is greedy for ``gamma``)."""
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 2:
-        raise ValueError(f"num_envs = {num_envs!r} is not allowed for the exploitability "
-                         "bracket; expected an integer >= 2 (its standard errors need two "
-                         "paths or more)")
+        raise ValueError(
+            f"num_envs = {num_envs!r} is not allowed for the exploitability "
+            "bracket; expected an integer >= 2 (its standard errors need two "
+            "paths or more)"
+        )
     fit_paths = default_fit_paths(num_envs) if fit_paths is None else fit_paths
     if isinstance(fit_paths, bool) or not isinstance(fit_paths, int) or fit_paths < 2:
-        raise ValueError(f"fit_paths = {fit_paths!r} is not allowed; expected None (the "
-                         f"default, {default_fit_paths(num_envs)} here) or an integer >= 2")
+        raise ValueError(
+            f"fit_paths = {fit_paths!r} is not allowed; expected None (the "
+            f"default, {default_fit_paths(num_envs)} here) or an integer >= 2"
+        )
     # both rollouts are held at once (the fitted response is played on the evaluation paths)
     check_game_size(game, num_envs + fit_paths, "num_envs + fit_paths")
-    run = _jitted_bracket(game, policy.apply, policy.initial_carry, num_envs, fit_paths,
-                          float(gamma))
+    run = _jitted_bracket(
+        game, policy.apply, policy.initial_carry, num_envs, fit_paths, float(gamma)
+    )
     hindsight, gain, actions, leak = run(policy.params, key)
     if float(leak) > REWARD_LEAK:
         raise ValueError(
             f"the exploitability bracket is not available for {game.name}: its step reward "
             "depends on the common noise drawn after the step (relative change "
             f"{float(leak):.3g} when that draw changes), so a response acting at t cannot "
-            "read it; use best_response='hindsight'")
+            "read it; use best_response='hindsight'"
+        )
     lower, lower_se = _mean_se(gain)
     # upper: the very number `exploitability` (a mean over the same paths, summed alike)
     upper, upper_se = hindsight.exploitability, _mean_se(hindsight.per_env_exploitability)[1]
-    return hindsight, Bracket(lower, lower_se, upper, upper_se, gain,
-                              hindsight.per_env_exploitability, actions)
+    return hindsight, Bracket(
+        lower, lower_se, upper, upper_se, gain, hindsight.per_env_exploitability, actions
+    )
 
 
-__all__ = ["Bracket", "bracket", "default_fit_paths", "fit_response", "response_gain",
-           "reward_reads_next_noise"]
+__all__ = [
+    "Bracket",
+    "bracket",
+    "default_fit_paths",
+    "fit_response",
+    "response_gain",
+    "reward_reads_next_noise",
+]

@@ -47,7 +47,8 @@ def _finite_noise(game: Game, what: str, instead: str):
     if not noise.finite:
         raise ValueError(
             f"{what} is not possible for {game.name}: its common noise cannot be enumerated "
-            f"({noise.continuous}); {instead}")
+            f"({noise.continuous}); {instead}"
+        )
     return noise
 
 
@@ -64,8 +65,9 @@ def _nodes(game: Game, values: dict, env: np.ndarray) -> np.ndarray:
     draws = game.noise.draws
     out = np.zeros((game.horizon, env.shape[0]), np.int32)
     for t in range(game.horizon):
-        known = np.stack([env] + [np.asarray(values[d.field], np.float64)
-                                  for d in draws if d.time <= t], 1)
+        known = np.stack(
+            [env] + [np.asarray(values[d.field], np.float64) for d in draws if d.time <= t], 1
+        )
         out[t] = np.unique(known, axis=0, return_inverse=True)[1].reshape(-1)
     return out
 
@@ -74,23 +76,28 @@ def _as_paths(game: Game, values: dict, weights, env) -> NoisePaths:
     dtypes = {d.field: d.dtype for d in game.noise.draws}
     values = {f: np.asarray(v, dtypes[f]) for f, v in values.items()}
     weight = np.asarray(weights, np.float64)
-    return NoisePaths(values, (weight / weight.sum()).astype(np.float32),
-                      _nodes(game, values, np.asarray(env)))
+    return NoisePaths(
+        values, (weight / weight.sum()).astype(np.float32), _nodes(game, values, np.asarray(env))
+    )
 
 
 def _too_many(game: Game, n: int, max_paths: int, what: str) -> ValueError:
-    sizes = " x ".join(f"{len(_support(d))} ({d.field} at t = {d.time})"
-                       for d in game.noise.draws)
+    sizes = " x ".join(f"{len(_support(d))} ({d.field} at t = {d.time})" for d in game.noise.draws)
     return ValueError(
         f"{what}: {game.name} has {n} common-noise paths ({sizes}), more than "
         f"max_paths = {max_paths}; raise max_paths (time and memory grow with the number of "
-        "paths) or use noise='sampled' with best_response='hindsight'")
+        "paths) or use noise='sampled' with best_response='hindsight'"
+    )
 
 
 def enumerate_paths(game: Game, max_paths: int = DEFAULT_MAX_PATHS) -> NoisePaths:
     """Every common-noise path of ``game`` with its probability (one path without noise)."""
-    noise = _finite_noise(game, "noise='exact'", "use noise='sampled' (a Monte-Carlo mean "
-                          "over num_envs sampled paths), or common_noise=False")
+    noise = _finite_noise(
+        game,
+        "noise='exact'",
+        "use noise='sampled' (a Monte-Carlo mean "
+        "over num_envs sampled paths), or common_noise=False",
+    )
     n = math.prod(len(_support(d)) for d in noise.draws)
     if n > max_paths:
         raise _too_many(game, n, max_paths, "noise='exact'")
@@ -100,28 +107,36 @@ def enumerate_paths(game: Game, max_paths: int = DEFAULT_MAX_PATHS) -> NoisePath
     return _as_paths(game, values, weights, np.zeros(n, np.int64))
 
 
-def sample_paths(game: Game, key: jax.Array, num_envs: int,
-                 max_paths: int = DEFAULT_MAX_PATHS) -> NoisePaths:
+def sample_paths(
+    game: Game, key: jax.Array, num_envs: int, max_paths: int = DEFAULT_MAX_PATHS
+) -> NoisePaths:
     """``num_envs`` environments whose reset draws are sampled from ``key`` exactly as
     `mfax.rollout` samples them, each expanded into every path of its later draws (the
     subtree below it, weighted by its probability / num_envs)."""
     noise = _finite_noise(
-        game, "best_response='adapted'",
+        game,
+        "best_response='adapted'",
         "the adapted best response needs the tree of noise histories; "
         "mfax.evaluate_policy(noise='sampled', best_response='adapted') brackets it "
-        "instead (mfax.noise_bracket)")
+        "instead (mfax.noise_bracket)",
+    )
     later = noise.later_draws
     n_later = math.prod(len(_support(d)) for d in later)
     if num_envs * n_later > max_paths:
-        raise _too_many(game, num_envs * n_later, max_paths,
-                        f"best_response='adapted' with num_envs = {num_envs}")
+        raise _too_many(
+            game,
+            num_envs * n_later,
+            max_paths,
+            f"best_response='adapted' with num_envs = {num_envs}",
+        )
     k_reset = jax.random.split(key, 3)[0]  # as in mfax.dynamics.rollout_fn
     agg, _ = jax.vmap(game.reset)(jax.random.split(k_reset, num_envs))
     sub: dict = {d.field: [] for d in later}
     sub_weights: list = []
     _product(later, sub, sub_weights)
-    values = {d.field: np.repeat(np.asarray(getattr(agg, d.field)), n_later)
-              for d in noise.reset_draws}
+    values = {
+        d.field: np.repeat(np.asarray(getattr(agg, d.field)), n_later) for d in noise.reset_draws
+    }
     values.update({f: np.tile(np.asarray(v), num_envs) for f, v in sub.items()})
     weights = np.tile(np.asarray(sub_weights, np.float64), num_envs) / num_envs
     return _as_paths(game, values, weights, np.repeat(np.arange(num_envs), n_later))
@@ -160,14 +175,23 @@ def paths_rollout_fn(game: Game, policy: MeanFieldPolicy, num_paths: int):
             probs, carry = jax.vmap(policy.apply, (None, 0, 0, 0))(params, carry, obs, agg.t)
             idx, prob = jax.vmap(game.kernel)(agg, mu)
             agg_next = jax.vmap(lambda a, v: noise.set_later(game.next_aggregate(key0, a), v))(
-                agg, later)
+                agg, later
+            )
             mu_next = push_forward(mu, lax.stop_gradient(probs), idx, prob)
             reward = jax.vmap(game.reward)(agg, mu, agg_next, mu_next)
             return (agg_next, mu_next, carry), (mu, obs, raw_obs, agg.z, agg, probs, reward)
 
         (_, mu_final, _), rec = lax.scan(step, (agg, mu, carry), None, length=game.horizon)
-        return Trajectory(mu=rec[0], mu_final=mu_final, obs=rec[1], raw_obs=rec[2],
-                          common_noise=rec[3], aggregate=rec[4], policy=rec[5], reward=rec[6])
+        return Trajectory(
+            mu=rec[0],
+            mu_final=mu_final,
+            obs=rec[1],
+            raw_obs=rec[2],
+            common_noise=rec[3],
+            aggregate=rec[4],
+            policy=rec[5],
+            reward=rec[6],
+        )
 
     return run
 
@@ -180,5 +204,7 @@ def count_paths(game: Game) -> int:
 
 def describe_paths(game: Game) -> str:
     """``"51 (bar at t = 0) x 2 (z at t = 4)"``: the atoms of each draw (finite noise)."""
-    return " x ".join(f"{len(_support(d))} ({d.field} at t = {d.time})"
-                      for d in game.noise.draws) or "no common noise"
+    return (
+        " x ".join(f"{len(_support(d))} ({d.field} at t = {d.time})" for d in game.noise.draws)
+        or "no common noise"
+    )

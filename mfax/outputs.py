@@ -65,11 +65,15 @@ def check_output_location(path: str | Path, kind: str = "dir", option: str = "ou
     want = "a file" if kind == "file" else "a directory"
     if path.exists() or path.is_symlink():
         if kind != "file" and not path.is_dir():
-            raise OutputLocationError(f"{where} is an existing file, not a directory; "
-                                      "choose another path or remove the file")
+            raise OutputLocationError(
+                f"{where} is an existing file, not a directory; "
+                "choose another path or remove the file"
+            )
         if kind == "file" and path.is_dir():
-            raise OutputLocationError(f"{where} is an existing directory, not a file; "
-                                      "give a file name (e.g. inside that directory)")
+            raise OutputLocationError(
+                f"{where} is an existing directory, not a file; "
+                "give a file name (e.g. inside that directory)"
+            )
         if kind == "file" and not path.is_file():
             raise OutputLocationError(f"{where} exists but is not a regular file")
         if kind == "agent":
@@ -86,12 +90,14 @@ def check_output_location(path: str | Path, kind: str = "dir", option: str = "ou
     if not probe.is_dir():
         if probe.exists():
             raise OutputLocationError(
-                f"{where} cannot be created as {want}: {str(probe)!r} is a file, not a folder")
+                f"{where} cannot be created as {want}: {str(probe)!r} is a file, not a folder"
+            )
         raise OutputLocationError(f"{where}: {str(probe)!r} is a broken link")
     reason = _writable(probe)
     if reason is not None:
         raise OutputLocationError(
-            f"{where} cannot be written: folder {str(probe)!r} is not writable ({reason})")
+            f"{where} cannot be written: folder {str(probe)!r} is not writable ({reason})"
+        )
     return path
 
 
@@ -107,7 +113,8 @@ def _check_agent_folder(path: Path, where: str) -> None:
         raise OutputLocationError(
             f"{where} is an existing folder that is not an mfax agent (it holds {len(names)} "
             f"other entr{'y' if len(names) == 1 else 'ies'}: {shown}); an agent is written to a "
-            "new or empty folder, or over an earlier agent: choose another path")
+            "new or empty folder, or over an earlier agent: choose another path"
+        )
 
 
 def check_output_locations(*locations: tuple[str | Path | None, str, str]) -> None:

@@ -14,7 +14,8 @@ every grid state at once.  Users may pass:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +54,10 @@ class _CallableApply:
         return self.fn(obs, carry) if self.recurrent else (self.fn(obs), carry)
 
     def __eq__(self, other):
-        return isinstance(other, _CallableApply) and (self.fn, self.recurrent) == (other.fn, other.recurrent)
+        return isinstance(other, _CallableApply) and (self.fn, self.recurrent) == (
+            other.fn,
+            other.recurrent,
+        )
 
     def __hash__(self):
         return hash((id(self.fn), self.recurrent))

@@ -16,11 +16,9 @@ import numpy as np
 import pytest
 
 import mfax
-
 from mfax.games.beach_bar import BarAggregate
 from mfax.games.linear_quadratic import LQAggregate
 from mfax.games.macro import MacroAggregate
-
 
 # --------------------------------------------------------------------------
 # aggregate-state constructors
@@ -40,8 +38,9 @@ def lq_agg(t: int, z: float) -> LQAggregate:
 
 
 def bar_agg(t: int, z: float, bar: int) -> BarAggregate:
-    return BarAggregate(t=jnp.asarray(t, jnp.int32), z=jnp.asarray(z, jnp.float32),
-                        bar=jnp.asarray(bar, jnp.int32))
+    return BarAggregate(
+        t=jnp.asarray(t, jnp.int32), z=jnp.asarray(z, jnp.float32), bar=jnp.asarray(bar, jnp.int32)
+    )
 
 
 def macro_agg(t: int, z: float) -> MacroAggregate:
@@ -99,7 +98,9 @@ def ref_lq_kernel(p, t: int, z: float) -> np.ndarray:
                 P[x, ia, d] += 1.0
                 continue
             for delta, pr in zip(p.noise_atoms, p.noise_probs):
-                nxt = int(np.clip(np.round(d + p.sigma * math.sqrt(1 - p.rho**2) * delta), 0, S - 1))
+                nxt = int(
+                    np.clip(np.round(d + p.sigma * math.sqrt(1 - p.rho**2) * delta), 0, S - 1)
+                )
                 P[x, ia, nxt] += pr
     return P
 
@@ -147,8 +148,12 @@ def ref_bb_reward(p, b: int, z: float, z_next: float, mu: np.ndarray) -> np.ndar
     R = np.zeros((S, len(acts)))
     for x in range(S):
         for ia, a in enumerate(acts):
-            R[x, ia] = (-abs(b - x) * z - S * (abs(b - x) == 1) * (z_next == 0) - abs(a) / S
-                        - p.crowd_aversion * math.log(mu[x] + 1e-8))
+            R[x, ia] = (
+                -abs(b - x) * z
+                - S * (abs(b - x) == 1) * (z_next == 0)
+                - abs(a) / S
+                - p.crowd_aversion * math.log(mu[x] + 1e-8)
+            )
     return R
 
 
@@ -203,8 +208,9 @@ def ref_macro_reward(p, t: int, z: float, mu: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------
 # reference rollout + policy value + best response (docs/algorithms.md)
 # --------------------------------------------------------------------------
-def ref_rollout_and_evaluate(game, pi: np.ndarray, z_path: np.ndarray, gamma: float,
-                             bar: int | None = None) -> dict:
+def ref_rollout_and_evaluate(
+    game, pi: np.ndarray, z_path: np.ndarray, gamma: float, bar: int | None = None
+) -> dict:
     """Independent push-forward rollout and backward induction for one environment.
 
     ``pi[T, S, A]``; ``z_path[T + 1]`` the common noise at t = 0..T (read from
@@ -248,9 +254,16 @@ def ref_rollout_and_evaluate(game, pi: np.ndarray, z_path: np.ndarray, gamma: fl
         srt = np.sort(Qs, -1)
         qgap[t] = srt[:, -1] - srt[:, -2]
     mu0 = mus[0]
-    return dict(mu=np.array(mus), V0=V, Vstar0=Vs, actions=actions, qgap=qgap,
-                policy_return=float(mu0 @ V), best_response_return=float(mu0 @ Vs),
-                exploitability=float(mu0 @ (Vs - V)))
+    return dict(
+        mu=np.array(mus),
+        V0=V,
+        Vstar0=Vs,
+        actions=actions,
+        qgap=qgap,
+        policy_return=float(mu0 @ V),
+        best_response_return=float(mu0 @ Vs),
+        exploitability=float(mu0 @ (Vs - V)),
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,7 +13,13 @@ from typer.testing import CliRunner
 
 import mfax
 from mfax.agents import (
-    CURVE_FILE, DESCRIPTION_FILE, WEIGHTS_FILE, Agent, load_agent, read_curve, save_agent,
+    CURVE_FILE,
+    DESCRIPTION_FILE,
+    WEIGHTS_FILE,
+    Agent,
+    load_agent,
+    read_curve,
+    save_agent,
 )
 from mfax.cli import app
 from mfax.networks import NetworkConfig, init_params, network_policy
@@ -30,18 +36,30 @@ def _perturbed_params(cfg, game, seed=0):
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(noise, len(leaves))
     return jax.tree_util.tree_unflatten(
-        tree, [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+        tree, [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+    )
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_save_load_evaluate_identical(tmp_path, lq, recurrent):
     cfg = NetworkConfig(recurrent=recurrent, hidden=(16, 16), embed_dim=8, gru_hidden=8)
     params = _perturbed_params(cfg, lq)
-    curve = [{"iteration": 0, "seconds": 0.0, "exploitability": 3.5},
-             {"iteration": 10, "seconds": 0.25, "exploitability": 1.25}]
-    out = save_agent(tmp_path / "agent", network=cfg, params=params, game=lq,
-                     algorithm="rspg" if recurrent else "spg", seed=7, gamma=0.9,
-                     training={"lr": 1e-3}, metrics={"exploitability": 1.25}, curve=curve)
+    curve = [
+        {"iteration": 0, "seconds": 0.0, "exploitability": 3.5},
+        {"iteration": 10, "seconds": 0.25, "exploitability": 1.25},
+    ]
+    out = save_agent(
+        tmp_path / "agent",
+        network=cfg,
+        params=params,
+        game=lq,
+        algorithm="rspg" if recurrent else "spg",
+        seed=7,
+        gamma=0.9,
+        training={"lr": 1e-3},
+        metrics={"exploitability": 1.25},
+        curve=curve,
+    )
     assert sorted(os.listdir(out)) == sorted([WEIGHTS_FILE, DESCRIPTION_FILE, CURVE_FILE])
     agent = load_agent(out)
     assert isinstance(agent, Agent) and isinstance(agent, mfax.MeanFieldPolicy)
@@ -65,8 +83,13 @@ def test_save_load_evaluate_identical(tmp_path, lq, recurrent):
 @pytest.fixture()
 def saved(tmp_path, lq):
     cfg = NetworkConfig(hidden=(16,), embed_dim=8)
-    return save_agent(tmp_path / "a", network=cfg, params=init_params(cfg, lq, jax.random.key(0)),
-                      game=lq, algorithm="spg")
+    return save_agent(
+        tmp_path / "a",
+        network=cfg,
+        params=init_params(cfg, lq, jax.random.key(0)),
+        game=lq,
+        algorithm="spg",
+    )
 
 
 def _edit_json(path, **changes):
@@ -111,7 +134,9 @@ def test_truncated_files(saved):
 
 def test_incompatible_version(saved):
     _edit_json(saved, format_version=1)
-    with pytest.raises(ValueError, match=r"agent\.json: format_version 1 .*former network.*retrain"):
+    with pytest.raises(
+        ValueError, match=r"agent\.json: format_version 1 .*former network.*retrain"
+    ):
         load_agent(saved)
     _edit_json(saved, format_version=99)
     with pytest.raises(ValueError, match=r"agent\.json: format_version 99.*newer mfax"):
@@ -127,8 +152,11 @@ def test_mismatched_game_and_shapes(saved, lq):
         load_agent(saved)
     # a game that fits the stored sizes but not the weights
     _edit_json(saved, num_states=31, **{"game.params": {**lq.params.to_dict(), "num_states": 31}})
-    with pytest.raises(ValueError, match=r"weights\.msgpack: parameter 'params/state_embed/"
-                                         r"embedding' has shape \(21, 8\).*need \(31, 8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"weights\.msgpack: parameter 'params/state_embed/"
+        r"embedding' has shape \(21, 8\).*need \(31, 8\)",
+    ):
         load_agent(saved)
     _edit_json(saved, **{"game.params": {"num_states": 21, "horizon": 8, "bogus": 1}})
     with pytest.raises(ValueError, match=r"agent\.json: the game cannot be rebuilt.*'bogus'"):
@@ -150,8 +178,11 @@ def test_mismatched_network(saved):
 def test_save_rejects_wrong_params(tmp_path, lq):
     cfg = NetworkConfig(hidden=(16,), embed_dim=8)
     other = init_params(NetworkConfig(hidden=(32,), embed_dim=8), lq, jax.random.key(0))
-    with pytest.raises(ValueError, match=r"parameter 'params/first/(bias|kernel)' has shape \(.*\), but the network and "
-                                         r"game need"):
+    with pytest.raises(
+        ValueError,
+        match=r"parameter 'params/first/(bias|kernel)' has shape \(.*\), but the network and "
+        r"game need",
+    ):
         save_agent(tmp_path / "x", network=cfg, params=other, game=lq, algorithm="spg")
     bad = jax.tree_util.tree_map(lambda x: x * np.nan, init_params(cfg, lq, jax.random.key(0)))
     with pytest.raises(ValueError, match="NaN"):
@@ -162,17 +193,41 @@ def test_save_rejects_wrong_params(tmp_path, lq):
 def test_cli_train_then_evaluate(tmp_path):
     runner = CliRunner()
     config = tmp_path / "rspg.yaml"
-    config.write_text("num_iterations: 40\neval_every: 20\nlr: 0.01\nhidden: [32, 32]\n"
-                      "embed_dim: 16\ngru_hidden: 16\ngame:\n  num_states: 21\n")
+    config.write_text(
+        "num_iterations: 40\neval_every: 20\nlr: 0.01\nhidden: [32, 32]\n"
+        "embed_dim: 16\ngru_hidden: 16\ngame:\n  num_states: 21\n"
+    )
     out = tmp_path / "models" / "rspg"
-    res = runner.invoke(app, ["train", "--game", "linear_quadratic", "--algo", "rspg",
-                              "--config", str(config), "--set", "num_envs=8",
-                              "--param", "horizon=8", "--out", str(out), "--seed", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--game",
+            "linear_quadratic",
+            "--algo",
+            "rspg",
+            "--config",
+            str(config),
+            "--set",
+            "num_envs=8",
+            "--param",
+            "horizon=8",
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(open(out / CURVE_FILE)))
     assert [int(r["iteration"]) for r in rows] == [0, 20, 40]
-    assert set(rows[0]) >= {"iteration", "seconds", "exploitability", "policy_return",
-                            "best_response_return"}
+    assert set(rows[0]) >= {
+        "iteration",
+        "seconds",
+        "exploitability",
+        "policy_return",
+        "best_response_return",
+    }
     assert float(rows[-1]["exploitability"]) < 0.8 * float(rows[0]["exploitability"])
     desc = json.loads((out / DESCRIPTION_FILE).read_text())
     assert desc["algorithm"] == "rspg" and desc["network"]["recurrent"] is True
@@ -181,8 +236,10 @@ def test_cli_train_then_evaluate(tmp_path):
     assert read_curve(out / CURVE_FILE)[-1]["iteration"] == 40
 
     metrics = tmp_path / "reports" / "metrics.json"
-    res = runner.invoke(app, ["evaluate", "--agent", str(out), "--num-envs", "4", "--seed", "2",
-                              "--json", str(metrics)])
+    res = runner.invoke(
+        app,
+        ["evaluate", "--agent", str(out), "--num-envs", "4", "--seed", "2", "--json", str(metrics)],
+    )
     assert res.exit_code == 0, res.output
     assert "exploitability:" in res.output
     got = json.loads(metrics.read_text())
@@ -199,8 +256,19 @@ def test_cli_train_then_evaluate(tmp_path):
         (["--set", "lr=-1"], "'lr' = -1 is not allowed"),
         (["--config", str(tmp_path / "missing.yaml")], "does not exist"),
     ]:
-        res = runner.invoke(app, ["train", "--game", "linear_quadratic", "--algo", "spg",
-                                  "--out", str(tmp_path / "bad"), *args])
+        res = runner.invoke(
+            app,
+            [
+                "train",
+                "--game",
+                "linear_quadratic",
+                "--algo",
+                "spg",
+                "--out",
+                str(tmp_path / "bad"),
+                *args,
+            ],
+        )
         assert res.exit_code == 2 and match in res.output, res.output
         assert res.exception is None or isinstance(res.exception, SystemExit)
     res = runner.invoke(app, ["evaluate", "--agent", str(tmp_path / "nope")])

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from test_pipeline import BIN, READMES, copy_repo, git_dvc_init, job_counts, sh
 
 GAME, ALGO, SEED = "linear_quadratic", "spg", 0
@@ -55,9 +54,14 @@ def test_push_clone_pull_round_trip(pushed, tmp_path):
     assert not (clone / f"data/{run}/trajectory.nc").exists()
 
     sh(clone, dvc, "pull", "-q")
-    for rel in (f"models/{run}/seeds.json", f"models/{run}/seed_{SEED}/weights.msgpack",
-                f"data/{run}/config.yaml", f"data/{run}/trajectory.nc",
-                f"reports/{run}/report.html", "reports/summary.md"):
+    for rel in (
+        f"models/{run}/seeds.json",
+        f"models/{run}/seed_{SEED}/weights.msgpack",
+        f"data/{run}/config.yaml",
+        f"data/{run}/trajectory.nc",
+        f"reports/{run}/report.html",
+        "reports/summary.md",
+    ):
         assert (clone / rel).read_bytes() == (root / rel).read_bytes(), rel
 
     # DVC's record (dvc.lock) came with the clone: nothing to do
@@ -76,17 +80,36 @@ def test_push_clone_pull_round_trip(pushed, tmp_path):
     original = params.read_text()
     params.write_text(original.replace("  spg: {}", "  spg: {lr: 0.05}", 1))
     assert job_counts(sh(clone, str(BIN / "snakemake"), "-n").stdout) == {
-        "configure": 1, "train": 1, "evaluate": 1, "report": 1, "summary": 1, "all": 1}
+        "configure": 1,
+        "train": 1,
+        "evaluate": 1,
+        "report": 1,
+        "summary": 1,
+        "all": 1,
+    }
     params.write_text(original)
 
     # the pulled agent evaluates, with the pipeline's evaluation settings, to the recorded metrics
     out = tmp_path / "eval.json"
-    sh(clone, str(BIN / "mfax"), "evaluate", "--agent", f"models/{run}/seed_{SEED}",
-       "--num-envs", str(EVAL["num_envs"]), "--seed", str(EVAL["seed"]), "--json", str(out))
+    sh(
+        clone,
+        str(BIN / "mfax"),
+        "evaluate",
+        "--agent",
+        f"models/{run}/seed_{SEED}",
+        "--num-envs",
+        str(EVAL["num_envs"]),
+        "--seed",
+        str(EVAL["seed"]),
+        "--json",
+        str(out),
+    )
     got = json.loads(out.read_text())
     recorded = json.loads((root / f"reports/{run}/metrics.json").read_text())["per_seed"][str(SEED)]
     assert got["game"] == GAME and got["algorithm"] == ALGO
     for key in ("exploitability", "policy_return", "best_response_return"):
         assert got[key] == pytest.approx(recorded[key], rel=1e-6), key
-    assert Path(clone / f"reports/{run}/metrics.json").read_text() == \
-        (root / f"reports/{run}/metrics.json").read_text()
+    assert (
+        Path(clone / f"reports/{run}/metrics.json").read_text()
+        == (root / f"reports/{run}/metrics.json").read_text()
+    )

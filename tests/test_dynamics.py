@@ -44,8 +44,11 @@ def test_mass_conserved_and_non_negative(name, num_agents):
         assert np.abs(mu[-1] - mu[0]).sum(-1).min() > 1e-2
     assert np.all(np.isfinite(np.asarray(traj.reward)))
     assert np.all(np.isfinite(np.asarray(traj.obs)))
-    np.testing.assert_allclose(np.asarray(traj.policy), np.broadcast_to(
-        np.asarray(pol)[:, None], traj.policy.shape), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(traj.policy),
+        np.broadcast_to(np.asarray(pol)[:, None], traj.policy.shape),
+        rtol=1e-6,
+    )
     if name == "beach_bar_1d":
         # nobody ever stands on the bar
         bar = np.asarray(traj.aggregate.bar)[0]
@@ -67,8 +70,9 @@ def _check_push_forward(game, traj, pol, mu):
             nxt = np.einsum("s,sa,sat->t", mu[t, e].astype(np.float64), pol[t], P)
             np.testing.assert_allclose(mu[t + 1, e], nxt, atol=2e-6, err_msg=f"t={t}")
             # the recorded observation is the game's observation of (agg_t, mu_t)
-            np.testing.assert_allclose(np.asarray(traj.obs[t, e]),
-                                       np.asarray(observation(agg, traj.mu[t, e])), rtol=1e-6)
+            np.testing.assert_allclose(
+                np.asarray(traj.obs[t, e]), np.asarray(observation(agg, traj.mu[t, e])), rtol=1e-6
+            )
 
 
 # --------------------------------------------------------------------------
@@ -89,8 +93,9 @@ def _convergence(game, label, num_envs=2):
     for n in NS:
         samp = mfax.rollout(game, pol, key, num_envs, num_agents=n)
         # the common-noise path (and the beach-bar location) is shared by both modes
-        for a, b in zip(jax.tree_util.tree_leaves(exact.aggregate),
-                        jax.tree_util.tree_leaves(samp.aggregate)):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(exact.aggregate), jax.tree_util.tree_leaves(samp.aggregate)
+        ):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         d = np.asarray(samp.mu, np.float64) - mu_ex  # [T, E, S]
         l1.append(np.abs(d).sum(-1).mean())  # mean over t and envs of the L1 error
@@ -145,7 +150,9 @@ def test_sampled_converges_to_exact_beach_bar_with_common_noise():
 @pytest.mark.slow
 def test_sampled_converges_to_exact_macro():
     # prices depend on the sampled mean field: a non-linear dynamics
-    _convergence(mfax.make_game("macro", num_wealth=40, horizon=12), "macro (40x5, T=12), common noise")
+    _convergence(
+        mfax.make_game("macro", num_wealth=40, horizon=12), "macro (40x5, T=12), common noise"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -158,7 +165,8 @@ def _leaves(tree):
 def _identical(a, b) -> bool:
     la, lb = _leaves(a), _leaves(b)
     return len(la) == len(lb) and all(
-        x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(la, lb))
+        x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(la, lb)
+    )
 
 
 @pytest.mark.parametrize("num_agents", [None, NUM_AGENTS], ids=["exact", "sampled"])
@@ -166,14 +174,18 @@ def _identical(a, b) -> bool:
 def test_same_key_same_rollout_different_key_different(name, num_agents):
     game = small_game(name)  # the games of the mass test: the compiled rollouts are reused
     pol = random_policy(game, jax.random.PRNGKey(0))
-    run = lambda k: mfax.rollout(game, pol, jax.random.PRNGKey(k), NUM_ENVS,  # noqa: E731
-                                 num_agents=num_agents)
+
+    def run(k):
+        return mfax.rollout(game, pol, jax.random.PRNGKey(k), NUM_ENVS, num_agents=num_agents)
+
     a, b, c = run(3), run(3), run(7)
     assert _identical(a, b)
     assert not np.array_equal(np.asarray(a.mu), np.asarray(c.mu))
     # the common noise itself differs between keys (and between envs of one key)
-    noise = {"linear_quadratic": lambda tr: tr.aggregate.z,
-             "beach_bar_1d": lambda tr: tr.aggregate.bar}[name]
+    noise = {
+        "linear_quadratic": lambda tr: tr.aggregate.z,
+        "beach_bar_1d": lambda tr: tr.aggregate.bar,
+    }[name]
     assert not np.array_equal(np.asarray(noise(a)), np.asarray(noise(c)))
     assert len(np.unique(np.asarray(noise(a))[0])) > 1
     if num_agents is None and name == "beach_bar_1d":
@@ -194,7 +206,9 @@ def test_exact_and_sampled_share_the_common_noise(name):
     for k in range(5):
         a = mfax.rollout(game, pol, jax.random.PRNGKey(k), NUM_ENVS)
         b = mfax.rollout(game, pol, jax.random.PRNGKey(k), NUM_ENVS, num_agents=NUM_AGENTS)
-        for x, y in zip(jax.tree_util.tree_leaves(a.aggregate), jax.tree_util.tree_leaves(b.aggregate)):
+        for x, y in zip(
+            jax.tree_util.tree_leaves(a.aggregate), jax.tree_util.tree_leaves(b.aggregate)
+        ):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         # and the sampled mean field is close to the exact one (N = 1000: L1 ~ 0.3)
         l1 = np.abs(np.asarray(a.mu) - np.asarray(b.mu)).sum(-1)
@@ -205,7 +219,9 @@ def test_exact_and_sampled_share_the_common_noise(name):
 # policy forms
 # --------------------------------------------------------------------------
 def test_policy_forms_agree():
-    game = small_game("linear_quadratic")  # the game of the mass test: some compiled rollouts are reused
+    game = small_game(
+        "linear_quadratic"
+    )  # the game of the mass test: some compiled rollouts are reused
     S, A, T, E = game.num_states, game.num_actions, game.horizon, NUM_ENVS
     key = jax.random.PRNGKey(5)
     uni = np.full((S, A), 1.0 / A, np.float32)
@@ -218,7 +234,9 @@ def test_policy_forms_agree():
     }
     for label, pol in forms.items():
         traj = mfax.rollout(game, pol, key, E)
-        np.testing.assert_allclose(np.asarray(traj.mu), np.asarray(ref.mu), atol=1e-7, err_msg=label)
+        np.testing.assert_allclose(
+            np.asarray(traj.mu), np.asarray(ref.mu), atol=1e-7, err_msg=label
+        )
         np.testing.assert_allclose(np.asarray(traj.policy), 1.0 / A, rtol=1e-6, err_msg=label)
 
     # a time-dependent table equals a recurrent policy that counts steps in its carry

@@ -25,15 +25,21 @@ def test_exploitability_non_negative_for_random_policies(name, gamma):
     for seed in (0, 1):
         pol = random_policy(game, jax.random.PRNGKey(100 + seed))
         res = mfax.evaluate_policy(game, pol, jax.random.PRNGKey(seed), num_envs=E, gamma=gamma)
-        expl, ret, br = float(res.exploitability), float(res.policy_return), float(res.best_response_return)
+        expl, ret, br = (
+            float(res.exploitability),
+            float(res.policy_return),
+            float(res.best_response_return),
+        )
         scale = max(1.0, abs(br))
         assert expl >= -1e-6
         assert float(res.exploitability_undiscounted) >= -1e-6
         assert np.asarray(res.per_state_exploitability).min() >= 0.0
         assert np.asarray(res.per_env_exploitability).min() >= 0.0
         assert ret <= br + 1e-6 * scale
-        assert float(res.policy_return_undiscounted) <= float(
-            res.best_response_return_undiscounted) + 1e-6 * scale
+        assert (
+            float(res.policy_return_undiscounted)
+            <= float(res.best_response_return_undiscounted) + 1e-6 * scale
+        )
         # a random policy is exploitable, and exploitability = br - policy return
         assert expl > 1e-3
         assert expl == pytest.approx(br - ret, rel=1e-3, abs=1e-4 * scale)
@@ -43,9 +49,11 @@ def test_exploitability_non_negative_for_random_policies(name, gamma):
         # the weighting is by mu_0
         mu0 = np.asarray(res.trajectory.mu0)
         np.testing.assert_allclose(
-            np.mean(np.sum(mu0 * np.asarray(res.per_state_exploitability), -1)), expl, rtol=1e-5)
+            np.mean(np.sum(mu0 * np.asarray(res.per_state_exploitability), -1)), expl, rtol=1e-5
+        )
         np.testing.assert_allclose(
-            np.mean(np.sum(mu0 * np.asarray(res.policy_value[0]), -1)), ret, rtol=1e-5)
+            np.mean(np.sum(mu0 * np.asarray(res.policy_value[0]), -1)), ret, rtol=1e-5
+        )
         if gamma == 1.0:
             assert float(res.exploitability_undiscounted) == pytest.approx(expl, rel=1e-5)
             assert float(res.policy_return_undiscounted) == pytest.approx(ret, rel=1e-5)
@@ -80,14 +88,21 @@ def test_matches_numpy_reference(name):
         mu = np.concatenate([np.asarray(traj.mu[:, e]), np.asarray(traj.mu_final[e])[None]], 0)
         np.testing.assert_allclose(mu, ref["mu"], atol=1e-5)
         scale = max(1.0, np.abs(ref["V0"]).max())
-        np.testing.assert_allclose(np.asarray(res.policy_value[0, e]), ref["V0"],
-                                   rtol=1e-4, atol=1e-5 * scale)
-        np.testing.assert_allclose(np.asarray(res.best_response_value[0, e]), ref["Vstar0"],
-                                   rtol=1e-4, atol=1e-5 * scale)
-        np.testing.assert_allclose(np.asarray(res.per_state_exploitability[e]),
-                                   ref["Vstar0"] - ref["V0"], rtol=1e-3, atol=1e-4 * scale)
+        np.testing.assert_allclose(
+            np.asarray(res.policy_value[0, e]), ref["V0"], rtol=1e-4, atol=1e-5 * scale
+        )
+        np.testing.assert_allclose(
+            np.asarray(res.best_response_value[0, e]), ref["Vstar0"], rtol=1e-4, atol=1e-5 * scale
+        )
+        np.testing.assert_allclose(
+            np.asarray(res.per_state_exploitability[e]),
+            ref["Vstar0"] - ref["V0"],
+            rtol=1e-3,
+            atol=1e-4 * scale,
+        )
         assert float(res.per_env_exploitability[e]) == pytest.approx(
-            ref["exploitability"], rel=1e-3, abs=1e-5 * scale)
+            ref["exploitability"], rel=1e-3, abs=1e-5 * scale
+        )
         # best actions wherever the best one is ahead of the second by more than
         # float error (the terminal step of LQ and macro pays the same for every action)
         clear = ref["qgap"] > 1e-5 * scale
@@ -122,9 +137,12 @@ def test_best_response_table_is_unexploitable_on_beach_bar(gamma):
         res_br = mfax.evaluate_policy(game, br_table, key, gamma=gamma)
         assert abs(float(res_br.exploitability)) <= 1e-5
         assert np.abs(np.asarray(res_br.per_state_exploitability)).max() <= 1e-4
-        assert float(res_br.policy_return) == pytest.approx(float(res.best_response_return), rel=1e-5)
+        assert float(res_br.policy_return) == pytest.approx(
+            float(res.best_response_return), rel=1e-5
+        )
         assert float(res_br.best_response_return) == pytest.approx(
-            float(res.best_response_return), rel=1e-5)
+            float(res.best_response_return), rel=1e-5
+        )
         # the best response moves everybody towards the bar
         mu_T = np.asarray(res_br.trajectory.mu_final[0])
         assert mu_T[45:56].sum() > 0.9
@@ -140,8 +158,12 @@ def test_evaluation_is_deterministic_and_depends_on_key_with_common_noise():
     assert len(la) == len(lb)
     for x, y in zip(la, lb):
         assert np.array_equal(np.asarray(x), np.asarray(y))
-    assert not np.array_equal(np.asarray(a.per_env_exploitability), np.asarray(c.per_env_exploitability))
-    assert not np.array_equal(np.asarray(a.trajectory.common_noise), np.asarray(c.trajectory.common_noise))
+    assert not np.array_equal(
+        np.asarray(a.per_env_exploitability), np.asarray(c.per_env_exploitability)
+    )
+    assert not np.array_equal(
+        np.asarray(a.trajectory.common_noise), np.asarray(c.trajectory.common_noise)
+    )
 
 
 def test_policy_forms_give_the_same_evaluation():
@@ -150,10 +172,18 @@ def test_policy_forms_give_the_same_evaluation():
     key = jax.random.PRNGKey(2)
     ref = mfax.evaluate_policy(game, np.full((T, S, A), 1.0 / A), key, num_envs=4)
     res = mfax.evaluate_policy(game, lambda obs: jnp.full((S, A), 1.0 / A), key, num_envs=4)
-    for f in ("exploitability", "policy_return", "best_response_return", "exploitability_undiscounted"):
-        assert float(getattr(res, f)) == pytest.approx(float(getattr(ref, f)), rel=1e-5, abs=1e-6), f
-    np.testing.assert_array_equal(np.asarray(res.best_response_actions),
-                                  np.asarray(ref.best_response_actions))
+    for f in (
+        "exploitability",
+        "policy_return",
+        "best_response_return",
+        "exploitability_undiscounted",
+    ):
+        assert float(getattr(res, f)) == pytest.approx(
+            float(getattr(ref, f)), rel=1e-5, abs=1e-6
+        ), f
+    np.testing.assert_array_equal(
+        np.asarray(res.best_response_actions), np.asarray(ref.best_response_actions)
+    )
 
 
 def test_bad_evaluation_inputs_raise():
@@ -165,4 +195,6 @@ def test_bad_evaluation_inputs_raise():
     with pytest.raises(ValueError, match="num_envs"):
         mfax.evaluate_policy(game, uni, jax.random.PRNGKey(0), num_envs=-1)
     with pytest.raises(ValueError, match=r"\(11, 6\)"):
-        mfax.evaluate_policy(game, uni[:, :6] / uni[:, :6].sum(-1, keepdims=True), jax.random.PRNGKey(0))
+        mfax.evaluate_policy(
+            game, uni[:, :6] / uni[:, :6].sum(-1, keepdims=True), jax.random.PRNGKey(0)
+        )

@@ -86,25 +86,25 @@ def test_paper_case():
     compares staying (-3.5 - 3 = -6.5) with moving (-3.7 - 1 = -4.7); staying is worth -6.5.
     From x = 0: staying is worth -3, hindsight moves to 1 only if the bar stays open
     (V* = (-3.2 - 2) / 2 = -2.6), adapted stays (-3).  mu_0 = 1/4 on 0, 1, 3, 4."""
-    game = mfax.make_game("beach_bar_1d", num_states=5, bar_location=2, horizon=2,
-                          max_action=1, idio_noise=False)
+    game = mfax.make_game(
+        "beach_bar_1d", num_states=5, bar_location=2, horizon=2, max_action=1, idio_noise=False
+    )
     stay = np.zeros((5, 3), np.float32)
     stay[:, 1] = 1.0
     hind = mfax.evaluate_policy(game, stay, KEY, gamma=1.0, noise="exact")
-    adap = mfax.evaluate_policy(game, stay, KEY, gamma=1.0, noise="exact",
-                                best_response="adapted")
+    adap = mfax.evaluate_policy(game, stay, KEY, gamma=1.0, noise="exact", best_response="adapted")
     assert float(hind.policy_return) == pytest.approx(-4.75, abs=1e-5)
     assert float(adap.policy_return) == pytest.approx(-4.75, abs=1e-5)
     assert float(hind.best_response_return) == pytest.approx(-3.35, abs=1e-5)
     assert float(adap.best_response_return) == pytest.approx(-3.85, abs=1e-5)
     assert float(hind.exploitability) == pytest.approx(1.4, abs=1e-5)
     assert float(adap.exploitability) == pytest.approx(0.9, abs=1e-5)
-    np.testing.assert_allclose(np.asarray(adap.per_state_exploitability[0]),
-                               [0.0, 1.8, 0.0, 1.8, 0.0], atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(adap.per_state_exploitability[0]), [0.0, 1.8, 0.0, 1.8, 0.0], atol=1e-5
+    )
     # adapted at t = 0: from 1 move to 0 (action -1); hindsight on the open path stays
     assert int(adap.best_response_actions[0, 0, 1]) == 0
-    assert (hind.noise, hind.best_response, adap.best_response) == ("exact", "hindsight",
-                                                                     "adapted")
+    assert (hind.noise, hind.best_response, adap.best_response) == ("exact", "hindsight", "adapted")
     np.testing.assert_allclose(np.asarray(adap.env_weight), [0.5, 0.5])
 
 
@@ -116,8 +116,7 @@ def test_matches_numpy_brute_force_over_the_tree():
     pol, tables = z_policy(game, 1)
     ref = ref_bb_tree(game, tables, 0.9)
     hind = mfax.evaluate_policy(game, pol, KEY, gamma=0.9, noise="exact")
-    adap = mfax.evaluate_policy(game, pol, KEY, gamma=0.9, noise="exact",
-                                best_response="adapted")
+    adap = mfax.evaluate_policy(game, pol, KEY, gamma=0.9, noise="exact", best_response="adapted")
     assert hind.env_weight.shape == (10,)  # bars 2..6 x open/closed
     for res, kind in ((hind, "hindsight"), (adap, "adapted")):
         assert float(res.exploitability) == pytest.approx(ref[kind], rel=1e-4), kind
@@ -137,9 +136,12 @@ def test_adapted_at_most_hindsight_on_random_policies():
         assert 0.0 <= a <= h + 1e-5 * abs(h)
         assert np.asarray(adap.per_state_exploitability).min() >= 0.0
         assert float(adap.policy_return) == pytest.approx(float(hind.policy_return), rel=1e-5)
+
         # state by state and time by time, V <= adapted V* <= the mean of the hindsight V*
         # over the paths below (paths are bar-major, then open / closed)
-        below = lambda x: np.asarray(x).reshape(T, -1, 2, S).mean(2)
+        def below(x):
+            return np.asarray(x).reshape(T, -1, 2, S).mean(2)
+
         tol = 1e-5 * np.abs(np.asarray(hind.best_response_value)).max()
         assert (below(adap.best_response_value) <= below(hind.best_response_value) + tol).all()
         assert (below(adap.best_response_value) >= below(adap.policy_value) - tol).all()
@@ -151,8 +153,9 @@ def test_adapted_equals_hindsight_without_later_draws():
     """Linear-quadratic (z drawn at reset) and a game without common noise: the best
     response knows everything from t = 0, so adapted = hindsight."""
     for common_noise, paths in ((True, 2), (False, 1)):
-        game = mfax.make_game("linear_quadratic", num_states=11, horizon=6,
-                              common_noise=common_noise)
+        game = mfax.make_game(
+            "linear_quadratic", num_states=11, horizon=6, common_noise=common_noise
+        )
         pol = np_random_policy(game, 3)
         hind = mfax.evaluate_policy(game, pol, KEY, noise="exact")
         adap = mfax.evaluate_policy(game, pol, KEY, noise="exact", best_response="adapted")
@@ -160,8 +163,9 @@ def test_adapted_equals_hindsight_without_later_draws():
         assert float(hind.exploitability) > 1e-3
         for f in ("exploitability", "best_response_return", "exploitability_undiscounted"):
             assert float(getattr(adap, f)) == pytest.approx(float(getattr(hind, f)), rel=1e-5), f
-        np.testing.assert_array_equal(np.asarray(adap.best_response_actions),
-                                      np.asarray(hind.best_response_actions))
+        np.testing.assert_array_equal(
+            np.asarray(adap.best_response_actions), np.asarray(hind.best_response_actions)
+        )
     # one path without common noise: exact = any sampled environment
     sampled = mfax.evaluate_policy(game, pol, KEY, 1)
     assert float(hind.exploitability) == pytest.approx(float(sampled.exploitability), rel=1e-6)
@@ -169,8 +173,9 @@ def test_adapted_equals_hindsight_without_later_draws():
     game = mfax.make_game("linear_quadratic", num_states=11, horizon=6)
     a = mfax.evaluate_policy(game, pol, KEY, 6, best_response="adapted")
     b = mfax.evaluate_policy(game, pol, KEY, 6)
-    np.testing.assert_array_equal(np.asarray(a.trajectory.common_noise),
-                                  np.asarray(b.trajectory.common_noise))
+    np.testing.assert_array_equal(
+        np.asarray(a.trajectory.common_noise), np.asarray(b.trajectory.common_noise)
+    )
     assert len(np.unique(np.asarray(b.trajectory.common_noise[0]))) == 2
     assert float(a.exploitability) == pytest.approx(float(b.exploitability), rel=1e-5)
 
@@ -182,8 +187,9 @@ def test_sampled_mean_converges_to_exact():
     pol = np_random_policy(game, 0)
     E = 512
     for br in ("hindsight", "adapted"):
-        exact = float(mfax.evaluate_policy(game, pol, KEY, noise="exact",
-                                           best_response=br).exploitability)
+        exact = float(
+            mfax.evaluate_policy(game, pol, KEY, noise="exact", best_response=br).exploitability
+        )
         r = mfax.evaluate_policy(game, pol, jax.random.PRNGKey(1), E, best_response=br)
         per_env = np.asarray(r.per_env_exploitability, np.float64)
         if br == "adapted":  # the coin's two paths below each sampled bar
@@ -200,36 +206,51 @@ def test_sampled_mean_converges_to_exact():
 def test_continuous_noise_is_refused():
     game = mfax.make_game("macro", num_wealth=6, num_income=3, num_actions=4, horizon=4)
     pol = mfax.uniform_policy(game)
-    with pytest.raises(ValueError, match=r"noise='exact' is not possible for macro: .*"
-                                         r"cannot be enumerated \(continuous.*noise='sampled'"):
+    with pytest.raises(
+        ValueError,
+        match=r"noise='exact' is not possible for macro: .*"
+        r"cannot be enumerated \(continuous.*noise='sampled'",
+    ):
         mfax.evaluate_policy(game, pol, KEY, noise="exact")
     # adapted on continuous noise is a bracket (tests/test_noise_bracket.py), which needs
     # two paths or more for its standard errors
-    with pytest.raises(ValueError, match=r"num_envs = 1 is not allowed for the "
-                                         r"exploitability bracket"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_envs = 1 is not allowed for the "
+        r"exploitability bracket",
+    ):
         mfax.evaluate_policy(game, pol, KEY, 1, best_response="adapted")
 
 
 def test_reproducible_and_exact_ignores_key_and_num_envs():
     game = bar_game()
     pol = np_random_policy(game, 6)
-    runs = [mfax.evaluate_policy(game, pol, jax.random.PRNGKey(k), E, noise="exact",
-                                 best_response="adapted") for k, E in ((0, 1), (0, 1), (5, 7))]
+    runs = [
+        mfax.evaluate_policy(
+            game, pol, jax.random.PRNGKey(k), E, noise="exact", best_response="adapted"
+        )
+        for k, E in ((0, 1), (0, 1), (5, 7))
+    ]
     for other in runs[1:]:
         for x, y in zip(jax.tree_util.tree_leaves(runs[0]), jax.tree_util.tree_leaves(other)):
             assert np.array_equal(np.asarray(x), np.asarray(y))
-    a, b = (mfax.evaluate_policy(game, pol, jax.random.PRNGKey(3), 512, best_response="adapted")
-            for _ in range(2))
+    a, b = (
+        mfax.evaluate_policy(game, pol, jax.random.PRNGKey(3), 512, best_response="adapted")
+        for _ in range(2)
+    )
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         assert np.array_equal(np.asarray(x), np.asarray(y))
     # the default keeps its meaning: the legacy jitted evaluation, bit for bit
     from mfax.evaluation import evaluate_fn
     from mfax.policies import as_policy
+
     default = mfax.evaluate_policy(game, pol, jax.random.PRNGKey(3), 4)
     p = as_policy(pol, game)
     legacy = jax.jit(evaluate_fn(game, p, 4, 0.99))(p.params, jax.random.PRNGKey(3))
     assert (default.noise, default.best_response) == ("sampled", "hindsight")
-    for x, y in zip(jax.tree_util.tree_leaves(default[:12]), jax.tree_util.tree_leaves(legacy[:12])):
+    for x, y in zip(
+        jax.tree_util.tree_leaves(default[:12]), jax.tree_util.tree_leaves(legacy[:12])
+    ):
         assert np.array_equal(np.asarray(x), np.asarray(y))
 
 
@@ -257,14 +278,23 @@ def test_noise_declaration_drives_sampling_and_enumeration():
 def test_bad_arguments_are_named():
     game = bar_game()
     pol = mfax.uniform_policy(game)
-    with pytest.raises(ValueError, match=r"noise = 'foo' is not allowed; expected 'sampled'"
-                                         r".* or 'exact'"):
+    with pytest.raises(
+        ValueError,
+        match=r"noise = 'foo' is not allowed; expected 'sampled'"
+        r".* or 'exact'",
+    ):
         mfax.evaluate_policy(game, pol, KEY, noise="foo")
-    with pytest.raises(ValueError, match=r"best_response = 'oracle' is not allowed; expected "
-                                         r"'hindsight'.* or 'adapted'"):
+    with pytest.raises(
+        ValueError,
+        match=r"best_response = 'oracle' is not allowed; expected "
+        r"'hindsight'.* or 'adapted'",
+    ):
         mfax.evaluate_policy(game, pol, KEY, best_response="oracle")
     with pytest.raises(ValueError, match=r"max_paths = 0 is not allowed"):
         mfax.evaluate_policy(game, pol, KEY, noise="exact", max_paths=0)
-    with pytest.raises(ValueError, match=r"beach_bar_1d has 10 common-noise paths .*max_paths "
-                                         r"= 4; raise max_paths .* noise='sampled'"):
+    with pytest.raises(
+        ValueError,
+        match=r"beach_bar_1d has 10 common-noise paths .*max_paths "
+        r"= 4; raise max_paths .* noise='sampled'",
+    ):
         mfax.evaluate_policy(game, pol, KEY, noise="exact", max_paths=4)

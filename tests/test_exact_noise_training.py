@@ -16,12 +16,24 @@ from mfax.training import TrainConfig, make_train, run_training
 TINY = dict(hidden=(16,), embed_dim=8, gru_hidden=8)
 #: bars 2..6 x open/closed = 10 paths of probability 1/10; crowd aversion makes the
 #: rewards read the mean field, so the paths' returns differ
-BAR = dict(game="beach_bar_1d", num_iterations=2, eval_every=1, gamma=0.9,
-           game_params={"num_states": 9, "horizon": 6, "max_action": 2,
-                        "crowd_aversion": 0.5}, **TINY)
-LQ = dict(game="linear_quadratic", game_params=dict(num_states=21, horizon=8),
-          num_iterations=20, eval_every=10, hidden=(32, 32), embed_dim=16, gru_hidden=16,
-          lr=1e-2)
+BAR = dict(
+    game="beach_bar_1d",
+    num_iterations=2,
+    eval_every=1,
+    gamma=0.9,
+    game_params={"num_states": 9, "horizon": 6, "max_action": 2, "crowd_aversion": 0.5},
+    **TINY,
+)
+LQ = dict(
+    game="linear_quadratic",
+    game_params=dict(num_states=21, horizon=8),
+    num_iterations=20,
+    eval_every=10,
+    hidden=(32, 32),
+    embed_dim=16,
+    gru_hidden=16,
+    lr=1e-2,
+)
 
 
 def _first_loss(trainer, key):
@@ -35,8 +47,9 @@ def test_exact_loss_is_the_probability_weighted_mean_of_path_returns():
     trainer = make_train(TrainConfig(algo="rspg", noise="exact", **BAR))
     assert trainer.num_envs == 10  # one environment per path
     state, _, loss = _first_loss(trainer, jax.random.key(1))
-    r = mfax.evaluate_policy(trainer.game, trainer.policy(state.params), jax.random.key(7),
-                             gamma=0.9, noise="exact")
+    r = mfax.evaluate_policy(
+        trainer.game, trainer.policy(state.params), jax.random.key(7), gamma=0.9, noise="exact"
+    )
     np.testing.assert_allclose(np.asarray(r.env_weight), np.full(10, 0.1), rtol=1e-6)
     traj = r.trajectory
     per_path = np.sum(np.asarray(traj.mu0) * np.asarray(r.policy_value[0]), -1)  # [10]
@@ -72,8 +85,7 @@ def test_default_noise_is_sampled_and_its_loss_unchanged():
 
 @pytest.fixture(scope="module")
 def lq_exact(tmp_path_factory):
-    result = run_training(TrainConfig(algo="spg", noise="exact", **LQ), seed=0,
-                          progress=False)
+    result = run_training(TrainConfig(algo="spg", noise="exact", **LQ), seed=0, progress=False)
     path = tmp_path_factory.mktemp("agents") / "lq_exact"
     mfax.training.save_result(result, path)
     return result, path
@@ -85,8 +97,7 @@ def test_exact_training_lowers_exact_exploitability(lq_exact):
     first, last = (row["exploitability"] for row in (result.curve[0], result.curve[-1]))
     assert first > 10.0 and last < 0.5 * first
     # the curve's evaluation is exact (hindsight) too: it equals evaluate_policy's
-    r = mfax.evaluate_policy(result.trainer.game, result.policy, jax.random.key(5),
-                             noise="exact")
+    r = mfax.evaluate_policy(result.trainer.game, result.policy, jax.random.key(5), noise="exact")
     assert float(r.exploitability) == pytest.approx(last, rel=1e-5)
 
 
@@ -96,51 +107,70 @@ def test_saved_agent_keeps_the_key_loads_and_evaluates(lq_exact):
     assert agent.description["training"]["noise"] == "exact"
     assert agent.description["training"]["num_envs"] == 2
     r = mfax.evaluate_policy(agent.game, agent, jax.random.key(0), noise="exact")
-    assert float(r.exploitability) == pytest.approx(result.curve[-1]["exploitability"],
-                                                    rel=1e-5)
+    assert float(r.exploitability) == pytest.approx(result.curve[-1]["exploitability"], rel=1e-5)
     from mfax.training.checkpoint import read_meta
 
     assert TrainConfig(**read_meta(path)["config"]) == result.trainer.config
 
 
 def test_key_round_trips_through_the_mapping_layer():
-    cfg = TrainConfig.from_mapping({"noise": "exact", "game": {"num_states": 11}},
-                                   game="linear_quadratic", algo="spg")
+    cfg = TrainConfig.from_mapping(
+        {"noise": "exact", "game": {"num_states": 11}}, game="linear_quadratic", algo="spg"
+    )
     assert cfg.noise == "exact" and cfg.to_dict()["noise"] == "exact"
     assert TrainConfig(**cfg.to_dict()) == cfg
     assert TrainConfig.from_mapping({}, game="linear_quadratic").to_dict()["noise"] == "sampled"
     assert "noise" in TrainConfig.training_keys()
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(noise="Exact"), r"'noise' = 'Exact' is not allowed; expected 'sampled' .* or "
-                          r"'exact'"),
-    (dict(noise=None), r"'noise' = None is not allowed"),
-    (dict(game="macro", noise="exact"),
-     r"'noise' = 'exact' is not allowed for macro: its common noise cannot be enumerated "
-     r"\(continuous.*use noise: sampled"),
-    (dict(game="beach_bar_1d", noise="exact", game_params={"num_states": 5001}),
-     r"'noise' = 'exact' is not allowed for beach_bar_1d: it has 5002 common-noise paths "
-     r"\(2501 \(bar at t = 0\) x 2 \(z at t = 15\)\), more than 4096"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (
+            dict(noise="Exact"),
+            r"'noise' = 'Exact' is not allowed; expected 'sampled' .* or "
+            r"'exact'",
+        ),
+        (dict(noise=None), r"'noise' = None is not allowed"),
+        (
+            dict(game="macro", noise="exact"),
+            r"'noise' = 'exact' is not allowed for macro: its common noise cannot be enumerated "
+            r"\(continuous.*use noise: sampled",
+        ),
+        (
+            dict(game="beach_bar_1d", noise="exact", game_params={"num_states": 5001}),
+            r"'noise' = 'exact' is not allowed for beach_bar_1d: it has 5002 common-noise paths "
+            r"\(2501 \(bar at t = 0\) x 2 \(z at t = 15\)\), more than 4096",
+        ),
+    ],
+)
 def test_bad_noise_is_a_clear_error_at_config_time(bad, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**bad)
     with pytest.raises(ValueError, match=match):  # the file / --set layer too
-        TrainConfig.from_mapping({"noise": bad["noise"], "game": bad.get("game_params", {})},
-                                 game=bad.get("game", "linear_quadratic"))
+        TrainConfig.from_mapping(
+            {"noise": bad["noise"], "game": bad.get("game_params", {})},
+            game=bad.get("game", "linear_quadratic"),
+        )
 
 
 def test_without_common_noise_exact_is_one_path_and_equals_sampled():
     """The crowd ring has no common noise: one path, and every sampled environment is that
     path, so both losses agree."""
-    cfg = TrainConfig(game="crowd_ring", noise="exact", num_iterations=1, eval_every=1,
-                      game_params={"num_states": 6, "horizon": 4}, **TINY)
+    cfg = TrainConfig(
+        game="crowd_ring",
+        noise="exact",
+        num_iterations=1,
+        eval_every=1,
+        game_params={"num_states": 6, "horizon": 4},
+        **TINY,
+    )
     exact = make_train(cfg)
     assert exact.num_envs == 1
     _, new, loss = _first_loss(exact, jax.random.key(0))
-    _, _, loss_sampled = _first_loss(make_train(cfg.replace(noise="sampled", num_envs=3)),
-                                     jax.random.key(0))
+    _, _, loss_sampled = _first_loss(
+        make_train(cfg.replace(noise="sampled", num_envs=3)), jax.random.key(0)
+    )
     assert np.isfinite(loss) and int(new.failed_at) == -1
     assert loss == pytest.approx(loss_sampled, rel=1e-6)
 
@@ -154,12 +184,19 @@ def test_unequal_path_probabilities_weight_the_loss():
     class Skewed(LinearQuadratic):
         noise = CommonNoise((NoiseDraw("z", 0, (1.0, -1.0), (0.8, 0.2)),))
 
-    cfg = TrainConfig(algo="spg", noise="exact", num_iterations=1, eval_every=1,
-                      game_params={"num_states": 11, "horizon": 5}, **TINY)
+    cfg = TrainConfig(
+        algo="spg",
+        noise="exact",
+        num_iterations=1,
+        eval_every=1,
+        game_params={"num_states": 11, "horizon": 5},
+        **TINY,
+    )
     trainer = make_train(cfg, Skewed(cfg.game_parameters()))
     state, _, loss = _first_loss(trainer, jax.random.key(4))
-    r = mfax.evaluate_policy(trainer.game, trainer.policy(state.params), jax.random.key(0),
-                             noise="exact")
+    r = mfax.evaluate_policy(
+        trainer.game, trainer.policy(state.params), jax.random.key(0), noise="exact"
+    )
     z = np.asarray(r.trajectory.common_noise[0])  # [2] the value of z on each path
     per_path = np.sum(np.asarray(r.trajectory.mu0) * np.asarray(r.policy_value[0]), -1)
     assert sorted(z.tolist()) == [-1.0, 1.0] and abs(per_path[0] - per_path[1]) > 1e-3

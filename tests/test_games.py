@@ -3,7 +3,6 @@ common noise, observations, and parameter validation."""
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,14 +11,39 @@ import pytest
 import mfax
 from mfax.games.macro import MacroAggregate
 from mfax.policies import random_policy
+
 try:
-    from conftest import (bar_agg, dense_kernel, lq_agg, macro_agg, ref_bb_kernel,
-                          ref_bb_reward, ref_grid, ref_legal, ref_lq_kernel, ref_lq_reward,
-                          ref_macro_kernel, ref_macro_parts, ref_macro_reward)
+    from conftest import (
+        bar_agg,
+        dense_kernel,
+        lq_agg,
+        macro_agg,
+        ref_bb_kernel,
+        ref_bb_reward,
+        ref_grid,
+        ref_legal,
+        ref_lq_kernel,
+        ref_lq_reward,
+        ref_macro_kernel,
+        ref_macro_parts,
+        ref_macro_reward,
+    )
 except ImportError:  # pragma: no cover - tests collected as a package
-    from tests.conftest import (bar_agg, dense_kernel, lq_agg, macro_agg, ref_bb_kernel,
-                            ref_bb_reward, ref_grid, ref_legal, ref_lq_kernel, ref_lq_reward,
-                            ref_macro_kernel, ref_macro_parts, ref_macro_reward)
+    from tests.conftest import (
+        bar_agg,
+        dense_kernel,
+        lq_agg,
+        macro_agg,
+        ref_bb_kernel,
+        ref_bb_reward,
+        ref_grid,
+        ref_legal,
+        ref_lq_kernel,
+        ref_lq_reward,
+        ref_macro_kernel,
+        ref_macro_parts,
+        ref_macro_reward,
+    )
 
 GAMES = ["linear_quadratic", "beach_bar_1d", "macro"]
 
@@ -51,8 +75,10 @@ def test_kernel_rows_are_distributions(name, idio_noise):
     game = _small(name, idio_noise=idio_noise)
     S, A = game.num_states, game.num_actions
     kernel = jax.jit(game.kernel)
-    mus = [jnp.full((S,), 1.0 / S),
-           jnp.asarray(np.random.default_rng(0).dirichlet(np.full(S, 0.3)), jnp.float32)]
+    mus = [
+        jnp.full((S,), 1.0 / S),
+        jnp.asarray(np.random.default_rng(0).dirichlet(np.full(S, 0.3)), jnp.float32),
+    ]
     mus.append(jnp.zeros((S,)).at[S - 1].set(1.0))  # everybody at the top of the grid
     for agg in _aggs(game, None):
         for mu in mus:
@@ -91,8 +117,9 @@ def test_beach_bar_nobody_crosses_or_steps_on_the_bar(bar, idio_noise):
     # the neighbours of the bar can get no closer than they are
     assert np.all(idx[bar - 1] <= bar - 1) and np.all(idx[bar + 1] >= bar + 1)
     # ... and the whole dense kernel equals the spec written with python loops
-    np.testing.assert_allclose(dense_kernel(idx, prob, 101),
-                               ref_bb_kernel(g.params, bar), atol=1e-6)
+    np.testing.assert_allclose(
+        dense_kernel(idx, prob, 101), ref_bb_kernel(g.params, bar), atol=1e-6
+    )
 
 
 def test_beach_bar_legal_hand_cases():
@@ -103,15 +130,15 @@ def test_beach_bar_legal_hand_cases():
     ia = lambda a: a + 5  # noqa: E731  action value -> index
     # (x, a) -> successors for atoms (-2, -1, 0, 1, 2)
     cases = {
-        (45, 3): [46, 47, 48, 49, 49],   # d = 48; 48 + 2 = 50 is the bar -> 49
-        (48, 5): [47, 48, 49, 49, 49],   # 53 crosses the bar -> d = 49
-        (49, 1): [47, 48, 49, 49, 49],   # onto the bar -> stays at 49
+        (45, 3): [46, 47, 48, 49, 49],  # d = 48; 48 + 2 = 50 is the bar -> 49
+        (48, 5): [47, 48, 49, 49, 49],  # 53 crosses the bar -> d = 49
+        (49, 1): [47, 48, 49, 49, 49],  # onto the bar -> stays at 49
         (49, -1): [46, 47, 48, 49, 49],  # d = 48; 48 + 2 = 50 -> 49 (legal w.r.t. x = 49)
         (52, -5): [51, 51, 51, 52, 53],  # 47 crosses -> d = 51
         (55, -3): [51, 51, 52, 53, 54],  # d = 52; 52 - 2 = 50 -> 51
-        (0, -5): [0, 0, 0, 1, 2],        # clipped at 0
+        (0, -5): [0, 0, 0, 1, 2],  # clipped at 0
         (100, 4): [98, 99, 100, 100, 100],  # clipped at 100
-        (50, 2): [50, 51, 52, 53, 54],   # standing on the bar: no restriction
+        (50, 2): [50, 51, 52, 53, 54],  # standing on the bar: no restriction
         (50, -5): [43, 44, 45, 46, 47],
     }
     for (x, a), succ in cases.items():
@@ -124,7 +151,9 @@ def test_beach_bar_legal_hand_cases():
         assert int(idx0[x, ia(a), 0]) == succ[2]
     np.testing.assert_array_equal(np.asarray(prob0), 1.0)
     # the reference legal() itself, from the spec
-    assert ref_legal(10, 60, 50) == 49 and ref_legal(90, 20, 50) == 51 and ref_legal(10, 20, 50) == 20
+    assert (
+        ref_legal(10, 60, 50) == 49 and ref_legal(90, 20, 50) == 51 and ref_legal(10, 20, 50) == 20
+    )
 
 
 def test_beach_bar_reset_fixed_and_random_bar():
@@ -162,8 +191,9 @@ def test_beach_bar_rewards_hand_values():
         for t in (3, 14, 29):  # 29 = T - 1: the terminal reward has the same form
             r = np.asarray(g.reward(bar_agg(t, z, b), mu, bar_agg(t + 1, zn, b), mu))
             assert r.shape == (S, 11)
-            np.testing.assert_allclose(r, ref_bb_reward(g.params, b, z, zn, np.asarray(mu)),
-                                       rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(
+                r, ref_bb_reward(g.params, b, z, zn, np.asarray(mu)), rtol=1e-6, atol=1e-6
+            )
             # hand values: next to the bar when it closes pays -S
             pen = S if zn == 0.0 else 0.0
             np.testing.assert_allclose(r[49], -1 * z - pen - np.abs(a) / S, rtol=1e-6)
@@ -180,12 +210,14 @@ def test_beach_bar_crowd_aversion():
     g = mfax.make_game("beach_bar_1d", num_states=11, crowd_aversion=0.5, bar_location=5)
     mu = jnp.asarray(np.random.default_rng(3).dirichlet(np.ones(11)), jnp.float32)
     r = np.asarray(g.reward(bar_agg(2, 1.0, 5), mu, bar_agg(3, 1.0, 5), mu))
-    np.testing.assert_allclose(r, ref_bb_reward(g.params, 5, 1.0, 1.0, np.asarray(mu, np.float64)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        r, ref_bb_reward(g.params, 5, 1.0, 1.0, np.asarray(mu, np.float64)), rtol=1e-5, atol=1e-5
+    )
     g0 = mfax.make_game("beach_bar_1d", num_states=11, bar_location=5)
     r0 = np.asarray(g0.reward(bar_agg(2, 1.0, 5), mu, bar_agg(3, 1.0, 5), mu))
-    np.testing.assert_allclose(r - r0, np.broadcast_to(-0.5 * np.log(np.asarray(mu) + 1e-8)[:, None], r.shape),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        r - r0, np.broadcast_to(-0.5 * np.log(np.asarray(mu) + 1e-8)[:, None], r.shape), rtol=1e-5
+    )
 
 
 def test_beach_bar_bar_closes_only_at_half_horizon():
@@ -208,8 +240,10 @@ def test_beach_bar_bar_closes_only_at_half_horizon():
     # without common noise z stays 1 at every step
     g0 = mfax.make_game("beach_bar_1d", common_noise=False)
     for t in range(T - 1):
-        assert np.all(np.asarray(jax.vmap(g0.next_aggregate, (0, None))(
-            keys[:20], bar_agg(t, 1.0, 50)).z) == 1.0)
+        assert np.all(
+            np.asarray(jax.vmap(g0.next_aggregate, (0, None))(keys[:20], bar_agg(t, 1.0, 50)).z)
+            == 1.0
+        )
     # and in whole rollouts: z_t = 1 before T // 2, constant after, both outcomes occur
     # (4 envs and a [T, S, A] table, as in test_dynamics: the compiled rollout is shared)
     pol = random_policy(g, jax.random.PRNGKey(11))
@@ -217,7 +251,7 @@ def test_beach_bar_bar_closes_only_at_half_horizon():
     for k in range(8):
         z = np.asarray(mfax.rollout(g, pol, jax.random.PRNGKey(k), 4).common_noise)
         assert np.all(z[: T // 2] == 1.0)
-        assert np.all(z[T // 2:] == z[T // 2][None])
+        assert np.all(z[T // 2 :] == z[T // 2][None])
         closed += (z[T // 2] == 0.0).tolist()
     assert 0.2 < np.mean(closed) < 0.8
 
@@ -228,8 +262,9 @@ def test_beach_bar_observation():
     mu = jnp.zeros((S,)).at[10].set(0.25).at[30].set(0.75)  # mean 25
     agg = bar_agg(3, 0.0, 60)
     np.testing.assert_allclose(np.asarray(g.raw_observation(agg, mu)), [25.0, 0.0, 60.0], rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(g.observation(agg, mu)),
-                               [1 - 25 / 101, 0.0, 1 - 60 / 101], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(g.observation(agg, mu)), [1 - 25 / 101, 0.0, 1 - 60 / 101], rtol=1e-6
+    )
     assert g.obs_dim == 3
 
 
@@ -248,9 +283,18 @@ def test_lq_published_sizes_and_noise_probabilities():
 
 
 # (t, z) -> deterministic successor of x = 50, a = +2 (sigma rho = 0.5, |eps| = 10)
-LQ_PUSH_CASES = [(3, 1.0, 47), (3, -1.0, 57), (10, 1.0, 52), (10, -1.0, 52),
-                 (20, 1.0, 52), (21, 1.0, 57), (25, 1.0, 57), (25, -1.0, 47), (7, 1.0, 47),
-                 (8, 1.0, 52)]
+LQ_PUSH_CASES = [
+    (3, 1.0, 47),
+    (3, -1.0, 57),
+    (10, 1.0, 52),
+    (10, -1.0, 52),
+    (20, 1.0, 52),
+    (21, 1.0, 57),
+    (25, 1.0, 57),
+    (25, -1.0, 47),
+    (7, 1.0, 47),
+    (8, 1.0, 52),
+]
 
 
 @pytest.mark.parametrize("t,z,d", LQ_PUSH_CASES)
@@ -299,8 +343,12 @@ def test_lq_kernel_matches_spec(idio_noise):
     for t in (0, 3, 7, 8, 10, 20, 21, 25, 29):
         for z in (-1.0, 1.0):
             idx, prob = g.kernel(lq_agg(t, z), mu)
-            np.testing.assert_allclose(dense_kernel(idx, prob, 99), ref_lq_kernel(g.params, t, z),
-                                       atol=1e-6, err_msg=f"t={t}, z={z}")
+            np.testing.assert_allclose(
+                dense_kernel(idx, prob, 99),
+                ref_lq_kernel(g.params, t, z),
+                atol=1e-6,
+                err_msg=f"t={t}, z={z}",
+            )
 
 
 def test_lq_rewards_with_known_next_mean():
@@ -333,12 +381,15 @@ def test_lq_reset_and_observation():
     assert set(np.unique(z).tolist()) == {-1.0, 1.0} and 0.3 < (z > 0).mean() < 0.7
     np.testing.assert_allclose(np.asarray(mus), 1 / 99, rtol=1e-6)
     g0 = mfax.make_game("linear_quadratic", common_noise=False)
-    assert np.all(np.asarray(jax.vmap(g0.reset)(jax.random.split(jax.random.PRNGKey(0), 20))[0].z)
-                  == 0.0)
+    assert np.all(
+        np.asarray(jax.vmap(g0.reset)(jax.random.split(jax.random.PRNGKey(0), 20))[0].z) == 0.0
+    )
     # z is constant for the whole episode
     pol = random_policy(g, jax.random.PRNGKey(11))
-    cz = np.concatenate([np.asarray(mfax.rollout(g, pol, jax.random.PRNGKey(k), 4).common_noise)
-                         for k in range(3)], 1)
+    cz = np.concatenate(
+        [np.asarray(mfax.rollout(g, pol, jax.random.PRNGKey(k), 4).common_noise) for k in range(3)],
+        1,
+    )
     assert np.all(cz == cz[:1]) and set(np.unique(cz).tolist()) == {-1.0, 1.0}
     mu = jnp.zeros((99,)).at[20].set(0.5).at[40].set(0.5)
     np.testing.assert_allclose(np.asarray(g.raw_observation(lq_agg(0, 1.0), mu)), [30.0], rtol=1e-6)
@@ -371,8 +422,9 @@ def test_macro_published_sizes_and_grids():
         assert k[i * 5 + j] == g.wealth_grid[i] and y[i * 5 + j] == g.income_grid[j]
     # normalised features follow the log formula
     feats = g.state_features()
-    np.testing.assert_allclose(feats[7 * 5 + 2, 0], np.log((wg[7] + 0.25) / 0.25) / np.log(99.25 / 0.25),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        feats[7 * 5 + 2, 0], np.log((wg[7] + 0.25) / 0.25) / np.log(99.25 / 0.25), rtol=1e-5
+    )
     np.testing.assert_allclose(feats[:, 1].reshape(200, 5)[0], np.linspace(0, 1, 5), atol=1e-5)
 
 
@@ -388,8 +440,11 @@ def test_macro_prices_from_known_distributions():
         K, L = kg[12], yg[3]
         r = np.exp(z) * alpha * (L / (K + 1e-6)) ** (1 - alpha)
         w = np.exp(z) * (1 - alpha) * (K / (L + 1e-6)) ** alpha
-        np.testing.assert_allclose(np.asarray(g.raw_observation(macro_agg(3, z), jnp.asarray(mu, jnp.float32))),
-                                   [r, w], rtol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(g.raw_observation(macro_agg(3, z), jnp.asarray(mu, jnp.float32))),
+            [r, w],
+            rtol=1e-5,
+        )
     # two-point distribution: 0.3 at (5, 0), 0.7 at (18, 4)
     mu = np.zeros(S)
     mu[5 * 5 + 0], mu[18 * 5 + 4] = 0.3, 0.7
@@ -398,8 +453,11 @@ def test_macro_prices_from_known_distributions():
     w = (1 - alpha) * (K / (L + 1e-6)) ** alpha
     r_, w_ = g.prices(macro_agg(0, 0.0), jnp.asarray(mu, jnp.float32))
     assert float(r_) == pytest.approx(r, rel=1e-5) and float(w_) == pytest.approx(w, rel=1e-5)
-    np.testing.assert_allclose(np.asarray(g.observation(macro_agg(0, 0.0), jnp.asarray(mu, jnp.float32))),
-                               [r, w], rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(g.observation(macro_agg(0, 0.0), jnp.asarray(mu, jnp.float32))),
+        [r, w],
+        rtol=1e-5,
+    )
     # reset: uniform mu_0, z = 0
     agg, mu0 = g.reset(jax.random.PRNGKey(0))
     assert float(agg.z) == 0.0 and int(agg.t) == 0
@@ -440,8 +498,9 @@ def test_macro_kernel_interpolation_and_income(idio_noise):
             exp[j] = 1.0
         np.testing.assert_allclose(dist, exp, atol=1e-6, err_msg=f"income index {j}")
     # the dense kernel equals the spec written with loops
-    np.testing.assert_allclose(dense_kernel(idx, prob, S), ref_macro_kernel(g.params, z, mu),
-                               atol=2e-4)
+    np.testing.assert_allclose(
+        dense_kernel(idx, prob, S), ref_macro_kernel(g.params, z, mu), atol=2e-4
+    )
 
 
 def test_macro_kernel_hand_case():
@@ -464,8 +523,12 @@ def test_macro_kernel_hand_case():
     got = {}
     for q, pq in zip(np.asarray(idx[s, a_i]), np.asarray(prob[s, a_i])):
         got[int(q)] = got.get(int(q), 0.0) + float(pq)
-    expected = {i * 5 + 3: 0.1 * (1 - w_hi), i * 5 + 4: 0.9 * (1 - w_hi),
-                (i + 1) * 5 + 3: 0.1 * w_hi, (i + 1) * 5 + 4: 0.9 * w_hi}
+    expected = {
+        i * 5 + 3: 0.1 * (1 - w_hi),
+        i * 5 + 4: 0.9 * (1 - w_hi),
+        (i + 1) * 5 + 3: 0.1 * w_hi,
+        (i + 1) * 5 + 4: 0.9 * w_hi,
+    }
     assert set(k for k, v in got.items() if v > 1e-7) == set(expected)
     for q, pq in expected.items():
         assert got[q] == pytest.approx(pq, abs=1e-5)
@@ -503,8 +566,9 @@ def test_macro_rewards_crra():
 def test_macro_productivity_shock():
     g = mfax.make_game("macro", num_wealth=10)
     keys = jax.random.split(jax.random.PRNGKey(9), 4000)
-    nxt = jax.vmap(g.next_aggregate, (0, None))(keys, MacroAggregate(
-        t=jnp.asarray(4, jnp.int32), z=jnp.asarray(0.5, jnp.float32)))
+    nxt = jax.vmap(g.next_aggregate, (0, None))(
+        keys, MacroAggregate(t=jnp.asarray(4, jnp.int32), z=jnp.asarray(0.5, jnp.float32))
+    )
     z = np.asarray(nxt.z, np.float64)
     assert np.all(np.asarray(nxt.t) == 5)
     # z' = 0.9 * 0.5 + 0.03 N(0, 1)
@@ -589,13 +653,40 @@ def test_alias_endogenous_and_overrides():
     assert set(mfax.list_games()) == {"linear_quadratic", "beach_bar_1d", "macro", "crowd_ring"}
     # every published parameter name exists and can be overridden
     for name, kw in {
-        "linear_quadratic": dict(horizon=5, common_noise=False, idio_noise=False, num_states=9,
-                                 kappa=0.1, c_action=0.2, q=0.3, c_term=0.4, sigma=0.5, rho=0.6),
-        "beach_bar_1d": dict(horizon=5, common_noise=False, idio_noise=False, num_states=9,
-                             bar_location=4, crowd_aversion=0.1),
-        "macro": dict(horizon=5, common_noise=False, idio_noise=False, crra=3.0, rho=0.5, nu=0.1,
-                      alpha=0.3, num_actions=4, wealth_bounds=[0.0, 10.0],
-                      income_bounds=[0.5, 1.0], num_wealth=6, num_income=2),
+        "linear_quadratic": dict(
+            horizon=5,
+            common_noise=False,
+            idio_noise=False,
+            num_states=9,
+            kappa=0.1,
+            c_action=0.2,
+            q=0.3,
+            c_term=0.4,
+            sigma=0.5,
+            rho=0.6,
+        ),
+        "beach_bar_1d": dict(
+            horizon=5,
+            common_noise=False,
+            idio_noise=False,
+            num_states=9,
+            bar_location=4,
+            crowd_aversion=0.1,
+        ),
+        "macro": dict(
+            horizon=5,
+            common_noise=False,
+            idio_noise=False,
+            crra=3.0,
+            rho=0.5,
+            nu=0.1,
+            alpha=0.3,
+            num_actions=4,
+            wealth_bounds=[0.0, 10.0],
+            income_bounds=[0.5, 1.0],
+            num_wealth=6,
+            num_income=2,
+        ),
     }.items():
         g = mfax.make_game(name, **kw)
         for k, v in kw.items():
@@ -605,14 +696,22 @@ def test_alias_endogenous_and_overrides():
 
 def test_kernels_match_spec_with_asymmetric_noise():
     """With asymmetric noise probabilities the direction of every atom matters."""
-    lq = mfax.make_game("linear_quadratic", num_states=25, noise_probs=[0.3, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05])
+    lq = mfax.make_game(
+        "linear_quadratic", num_states=25, noise_probs=[0.3, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05]
+    )
     for t, z in [(3, 1.0), (25, -1.0)]:
         idx, prob = lq.kernel(lq_agg(t, z), jnp.full((25,), 1 / 25))
-        np.testing.assert_allclose(dense_kernel(idx, prob, 25), ref_lq_kernel(lq.params, t, z), atol=1e-6)
+        np.testing.assert_allclose(
+            dense_kernel(idx, prob, 25), ref_lq_kernel(lq.params, t, z), atol=1e-6
+        )
     bb = mfax.make_game("beach_bar_1d", num_states=21, noise_probs=[0.4, 0.3, 0.2, 0.05, 0.05])
     idx, prob = bb.kernel(bar_agg(2, 1.0, 9), jnp.full((21,), 1 / 21))
     np.testing.assert_allclose(dense_kernel(idx, prob, 21), ref_bb_kernel(bb.params, 9), atol=1e-6)
-    mc = mfax.make_game("macro", num_wealth=8, num_income=3, num_actions=4, income_probs=[0.5, 0.3, 0.2])
+    mc = mfax.make_game(
+        "macro", num_wealth=8, num_income=3, num_actions=4, income_probs=[0.5, 0.3, 0.2]
+    )
     mu = np.random.default_rng(1).dirichlet(np.ones(24)).astype(np.float32).astype(np.float64)
     idx, prob = mc.kernel(macro_agg(1, 0.05), jnp.asarray(mu, jnp.float32))
-    np.testing.assert_allclose(dense_kernel(idx, prob, 24), ref_macro_kernel(mc.params, 0.05, mu), atol=2e-4)
+    np.testing.assert_allclose(
+        dense_kernel(idx, prob, 24), ref_macro_kernel(mc.params, 0.05, mu), atol=2e-4
+    )

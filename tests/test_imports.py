@@ -58,10 +58,12 @@ def import_graph() -> dict[str, set[str]]:
                 base = node.module or ""
                 if node.level:  # relative import
                     anchor = name.split(".") if is_pkg else name.split(".")[:-1]
-                    anchor = anchor[:len(anchor) - node.level + 1]
+                    anchor = anchor[: len(anchor) - node.level + 1]
                     base = ".".join(anchor + ([base] if base else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                           for a in node.names]
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
             edges |= {t for t in targets if t in modules and t != name}
         graph[name] = edges
     return graph
@@ -76,7 +78,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -108,32 +110,36 @@ def test_command_modules_do_not_import_the_cli():
 
 
 def _run(code: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT.parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT.parent
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize("code", [
-    "import mfax",
-    "import mfax; mfax.__version__; dir(mfax)",
-    "from mfax.cli import app; from typer.testing import CliRunner; "
-    "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
-    "assert all(c in r.output for c in ('games', 'solve', 'train', 'evaluate', 'configure', "
-    "'train-seeds', 'evaluate-run', 'report', 'summary', 'dvc-yaml')), r.output",
-    "from mfax.algorithms import list_algorithms; assert list_algorithms()",
-    "import mfax.io",
-    "import mfax.pipeline; from mfax.pipeline import *",  # the Snakefile's imports
-    # `mfax configure` validates every run's settings and game parameters without JAX
-    "import os, shutil, tempfile; from typer.testing import CliRunner; from mfax.cli import app; "
-    "d = tempfile.mkdtemp(); shutil.copytree('mfax/../params', d + '/params'); os.chdir(d); "
-    "r = CliRunner().invoke(app, ['configure']); assert r.exit_code == 0, r.output; "
-    "assert os.path.isfile('data/macro/m_omd/config.yaml'); "
-    "r = CliRunner().invoke(app, ['configure', '--set', 'games.macro.game.num_wealth=1']); "
-    "assert r.exit_code == 2 and 'num_wealth' in r.output, r.output",
-    "from mfax.training.config import TrainConfig; from mfax.rl.config import RLConfig; "
-    "TrainConfig.from_mapping({'game': {'num_states': 21}}, game='beach_bar_1d', algo='rspg'); "
-    "RLConfig.from_mapping({}, game='macro', algo='ippo')",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import mfax",
+        "import mfax; mfax.__version__; dir(mfax)",
+        "from mfax.cli import app; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+        "assert all(c in r.output for c in ('games', 'solve', 'train', 'evaluate', 'configure', "
+        "'train-seeds', 'evaluate-run', 'report', 'summary', 'dvc-yaml')), r.output",
+        "from mfax.algorithms import list_algorithms; assert list_algorithms()",
+        "import mfax.io",
+        "import mfax.pipeline; from mfax.pipeline import *",  # the Snakefile's imports
+        # `mfax configure` validates every run's settings and game parameters without JAX
+        "import os, shutil, tempfile; from typer.testing import CliRunner; from mfax.cli import app; "
+        "d = tempfile.mkdtemp(); shutil.copytree('mfax/../params', d + '/params'); os.chdir(d); "
+        "r = CliRunner().invoke(app, ['configure']); assert r.exit_code == 0, r.output; "
+        "assert os.path.isfile('data/macro/m_omd/config.yaml'); "
+        "r = CliRunner().invoke(app, ['configure', '--set', 'games.macro.game.num_wealth=1']); "
+        "assert r.exit_code == 2 and 'num_wealth' in r.output, r.output",
+        "from mfax.training.config import TrainConfig; from mfax.rl.config import RLConfig; "
+        "TrainConfig.from_mapping({'game': {'num_states': 21}}, game='beach_bar_1d', algo='rspg'); "
+        "RLConfig.from_mapping({}, game='macro', algo='ippo')",
+    ],
+)
 def test_light_imports_load_no_jax(code):
     _run(code + "; import sys; assert 'jax' not in sys.modules, 'jax was imported'")
 
@@ -146,7 +152,7 @@ def test_lazy_package_keeps_every_name():
     assert set(mfax.__all__) <= set(dir(mfax))
     assert mfax.training.run_training is not None  # submodules as attributes
     with pytest.raises(AttributeError):
-        mfax.no_such_name
+        _ = mfax.no_such_name
     assert mfax.list_algorithms() == mfax.algorithms.list_algorithms()
 
 
@@ -163,19 +169,26 @@ def test_report_and_summary_jobs_load_no_jax(tmp_path):
     game = mfax.make_game("linear_quadratic", num_states=9, horizon=5)
     r = mfax.evaluate_policy(game, mfax.uniform_policy(game), jax.random.key(0), num_envs=2)
     base = tmp_path / "reports" / "linear_quadratic" / "spg"
-    atomic_write(base / "metrics.json", json.dumps({
-        "exploitability": float(r.exploitability), "num_seeds": 1, "train_seconds": 1.0}))
-    atomic_write(base / "curve.csv", curve_csv([{"iteration": 0, "seconds": 0.0,
-                                                 "exploitability": 1.0}]))
+    atomic_write(
+        base / "metrics.json",
+        json.dumps(
+            {"exploitability": float(r.exploitability), "num_seeds": 1, "train_seconds": 1.0}
+        ),
+    )
+    atomic_write(
+        base / "curve.csv", curve_csv([{"iteration": 0, "seconds": 0.0, "exploitability": 1.0}])
+    )
     nc = tmp_path / "data" / "linear_quadratic" / "spg" / "trajectory.nc"
     write_netcdf(trajectory_dataset(game, r), nc)
-    _run("import sys; from typer.testing import CliRunner; from mfax.cli import app; "
-         f"m, c, t = {str(base / 'metrics.json')!r}, {str(base / 'curve.csv')!r}, {str(nc)!r}; "
-         "r = CliRunner().invoke(app, ['report', '--metrics', m, '--curve', c, '--trajectory', t, "
-         f"'--out', {str(base / 'report.html')!r}, '--timings', {str(tmp_path / 'rt.json')!r}]); "
-         "assert r.exit_code == 0, r.output; "
-         f"r = CliRunner().invoke(app, ['summary', '--out', {str(tmp_path / 'summary.md')!r}, m]); "
-         "assert r.exit_code == 0, r.output; assert 'jax' not in sys.modules, 'jax was imported'")
+    _run(
+        "import sys; from typer.testing import CliRunner; from mfax.cli import app; "
+        f"m, c, t = {str(base / 'metrics.json')!r}, {str(base / 'curve.csv')!r}, {str(nc)!r}; "
+        "r = CliRunner().invoke(app, ['report', '--metrics', m, '--curve', c, '--trajectory', t, "
+        f"'--out', {str(base / 'report.html')!r}, '--timings', {str(tmp_path / 'rt.json')!r}]); "
+        "assert r.exit_code == 0, r.output; "
+        f"r = CliRunner().invoke(app, ['summary', '--out', {str(tmp_path / 'summary.md')!r}, m]); "
+        "assert r.exit_code == 0, r.output; assert 'jax' not in sys.modules, 'jax was imported'"
+    )
     assert (base / "figures" / "policy.png").stat().st_size > 1000
     assert json.loads((tmp_path / "rt.json").read_text())["stage"] == "report"
     assert "| linear_quadratic | spg | - | - |" in (tmp_path / "summary.md").read_text()

@@ -42,8 +42,13 @@ def test_check_output_location(tmp_path):
     d.mkdir()
     before = sorted(p.name for p in tmp_path.rglob("*"))
     # usable: existing or creatable folders and files
-    for path, kind in [(d, "dir"), (tmp_path / "new" / "deeper", "dir"), (f, "file"),
-                       (d / "m.json", "file"), (tmp_path / "a" / "b" / "m.json", "file")]:
+    for path, kind in [
+        (d, "dir"),
+        (tmp_path / "new" / "deeper", "dir"),
+        (f, "file"),
+        (d / "m.json", "file"),
+        (tmp_path / "a" / "b" / "m.json", "file"),
+    ]:
         assert check_output_location(path, kind, "--out") == path
     # nothing was created by the checks
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
@@ -91,9 +96,22 @@ def test_train_out_checked_before_training(tmp_path, calls, algo):
         cases.append(("/proc/mfax-output-test", "not writable"))
     for out, match in cases:
         # a long run: the error must come before any training (the stub would record it)
-        res = runner.invoke(app, ["train", "--game", "linear_quadratic", "--algo", algo,
-                                  "--set", "num_iterations=1000000", "--set", "eval_every=1",
-                                  "--out", str(out)])
+        res = runner.invoke(
+            app,
+            [
+                "train",
+                "--game",
+                "linear_quadratic",
+                "--algo",
+                algo,
+                "--set",
+                "num_iterations=1000000",
+                "--set",
+                "eval_every=1",
+                "--out",
+                str(out),
+            ],
+        )
         assert res.exit_code == 2, res.output
         assert "--out" in res.output and match in res.output, res.output
         assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
@@ -105,8 +123,13 @@ def test_train_out_checked_before_training(tmp_path, calls, algo):
 def agent_dir(tmp_path):
     game = mfax.make_game("linear_quadratic", num_states=11, horizon=4)
     cfg = NetworkConfig(hidden=(8,), embed_dim=4)
-    return save_agent(tmp_path / "agent", network=cfg, params=init_params(cfg, game, jax.random.key(0)),
-                      game=game, algorithm="spg")
+    return save_agent(
+        tmp_path / "agent",
+        network=cfg,
+        params=init_params(cfg, game, jax.random.key(0)),
+        game=game,
+        algorithm="spg",
+    )
 
 
 def test_evaluate_json_checked_before_evaluating(tmp_path, agent_dir, calls):
@@ -119,15 +142,17 @@ def test_evaluate_json_checked_before_evaluating(tmp_path, agent_dir, calls):
         assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     assert calls == []
     # an output check does not depend on the agent: it comes first
-    res = runner.invoke(app, ["evaluate", "--agent", str(tmp_path / "missing"), "--json",
-                              str(tmp_path)])
+    res = runner.invoke(
+        app, ["evaluate", "--agent", str(tmp_path / "missing"), "--json", str(tmp_path)]
+    )
     assert res.exit_code == 2 and "--json" in res.output, res.output
 
 
 def test_evaluate_json_good_location_written(tmp_path, agent_dir):
     out = tmp_path / "reports" / "deep" / "metrics.json"
-    res = runner.invoke(app, ["evaluate", "--agent", str(agent_dir), "--num-envs", "2",
-                              "--json", str(out)])
+    res = runner.invoke(
+        app, ["evaluate", "--agent", str(agent_dir), "--num-envs", "2", "--json", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert out.exists()
 
@@ -141,8 +166,11 @@ def test_agent_folder_must_be_new_empty_or_an_agent(tmp_path, agent_dir):
     other.mkdir()
     for name in ("curve.csv", "metrics.json", "notes.txt"):
         (other / name).write_text("keep me")
-    with pytest.raises(OutputLocationError, match=r"--out '.*reports' is an existing folder that "
-                                                  r"is not an mfax agent \(it holds 3 other"):
+    with pytest.raises(
+        OutputLocationError,
+        match=r"--out '.*reports' is an existing folder that "
+        r"is not an mfax agent \(it holds 3 other",
+    ):
         check_output_location(other, "agent", "--out")
 
 
@@ -152,7 +180,8 @@ def test_train_out_never_overwrites_other_files(tmp_path, calls, monkeypatch):
     (other / "curve.csv").write_text("keep me")
     monkeypatch.chdir(tmp_path)
     for out in (str(other), "."):
-        res = runner.invoke(app, ["train", "--game", "linear_quadratic", "--algo", "spg",
-                                  "--out", out])
+        res = runner.invoke(
+            app, ["train", "--game", "linear_quadratic", "--algo", "spg", "--out", out]
+        )
         assert res.exit_code == 2 and "not an mfax agent" in res.output, res.output
     assert calls == [] and (other / "curve.csv").read_text() == "keep me"

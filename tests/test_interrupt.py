@@ -26,10 +26,29 @@ def _mfax() -> list[str]:
 def test_sigint_stops_mfax_train_quickly_and_saves(tmp_path):
     out = tmp_path / "agent"
     cmd = _mfax() + [
-        "train", "--game", "linear_quadratic", "--algo", "spg", "--out", str(out),
-        "--param", "num_states=11", "--param", "horizon=4", "--progress",
-        "--set", "num_iterations=1000000", "--set", "eval_every=50", "--set", "num_envs=2",
-        "--set", "hidden=[8]", "--set", "embed_dim=4"]
+        "train",
+        "--game",
+        "linear_quadratic",
+        "--algo",
+        "spg",
+        "--out",
+        str(out),
+        "--param",
+        "num_states=11",
+        "--param",
+        "horizon=4",
+        "--progress",
+        "--set",
+        "num_iterations=1000000",
+        "--set",
+        "eval_every=50",
+        "--set",
+        "num_envs=2",
+        "--set",
+        "hidden=[8]",
+        "--set",
+        "embed_dim=4",
+    ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     err = bytearray()

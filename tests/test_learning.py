@@ -19,8 +19,15 @@ from mfax.training import TrainConfig
 
 @pytest.mark.slow
 def test_rspg_leaves_the_linear_quadratic_plateau():
-    config = TrainConfig(game="linear_quadratic", algo="rspg", lr=1e-3, num_iterations=400,
-                         eval_every=200, num_envs=8, eval_num_envs=8)
+    config = TrainConfig(
+        game="linear_quadratic",
+        algo="rspg",
+        lr=1e-3,
+        num_iterations=400,
+        eval_every=200,
+        num_envs=8,
+        eval_num_envs=8,
+    )
     results = train_seeds(config, [0, 1], progress=False)
     first = [r.curve[0]["exploitability"] for r in results]
     final = np.asarray([r.curve[-1]["exploitability"] for r in results])

@@ -17,27 +17,41 @@ from mfax.pipeline.netcdf import DIMS, VARIABLES, trajectory_dataset, write_netc
 @pytest.fixture(scope="module")
 def evaluated():
     out = {}
-    for name, kw in [("linear_quadratic", dict(num_states=9, horizon=5)),
-                     ("macro", dict(num_wealth=6, num_income=3, num_actions=4, horizon=4))]:
+    for name, kw in [
+        ("linear_quadratic", dict(num_states=9, horizon=5)),
+        ("macro", dict(num_wealth=6, num_income=3, num_actions=4, horizon=4)),
+    ]:
         game = mfax.make_game(name, **kw)
-        out[name] = (game, mfax.evaluate_policy(game, mfax.uniform_policy(game),
-                                                jax.random.key(0), num_envs=3))
+        out[name] = (
+            game,
+            mfax.evaluate_policy(game, mfax.uniform_policy(game), jax.random.key(0), num_envs=3),
+        )
     return out
 
 
 @pytest.mark.parametrize("name", ["linear_quadratic", "macro"])
 def test_dataset_layout_and_roundtrip(tmp_path, evaluated, name):
     game, result = evaluated[name]
-    ds = trajectory_dataset(game, result, episodes=2, gamma=0.9,
-                            attrs={"algorithm": "uniform", "seed": 3, "seeds": [3, 4]})
+    ds = trajectory_dataset(
+        game,
+        result,
+        episodes=2,
+        gamma=0.9,
+        attrs={"algorithm": "uniform", "seed": 3, "seeds": [3, 4]},
+    )
     path = write_netcdf(ds, tmp_path / "sub" / "trajectory.nc")
     assert sorted(os.listdir(path.parent)) == ["trajectory.nc"]  # no temp file left behind
 
     with xr.open_dataset(path) as back:  # plain xarray, no mfax needed
         back = back.load()
     T, S, A = game.horizon, game.num_states, game.num_actions
-    assert dict(back.sizes) == {"episode": 2, "time": T, "state": S, "action": A,
-                                "obs": game.obs_dim}
+    assert dict(back.sizes) == {
+        "episode": 2,
+        "time": T,
+        "state": S,
+        "action": A,
+        "obs": game.obs_dim,
+    }
     assert set(DIMS) <= set(back.dims)
     assert set(VARIABLES) <= set(back.data_vars)
     assert back["mu"].dims == ("episode", "time", "state")
@@ -66,10 +80,14 @@ def test_dataset_layout_and_roundtrip(tmp_path, evaluated, name):
     assert a["discount"] == pytest.approx(0.9)
     assert a["evaluated_episodes"] == 3 and a["stored_episodes"] == 2
     # values match the evaluation they came from (episode-major)
-    np.testing.assert_allclose(back["policy_value"].values,
-                               np.swapaxes(np.asarray(result.policy_value), 0, 1)[:2], rtol=1e-6)
-    np.testing.assert_allclose(back["exploitability"].values,
-                               np.asarray(result.per_env_exploitability)[:2], rtol=1e-6)
+    np.testing.assert_allclose(
+        back["policy_value"].values,
+        np.swapaxes(np.asarray(result.policy_value), 0, 1)[:2],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        back["exploitability"].values, np.asarray(result.per_env_exploitability)[:2], rtol=1e-6
+    )
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path, evaluated, monkeypatch):

@@ -10,7 +10,12 @@ import pytest
 import mfax
 from mfax.dynamics import rollout_fn
 from mfax.networks import (
-    FirstLayer, NetworkApply, NetworkConfig, build_module, init_params, initial_carry_fn,
+    FirstLayer,
+    NetworkApply,
+    NetworkConfig,
+    build_module,
+    init_params,
+    initial_carry_fn,
     network_policy,
 )
 
@@ -32,8 +37,9 @@ def test_first_layer_factored_equals_naive():
     params = jax.tree_util.tree_map(lambda p: p + 0.1, params)  # non-zero bias too
     fact = FirstLayer(32, True).apply(params, state, obs)
     naive = FirstLayer(32, False).apply(params, state, obs)
-    ref = np.concatenate([np.asarray(state), np.tile(np.asarray(obs), (50, 1))], 1) \
-        @ np.asarray(params["params"]["kernel"]) + np.asarray(params["params"]["bias"])
+    ref = np.concatenate([np.asarray(state), np.tile(np.asarray(obs), (50, 1))], 1) @ np.asarray(
+        params["params"]["kernel"]
+    ) + np.asarray(params["params"]["bias"])
     np.testing.assert_allclose(fact, naive, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fact, ref, rtol=1e-4, atol=1e-4)
 
@@ -41,8 +47,9 @@ def test_first_layer_factored_equals_naive():
 @pytest.mark.parametrize("recurrent", [False, True])
 @pytest.mark.parametrize("state_input", ["index", "values"])
 def test_factored_network_equals_naive(lq, recurrent, state_input):
-    cfg = NetworkConfig(recurrent=recurrent, state_input=state_input, hidden=(16, 16),
-                        gru_hidden=8, embed_dim=8)
+    cfg = NetworkConfig(
+        recurrent=recurrent, state_input=state_input, hidden=(16, 16), gru_hidden=8, embed_dim=8
+    )
     naive = NetworkConfig(**{**cfg.to_dict(), "factored": False})
     params = init_params(cfg, lq, jax.random.key(0))
     carry = jnp.full((8,), 0.3) if recurrent else ()
@@ -64,8 +71,13 @@ def test_beta_head_is_softmax_of_beta_log_density(macro):
     assert probs.shape == (macro.num_states, macro.num_actions)
     # reproduce from the head's concentrations
     module = build_module(cfg, macro)
-    _, inter = module.apply(params, (), jnp.asarray([0.05, 1.2]),
-                            jnp.asarray(macro.state_features()), capture_intermediates=True)
+    _, inter = module.apply(
+        params,
+        (),
+        jnp.asarray([0.05, 1.2]),
+        jnp.asarray(macro.state_features()),
+        capture_intermediates=True,
+    )
     raw = np.asarray(inter["intermediates"]["head"]["__call__"][0], np.float64)
     a, b = 1 + np.logaddexp(0, raw[:, 0]), 1 + np.logaddexp(0, raw[:, 1])
     x = np.asarray(macro.action_values(), np.float64)
@@ -80,14 +92,17 @@ def test_beta_head_needs_unit_interval_actions(lq):
         init_params(NetworkConfig(head="beta"), lq, jax.random.key(0))
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(state_input="onehot"), "state_input.*index or values"),
-    (dict(head="gauss"), "head.*categorical or beta"),
-    (dict(hidden=()), "hidden"),
-    (dict(hidden=(16, 0)), "hidden"),
-    (dict(gru_hidden=-1), "gru_hidden"),
-    (dict(activation="swish"), "activation"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(state_input="onehot"), "state_input.*index or values"),
+        (dict(head="gauss"), "head.*categorical or beta"),
+        (dict(hidden=()), "hidden"),
+        (dict(hidden=(16, 0)), "hidden"),
+        (dict(gru_hidden=-1), "gru_hidden"),
+        (dict(activation="swish"), "activation"),
+    ],
+)
 def test_network_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
         NetworkConfig(**bad)
@@ -173,8 +188,9 @@ def test_architecture_layers_and_forward_pass(lq, recurrent):
     carry = jnp.linspace(-0.5, 0.5, 32) if recurrent else ()
     obs = jnp.asarray([0.37])
     probs, new_carry = NetworkApply(cfg, lq)(params, carry, obs, 2)
-    np.testing.assert_allclose(probs, _np_probs(params, obs, carry, recurrent),
-                               rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        probs, _np_probs(params, obs, carry, recurrent), rtol=2e-4, atol=1e-6
+    )
     if recurrent:
         assert new_carry.shape == (32,) and float(jnp.abs(new_carry - carry).max()) > 1e-4
 

@@ -38,16 +38,16 @@ def rate_policy(game, tables=None):
     field moves with the common noise; one compiled evaluation serves all ``tables``."""
     rng = np.random.default_rng(0)
     if tables is None:
-        tables = [rng.dirichlet(np.ones(game.num_actions), size=game.num_states)
-                  for _ in range(2)]
+        tables = [rng.dirichlet(np.ones(game.num_actions), size=game.num_states) for _ in range(2)]
     return MeanFieldPolicy(_rate_apply, tuple(jnp.asarray(t, jnp.float32) for t in tables))
 
 
 @pytest.fixture(scope="module")
 def rate_result(noisy):
     pol = rate_policy(noisy)
-    return pol, mfax.evaluate_policy(noisy, pol, KEY, E, noise="sampled",
-                                     best_response="adapted", fit_paths=FIT)
+    return pol, mfax.evaluate_policy(
+        noisy, pol, KEY, E, noise="sampled", best_response="adapted", fit_paths=FIT
+    )
 
 
 def test_bracket_is_ordered_finite_and_upper_is_hindsight(noisy, rate_result):
@@ -61,8 +61,9 @@ def test_bracket_is_ordered_finite_and_upper_is_hindsight(noisy, rate_result):
     # the upper bound is the default (hindsight) evaluation on the same key's paths
     h = mfax.evaluate_policy(noisy, pol, KEY, E)
     np.testing.assert_allclose(up, float(h.exploitability), rtol=1e-5)
-    np.testing.assert_allclose(up_se, float(np.std(h.per_env_exploitability, ddof=1))
-                               / np.sqrt(E), rtol=1e-4)
+    np.testing.assert_allclose(
+        up_se, float(np.std(h.per_env_exploitability, ddof=1)) / np.sqrt(E), rtol=1e-4
+    )
 
 
 def test_each_path_gain_is_below_hindsight_and_recomputes(noisy, rate_result):
@@ -74,8 +75,10 @@ def test_each_path_gain_is_below_hindsight_and_recomputes(noisy, rate_result):
     up, lo = np.asarray(b.per_env_upper), np.asarray(b.per_env_lower)
     assert np.all(lo <= up + 1e-4 * np.abs(up)) and np.any(lo < up - 1e-3)
     traj = h.trajectory
-    idx, prob = (np.asarray(x, np.float64) for x in jax.jit(jax.vmap(jax.vmap(noisy.kernel)))(
-        traj.aggregate, traj.mu))
+    idx, prob = (
+        np.asarray(x, np.float64)
+        for x in jax.jit(jax.vmap(jax.vmap(noisy.kernel)))(traj.aggregate, traj.mu)
+    )
     idx = idx.astype(np.int64)
     reward, probs = np.asarray(traj.reward, np.float64), np.asarray(traj.policy, np.float64)
     act = np.asarray(b.response_actions)
@@ -101,13 +104,13 @@ def test_response_reads_only_the_present(noisy, rate_result):
 
     def other_future(x):
         if x.shape[0] == traj.mu.shape[0]:  # [T, E, ...]: times after t0 from path e - 1
-            return x.at[t0 + 1:].set(jnp.roll(x[t0 + 1:], 1, axis=1))
+            return x.at[t0 + 1 :].set(jnp.roll(x[t0 + 1 :], 1, axis=1))
         return jnp.roll(x, 1, axis=0)  # mu_final [E, S]
 
     _, acts = gain(noisy, traj, gamma, fit)
     _, acts_other = gain(noisy, jax.tree.map(other_future, traj), gamma, fit)
-    np.testing.assert_array_equal(acts[:t0 + 1], acts_other[:t0 + 1])
-    assert np.any(np.asarray(acts[t0 + 1:]) != np.asarray(acts_other[t0 + 1:]))
+    np.testing.assert_array_equal(acts[: t0 + 1], acts_other[: t0 + 1])
+    assert np.any(np.asarray(acts[t0 + 1 :]) != np.asarray(acts_other[t0 + 1 :]))
 
 
 def test_a_reward_that_reads_the_next_draw_is_detected(noisy, rate_result):
@@ -116,8 +119,7 @@ def test_a_reward_that_reads_the_next_draw_is_detected(noisy, rate_result):
     pol, _ = rate_result
     h, _ = bracket(noisy, as_policy(pol, noisy), KEY, E, noisy.default_discount, FIT)
     assert float(reward_reads_next_noise(noisy, h.trajectory)) < 1e-6  # float noise only
-    bar = mfax.make_game("beach_bar_1d", num_states=7, horizon=4, max_action=1,
-                         bar_location=3)
+    bar = mfax.make_game("beach_bar_1d", num_states=7, horizon=4, max_action=1, bar_location=3)
     traj = mfax.rollout(bar, uniform(bar), KEY, 8)
     assert float(reward_reads_next_noise(bar, traj)) > 1e-3
 
@@ -130,8 +132,9 @@ def _expect(values, idx, prob):
 
 def test_uniform_policy_is_beaten_by_the_response(noisy):
     pol = rate_policy(noisy, [uniform(noisy)] * 2)
-    r = mfax.evaluate_policy(noisy, pol, KEY, E, noise="sampled", best_response="adapted",
-                             fit_paths=FIT)
+    r = mfax.evaluate_policy(
+        noisy, pol, KEY, E, noise="sampled", best_response="adapted", fit_paths=FIT
+    )
     lo, se = float(r.exploitability_lower), float(r.exploitability_lower_se)
     assert lo >= -2 * se and lo > 0.5 * float(r.exploitability_upper)
 
@@ -140,8 +143,11 @@ def test_without_common_noise_the_bracket_is_the_exact_exploitability():
     game = mfax.make_game("macro", common_noise=False, **SMALL)
     assert game.noise.finite  # evaluate_policy takes the exact tree; call the bracket itself
     h, b = bracket(game, as_policy(uniform(game), game), KEY, 4, game.default_discount, 4)
-    exact = float(mfax.evaluate_policy(game, uniform(game), KEY, noise="exact",
-                                       best_response="adapted").exploitability)
+    exact = float(
+        mfax.evaluate_policy(
+            game, uniform(game), KEY, noise="exact", best_response="adapted"
+        ).exploitability
+    )
     np.testing.assert_allclose([float(b.lower), float(b.upper)], [exact, exact], rtol=2e-6)
     assert float(b.lower_se) < 1e-5 * exact and float(b.upper_se) < 1e-5 * exact
     # the greedy response is then the best response itself, state by state
@@ -150,30 +156,50 @@ def test_without_common_noise_the_bracket_is_the_exact_exploitability():
 
 def test_same_key_same_bits_other_key_other_paths(noisy, rate_result):
     pol, r = rate_result
-    again = mfax.evaluate_policy(noisy, pol, KEY, E, noise="sampled",
-                                 best_response="adapted", fit_paths=FIT)
-    for name in ("exploitability_lower", "exploitability_lower_se", "exploitability_upper",
-                 "exploitability_upper_se"):
-        assert np.asarray(getattr(again, name)).tobytes() == \
-            np.asarray(getattr(r, name)).tobytes(), name
-    other = mfax.evaluate_policy(noisy, pol, jax.random.PRNGKey(4), E, noise="sampled",
-                                 best_response="adapted", fit_paths=FIT)
+    again = mfax.evaluate_policy(
+        noisy, pol, KEY, E, noise="sampled", best_response="adapted", fit_paths=FIT
+    )
+    for name in (
+        "exploitability_lower",
+        "exploitability_lower_se",
+        "exploitability_upper",
+        "exploitability_upper_se",
+    ):
+        assert (
+            np.asarray(getattr(again, name)).tobytes() == np.asarray(getattr(r, name)).tobytes()
+        ), name
+    other = mfax.evaluate_policy(
+        noisy,
+        pol,
+        jax.random.PRNGKey(4),
+        E,
+        noise="sampled",
+        best_response="adapted",
+        fit_paths=FIT,
+    )
     assert float(other.exploitability_lower) != float(r.exploitability_lower)
 
 
 def test_finite_noise_leaves_the_bracket_empty():
     game = mfax.make_game("linear_quadratic", num_states=7, horizon=3)
     r = mfax.evaluate_policy(game, uniform(game), KEY, noise="exact", best_response="adapted")
-    assert r.best_response == "adapted" and r.exploitability_lower is None \
+    assert (
+        r.best_response == "adapted"
+        and r.exploitability_lower is None
         and r.exploitability_upper is None
+    )
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"num_envs": 1}, r"num_envs = 1 is not allowed for the exploitability bracket"),
-    ({"num_envs": 4, "fit_paths": 1}, r"fit_paths = 1 is not allowed"),
-    ({"num_envs": 4, "fit_paths": 2.5}, r"fit_paths = 2.5 is not allowed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_envs": 1}, r"num_envs = 1 is not allowed for the exploitability bracket"),
+        ({"num_envs": 4, "fit_paths": 1}, r"fit_paths = 1 is not allowed"),
+        ({"num_envs": 4, "fit_paths": 2.5}, r"fit_paths = 2.5 is not allowed"),
+    ],
+)
 def test_bad_sizes_are_refused(noisy, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        mfax.evaluate_policy(noisy, uniform(noisy), KEY, noise="sampled",
-                             best_response="adapted", **kwargs)
+        mfax.evaluate_policy(
+            noisy, uniform(noisy), KEY, noise="sampled", best_response="adapted", **kwargs
+        )

@@ -43,8 +43,10 @@ def _env(root: Path) -> dict:
 def sh(root: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=root, env=_env(root), capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -80,7 +82,7 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     lines = dry_run_output.splitlines()
     if "Job stats:" not in lines:
         return counts
-    for line in lines[lines.index("Job stats:") + 3:]:
+    for line in lines[lines.index("Job stats:") + 3 :]:
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit():
             break
@@ -123,16 +125,24 @@ def _write_params(tmp_path, params, presets=None) -> Path:
 
 
 def test_layering_sweep_and_names(tmp_path):
-    preset = {"defaults": {"lr": 1.0, "num_iterations": 10, "game": {"horizon": 7}},
-              "algos": {"rspg": {"lr": 2.0}},
-              "games": {"beach_bar_1d": {"num_envs": 3, "game": {"num_states": 21}}},
-              "pairs": {"beach_bar_1d": {"rspg": {"eval_every": 5}}}}
-    params = {"preset": "base", "grid": {"games": ["linear_quadratic", "beach_bar_1d"],
-                                         "algos": ["spg", "rspg"], "seeds": [4, 5]},
-              "sweep": {"lr": [0.1, 0.01], "hidden": [[8], [16, 16]]},
-              "defaults": {"num_iterations": 20},
-              "games": {"beach_bar_1d": {"game": {"horizon": 9}}},
-              "pairs": {"beach_bar_1d": {"rspg": {"num_envs": 6}}}}
+    preset = {
+        "defaults": {"lr": 1.0, "num_iterations": 10, "game": {"horizon": 7}},
+        "algos": {"rspg": {"lr": 2.0}},
+        "games": {"beach_bar_1d": {"num_envs": 3, "game": {"num_states": 21}}},
+        "pairs": {"beach_bar_1d": {"rspg": {"eval_every": 5}}},
+    }
+    params = {
+        "preset": "base",
+        "grid": {
+            "games": ["linear_quadratic", "beach_bar_1d"],
+            "algos": ["spg", "rspg"],
+            "seeds": [4, 5],
+        },
+        "sweep": {"lr": [0.1, 0.01], "hidden": [[8], [16, 16]]},
+        "defaults": {"num_iterations": 20},
+        "games": {"beach_bar_1d": {"game": {"horizon": 9}}},
+        "pairs": {"beach_bar_1d": {"rspg": {"num_envs": 6}}},
+    }
     root = _write_params(tmp_path, params, {"base": preset})
     pipe = P.Pipeline.load(root=root)
     runs = pipe.runs()
@@ -143,24 +153,39 @@ def test_layering_sweep_and_names(tmp_path):
     assert len({r.key for r in runs}) == len(runs)
     run = pipe.run("beach_bar_1d", "rspg-hidden=8-lr=0.1")
     cfg = pipe.train_config(run)
-    assert cfg == {"lr": 0.1, "hidden": [8], "num_iterations": 20, "num_envs": 6, "eval_every": 5,
-                   "game": {"horizon": 9, "num_states": 21}, "seeds": [4, 5]}
+    assert cfg == {
+        "lr": 0.1,
+        "hidden": [8],
+        "num_iterations": 20,
+        "num_envs": 6,
+        "eval_every": 5,
+        "game": {"horizon": 9, "num_states": 21},
+        "seeds": [4, 5],
+    }
     cfg = pipe.train_config(pipe.run("linear_quadratic", "spg-hidden=8-lr=0.01"))
     assert cfg["game"] == {"horizon": 7} and cfg["lr"] == 0.01
-    assert P.expected_outputs(pipe) >= {"reports/summary.md", run.model, run.trajectory,
-                                        run.metrics, run.report}
+    assert P.expected_outputs(pipe) >= {
+        "reports/summary.md",
+        run.model,
+        run.trajectory,
+        run.metrics,
+        run.report,
+    }
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda p: p.update(bogus=1), "top-level key 'bogus'"),
-    (lambda p: p.update(preset="nope"), "preset = 'nope'.*base"),
-    (lambda p: p["grid"].update(games=["chess"]), "unknown game 'chess'"),
-    (lambda p: p["grid"].update(algos=["spg", "spg"]), "grid.algos"),
-    (lambda p: p["grid"].update(seeds=[0, -1]), "grid.seeds"),
-    (lambda p: p.update(sweep={"lr": 0.1}), "sweep.lr"),
-    (lambda p: p.update(evaluation={"num_envs": 0}), "evaluation.num_envs"),
-    (lambda p: p.update(evaluation={"speed": 1}), "evaluation.speed"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda p: p.update(bogus=1), "top-level key 'bogus'"),
+        (lambda p: p.update(preset="nope"), "preset = 'nope'.*base"),
+        (lambda p: p["grid"].update(games=["chess"]), "unknown game 'chess'"),
+        (lambda p: p["grid"].update(algos=["spg", "spg"]), "grid.algos"),
+        (lambda p: p["grid"].update(seeds=[0, -1]), "grid.seeds"),
+        (lambda p: p.update(sweep={"lr": 0.1}), "sweep.lr"),
+        (lambda p: p.update(evaluation={"num_envs": 0}), "evaluation.num_envs"),
+        (lambda p: p.update(evaluation={"speed": 1}), "evaluation.speed"),
+    ],
+)
 def test_params_errors_name_the_field(tmp_path, edit, match):
     params = {"preset": "base", "grid": {"games": ["linear_quadratic"], "algos": ["spg"]}}
     edit(params)
@@ -170,18 +195,23 @@ def test_params_errors_name_the_field(tmp_path, edit, match):
 
 
 def test_bad_game_parameter_is_caught_when_loading(tmp_path):
-    params = {"preset": "base", "grid": {"games": ["linear_quadratic"], "algos": ["spg"]},
-              "games": {"linear_quadratic": {"game": {"horizon": -1}}}}
-    with pytest.raises(P.ParamsError,
-                       match=r"params/params.yaml: games\.linear_quadratic\.game\.horizon: .*-1"):
+    params = {
+        "preset": "base",
+        "grid": {"games": ["linear_quadratic"], "algos": ["spg"]},
+        "games": {"linear_quadratic": {"game": {"horizon": -1}}},
+    }
+    with pytest.raises(
+        P.ParamsError, match=r"params/params.yaml: games\.linear_quadratic\.game\.horizon: .*-1"
+    ):
         P.Pipeline.load(root=_write_params(tmp_path, params))
 
 
 # ------------------------------------------------------- Snakemake <-> DVC agreement
 def test_dvc_yaml_is_up_to_date():
     pipe = P.Pipeline.load(root=REPO)
-    assert (REPO / "dvc.yaml").read_text() == P.dvc_yaml(pipe), \
+    assert (REPO / "dvc.yaml").read_text() == P.dvc_yaml(pipe), (
         "dvc.yaml is out of date with params/: run `mfax dvc-yaml`"
+    )
     for stage, deps in P.CODE_DEPS.items():
         for dep in deps:
             assert (REPO / dep).exists(), f"{stage} depends on missing {dep}"
@@ -190,22 +220,30 @@ def test_dvc_yaml_is_up_to_date():
 #: what each stage's command imports (mfax/cli_pipeline.py; the learners through the registry)
 STAGE_IMPORTS = {
     "train": "import mfax.multiseed, mfax.outputs, mfax.io, mfax.pipeline.staging, "
-             "mfax.pipeline.timings; import mfax.algorithms as a; "
-             "[a.get_algorithm(n).make_train for n in a.list_algorithms()]",
+    "mfax.pipeline.timings; import mfax.algorithms as a; "
+    "[a.get_algorithm(n).make_train for n in a.list_algorithms()]",
     "evaluate": "import mfax.agents, mfax.io, mfax.evaluation, mfax.multiseed, mfax.policies, "
-                "mfax.pipeline.netcdf, mfax.pipeline.evaluate, mfax.pipeline.staging, "
-                "mfax.pipeline.timings",
+    "mfax.pipeline.netcdf, mfax.pipeline.evaluate, mfax.pipeline.staging, "
+    "mfax.pipeline.timings",
     "report": "import mfax.pipeline.reports, mfax.pipeline.netcdf, mfax.pipeline.timings",
     "summary": "import mfax.pipeline.reports, mfax.pipeline.timings",
 }
 
 
 def _imported_files(statement: str) -> set[str]:
-    code = (f"import sys; {statement}; print('\\n'.join(m.__file__ for n, m in "
-            "list(sys.modules.items())\n"
-            "    if n.split('.')[0] == 'mfax' and getattr(m, '__file__', None)))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True).stdout
+    code = (
+        f"import sys; {statement}; print('\\n'.join(m.__file__ for n, m in "
+        "list(sys.modules.items())\n"
+        "    if n.split('.')[0] == 'mfax' and getattr(m, '__file__', None)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        check=True,
+    ).stdout
     return {str(Path(f).resolve().relative_to(REPO)) for f in out.split()}
 
 
@@ -213,8 +251,13 @@ def test_code_deps_cover_the_code_each_stage_imports():
     """CODE_DEPS lists every mfax module a stage imports beyond the pipeline package itself
     (whose plumbing, e.g. the dvc.yaml generator, reruns no job), and no stage but configure
     depends on that plumbing."""
-    plumbing = {"mfax/pipeline/params.py", "mfax/pipeline/runs.py", "mfax/pipeline/code.py",
-                "mfax/pipeline/dvc.py", "mfax/pipeline/timings.py"}
+    plumbing = {
+        "mfax/pipeline/params.py",
+        "mfax/pipeline/runs.py",
+        "mfax/pipeline/code.py",
+        "mfax/pipeline/dvc.py",
+        "mfax/pipeline/timings.py",
+    }
     for stage, deps in P.CODE_DEPS.items():
         covered = {str(f.relative_to(REPO)) for f in P.code_files(REPO, deps)}
         if stage != "configure":
@@ -233,7 +276,7 @@ def test_snakemake_and_dvc_name_the_same_outputs(tmp_path):
     git_dvc_init(root)
     summary = sh(root, str(BIN / "snakemake"), "--summary").stdout.splitlines()
     start = next(i for i, line in enumerate(summary) if line.startswith("output_file"))
-    smk = {line.split("\t")[0] for line in summary[start + 1:] if "\t" in line}
+    smk = {line.split("\t")[0] for line in summary[start + 1 :] if "\t" in line}
 
     from dvc.repo import Repo
 
@@ -260,14 +303,19 @@ def test_paths_are_defined_once():
 
     assert P.SEEDS_FILE == SEEDS_FILE
     for f in [REPO / "workflow" / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
-        code = "\n".join(line for line in f.read_text().splitlines()
-                         if not line.lstrip().startswith("#"))
+        code = "\n".join(
+            line for line in f.read_text().splitlines() if not line.lstrip().startswith("#")
+        )
         for literal in ('"data/', '"models/', '"reports/', '"logs/', "{game}/{run}"):
-            assert literal not in code, \
+            assert literal not in code, (
                 f"{f.name} spells out a path ({literal}): use mfax.pipeline.runs"
+            )
     run = P.Run("macro", "spg", (("lr", 0.001),))
-    assert run.metrics == P.path("metrics", "macro", "spg-lr=0.001") == \
-        "reports/macro/spg-lr=0.001/metrics.json"
+    assert (
+        run.metrics
+        == P.path("metrics", "macro", "spg-lr=0.001")
+        == "reports/macro/spg-lr=0.001/metrics.json"
+    )
     assert P.log_path("train", "macro", run.name) == "logs/macro/spg-lr=0.001/train.log"
 
 
@@ -283,8 +331,16 @@ def test_output_folders_have_a_readme_in_git():
     for readme in READMES:
         assert (REPO / readme).exists() and not ignored(readme), readme
     run = P.Run("macro", "spg")
-    for path in (run.config, run.trajectory, run.model, run.report, run.figures + "/x.png",
-                 P.SUMMARY_OUTPUTS[0], P.log_path("train", "macro", "spg"), P.SUMMARY_LOG):
+    for path in (
+        run.config,
+        run.trajectory,
+        run.model,
+        run.report,
+        run.figures + "/x.png",
+        P.SUMMARY_OUTPUTS[0],
+        P.log_path("train", "macro", "spg"),
+        P.SUMMARY_LOG,
+    ):
         assert ignored(path), path
     assert not ignored(run.metrics) and not ignored(run.curve)
 
@@ -305,17 +361,34 @@ def _fake_run(root: Path, game, run: str, scale: float) -> Path:
     r = mfax.evaluate_policy(game, mfax.uniform_policy(game), jax.random.key(0), num_envs=2)
     base = root / "reports" / game.name / run
     e = float(r.exploitability) * scale
-    metrics = {"exploitability": e, "exploitability_std": 0.1 * e, "policy_return": -1.0,
-               "best_response_return": -0.5, "train_seconds": 2.0, "iterations": 4,
-               "num_seeds": 2, "uniform_exploitability": float(r.exploitability),
-               "initial_exploitability": 2 * e,
-               "per_seed": {"0": {"exploitability": e}, "1": {"exploitability": e}}}
+    metrics = {
+        "exploitability": e,
+        "exploitability_std": 0.1 * e,
+        "policy_return": -1.0,
+        "best_response_return": -0.5,
+        "train_seconds": 2.0,
+        "iterations": 4,
+        "num_seeds": 2,
+        "uniform_exploitability": float(r.exploitability),
+        "initial_exploitability": 2 * e,
+        "per_seed": {"0": {"exploitability": e}, "1": {"exploitability": e}},
+    }
     atomic_write(base / "metrics.json", json.dumps(metrics))
-    rows = [{"iteration": i, "seconds": 0.5 * i, "exploitability": e * (3 - i) / 3,
-             "exploitability_min": 0.9 * e, "exploitability_max": 1.1 * e} for i in range(3)]
+    rows = [
+        {
+            "iteration": i,
+            "seconds": 0.5 * i,
+            "exploitability": e * (3 - i) / 3,
+            "exploitability_min": 0.9 * e,
+            "exploitability_max": 1.1 * e,
+        }
+        for i in range(3)
+    ]
     atomic_write(base / "curve.csv", curve_csv(rows, list(rows[0])))
-    write_netcdf(trajectory_dataset(game, r, attrs={"algorithm": run.split("-")[0]}),
-                 root / "data" / game.name / run / "trajectory.nc")
+    write_netcdf(
+        trajectory_dataset(game, r, attrs={"algorithm": run.split("-")[0]}),
+        root / "data" / game.name / run / "trajectory.nc",
+    )
     return base
 
 
@@ -325,12 +398,18 @@ def test_report_and_summary(tmp_path):
     lq = mfax.make_game("linear_quadratic", num_states=9, horizon=5)
     macro = mfax.make_game("macro", num_wealth=6, num_income=3, num_actions=4, horizon=4)
     metrics = []
-    for game, run, scale in ((lq, "spg-lr=0.1", 0.5), (lq, "spg-lr=0.01", 0.2),
-                             (macro, "rspg-lr=0.1", 0.7)):
+    for game, run, scale in (
+        (lq, "spg-lr=0.1", 0.5),
+        (lq, "spg-lr=0.01", 0.2),
+        (macro, "rspg-lr=0.1", 0.7),
+    ):
         base = _fake_run(tmp_path, game, run, scale)
-        out = write_report(base / "metrics.json", base / "curve.csv",
-                           tmp_path / "data" / game.name / run / "trajectory.nc",
-                           base / "report.html")
+        out = write_report(
+            base / "metrics.json",
+            base / "curve.csv",
+            tmp_path / "data" / game.name / run / "trajectory.nc",
+            base / "report.html",
+        )
         html = out.read_text()
         for fig in ("exploitability", "mean_field", "policy", "values"):
             assert f"figures/{fig}.png" in html
@@ -338,8 +417,11 @@ def test_report_and_summary(tmp_path):
         metrics.append(base / "metrics.json")
     # the jobs' timings of two runs (the third wrote none: its cells stay empty)
     for run, scale in (("spg-lr=0.1", 1.0), ("spg-lr=0.01", 2.0)):
-        for stage, total, compile_ in (("train", 10.0, 4.0), ("evaluate", 3.0, 1.5),
-                                       ("report", 2.0, None)):
+        for stage, total, compile_ in (
+            ("train", 10.0, 4.0),
+            ("evaluate", 3.0, 1.5),
+            ("report", 2.0, None),
+        ):
             t = {"stage": stage, "total": scale * total}
             if compile_ is not None:
                 t["compile"] = scale * compile_
@@ -369,23 +451,53 @@ def test_corrupted_model_gives_a_clear_error(tmp_path):
     from mfax.multiseed import save_seeds
     from mfax.training import TrainConfig, TrainResult, make_train
 
-    cfg = TrainConfig.from_mapping({"num_iterations": 2, "eval_every": 1, "num_envs": 1,
-                                    "hidden": [4], "embed_dim": 2, "game": {"num_states": 5,
-                                                                            "horizon": 3}},
-                                   game="linear_quadratic", algo="spg")
+    cfg = TrainConfig.from_mapping(
+        {
+            "num_iterations": 2,
+            "eval_every": 1,
+            "num_envs": 1,
+            "hidden": [4],
+            "embed_dim": 2,
+            "game": {"num_states": 5, "horizon": 3},
+        },
+        game="linear_quadratic",
+        algo="spg",
+    )
     trainer = make_train(cfg)
     state = trainer.init(jax.random.key(0))
-    row = {"iteration": 0, "seconds": 0.0, "exploitability": 1.0, "policy_return": 0.0,
-           "best_response_return": 1.0, "exploitability_undiscounted": 1.0}
-    save_seeds([TrainResult(trainer, 0, state.params, [row], np.zeros(0), 0.0, 0.0, 0.0)],
-               tmp_path / "model")
+    row = {
+        "iteration": 0,
+        "seconds": 0.0,
+        "exploitability": 1.0,
+        "policy_return": 0.0,
+        "best_response_return": 1.0,
+        "exploitability_undiscounted": 1.0,
+    }
+    save_seeds(
+        [TrainResult(trainer, 0, state.params, [row], np.zeros(0), 0.0, 0.0, 0.0)],
+        tmp_path / "model",
+    )
     weights = tmp_path / "model" / "seed_0" / "weights.msgpack"
     weights.write_bytes(weights.read_bytes()[:-7] + b"garbage")
     proc = subprocess.run(
-        [str(BIN / "mfax"), "evaluate-run", "--agent", str(tmp_path / "model"), "--num-envs", "1",
-         "--metrics", str(tmp_path / "m.json"), "--curve", str(tmp_path / "c.csv"),
-         "--trajectory", str(tmp_path / "t.nc")],
-        capture_output=True, text=True, env=_env(REPO))
+        [
+            str(BIN / "mfax"),
+            "evaluate-run",
+            "--agent",
+            str(tmp_path / "model"),
+            "--num-envs",
+            "1",
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--curve",
+            str(tmp_path / "c.csv"),
+            "--trajectory",
+            str(tmp_path / "t.nc"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(REPO),
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "error:" in proc.stderr and "weights.msgpack" in proc.stderr
@@ -418,9 +530,16 @@ def test_snakemake_builds_every_output(tiny_repo):
             agent = mfax.load_agent(tiny_repo / run.model / f"seed_{seed}")
             assert agent.description["algorithm"] == run.algo and agent.description["seed"] == seed
         m = json.loads((tiny_repo / run.metrics).read_text())
-        for key in ("exploitability", "exploitability_std", "policy_return",
-                    "best_response_return", "train_seconds", "iterations",
-                    "uniform_exploitability", "initial_exploitability"):
+        for key in (
+            "exploitability",
+            "exploitability_std",
+            "policy_return",
+            "best_response_return",
+            "train_seconds",
+            "iterations",
+            "uniform_exploitability",
+            "initial_exploitability",
+        ):
             assert isinstance(m[key], (int, float)), key
         assert m["num_seeds"] == 2 and set(m["per_seed"]) == {"0", "1"}
         with xr.open_dataset(tiny_repo / run.trajectory) as ds:
@@ -449,8 +568,11 @@ def test_snakemake_reruns_on_content_not_mtimes(tiny_repo):
     (root / "data/linear_quadratic/spg/trajectory.nc").unlink()
     (root / "reports/linear_quadratic/rspg/report.html").unlink()
     sh(root, str(BIN / "dvc"), "checkout", "-q")
-    for p in [*root.glob("data/*/*/config.yaml"), root / "params/params.yaml",
-              *root.glob("mfax/**/*.py")]:
+    for p in [
+        *root.glob("data/*/*/config.yaml"),
+        root / "params/params.yaml",
+        *root.glob("mfax/**/*.py"),
+    ]:
         os.utime(p)
     assert snakemake_jobs(root) == {}, "a dvc checkout must not trigger retraining"
 
@@ -467,8 +589,14 @@ def test_snakemake_reruns_on_content_not_mtimes(tiny_repo):
     data = yaml.safe_load(text)
     data["algos"]["spg"] = {"lr": 0.05}
     params.write_text(yaml.safe_dump(data, sort_keys=False))
-    assert snakemake_jobs(root) == {"configure": 1, "train": 1, "evaluate": 1, "report": 1,
-                                    "summary": 1, "all": 1}
+    assert snakemake_jobs(root) == {
+        "configure": 1,
+        "train": 1,
+        "evaluate": 1,
+        "report": 1,
+        "summary": 1,
+        "all": 1,
+    }
     params.write_text(text)
     assert snakemake_jobs(root) == {}
 
@@ -512,9 +640,14 @@ def test_corrupted_model_fails_the_pipeline_and_leaves_no_stale_report(tiny_repo
     proc = sh(root, str(BIN / "snakemake"), "--cores", "2", check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "weights.msgpack" in output and "retrain it: delete models/linear_quadratic/spg" in output
-    for stale in ("reports/linear_quadratic/spg/report.html", "reports/linear_quadratic/spg/figures",
-                  "reports/linear_quadratic/spg/metrics.json"):
+    assert (
+        "weights.msgpack" in output and "retrain it: delete models/linear_quadratic/spg" in output
+    )
+    for stale in (
+        "reports/linear_quadratic/spg/report.html",
+        "reports/linear_quadratic/spg/figures",
+        "reports/linear_quadratic/spg/metrics.json",
+    ):
         assert not (root / stale).exists(), stale
     assert (root / "reports/linear_quadratic/rspg/report.html").exists()
     # the model restored (as `dvc checkout` would): evaluated and reported again
@@ -551,10 +684,13 @@ def test_dvc_repro_and_metrics_diff(tiny_repo):
     sh(root, dvc, "plots", "show", "-q")  # the training curves render
 
 
-@pytest.mark.parametrize("game, overrides", [
-    ("beach_bar_1d", {"num_states": 7, "horizon": 4}),  # finite noise: bar x closure coin
-    ("macro", {"num_wealth": 6, "num_income": 2, "num_actions": 3, "horizon": 3}),
-])
+@pytest.mark.parametrize(
+    "game, overrides",
+    [
+        ("beach_bar_1d", {"num_states": 7, "horizon": 4}),  # finite noise: bar x closure coin
+        ("macro", {"num_wealth": 6, "num_income": 2, "num_actions": 3, "horizon": 3}),
+    ],
+)
 def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overrides):
     """metrics.json keeps ``exploitability`` (hindsight, every game) and adds the adapted
     one: exact where the noise is finite, the bracket where it is continuous."""
@@ -562,18 +698,41 @@ def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overr
     from mfax.pipeline.evaluate import evaluate_run
     from mfax.training import TrainConfig, TrainResult, make_train
 
-    cfg = TrainConfig.from_mapping({"num_iterations": 2, "eval_every": 1, "num_envs": 1,
-                                    "hidden": [4], "embed_dim": 2, "game": overrides},
-                                   game=game, algo="spg")
+    cfg = TrainConfig.from_mapping(
+        {
+            "num_iterations": 2,
+            "eval_every": 1,
+            "num_envs": 1,
+            "hidden": [4],
+            "embed_dim": 2,
+            "game": overrides,
+        },
+        game=game,
+        algo="spg",
+    )
     trainer = make_train(cfg)
     state = trainer.init(jax.random.key(0))
-    row = {"iteration": 0, "seconds": 0.0, "exploitability": 1.0, "policy_return": 0.0,
-           "best_response_return": 1.0, "exploitability_undiscounted": 1.0}
-    save_seeds([TrainResult(trainer, 0, state.params, [row], np.zeros(0), 0.0, 0.0, 0.0)],
-               tmp_path / "model")
-    m = evaluate_run(tmp_path / "model", num_envs=4, seed=3, episodes=1,
-                     metrics_path=tmp_path / "m.json", curve_path=tmp_path / "c.csv",
-                     trajectory_path=tmp_path / "t.nc")
+    row = {
+        "iteration": 0,
+        "seconds": 0.0,
+        "exploitability": 1.0,
+        "policy_return": 0.0,
+        "best_response_return": 1.0,
+        "exploitability_undiscounted": 1.0,
+    }
+    save_seeds(
+        [TrainResult(trainer, 0, state.params, [row], np.zeros(0), 0.0, 0.0, 0.0)],
+        tmp_path / "model",
+    )
+    m = evaluate_run(
+        tmp_path / "model",
+        num_envs=4,
+        seed=3,
+        episodes=1,
+        metrics_path=tmp_path / "m.json",
+        curve_path=tmp_path / "c.csv",
+        trajectory_path=tmp_path / "t.nc",
+    )
     assert json.loads((tmp_path / "m.json").read_text()) == m
     agent = mfax.load_agent(tmp_path / "model" / "seed_0")
     key = jax.random.key(3)
@@ -581,8 +740,9 @@ def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overr
     assert m["exploitability"] == pytest.approx(float(hindsight.exploitability), rel=1e-6)
     assert m["exploitability_kind"].startswith("hindsight")
     if game == "beach_bar_1d":
-        exact = mfax.evaluate_policy(agent.game, agent, key, gamma=agent.gamma, noise="exact",
-                                     best_response="adapted")
+        exact = mfax.evaluate_policy(
+            agent.game, agent, key, gamma=agent.gamma, noise="exact", best_response="adapted"
+        )
         assert m["exploitability_exact_adapted"] == pytest.approx(float(exact.exploitability))
         assert m["exploitability_lower"] is None
     else:

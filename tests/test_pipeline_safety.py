@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_pipeline import BIN, REPO, _env, _write_params, copy_repo
 
 from mfax import pipeline as P
-from test_pipeline import BIN, REPO, _env, _write_params, copy_repo
 
 WORKFLOW = REPO / "workflow"
 
@@ -26,10 +26,23 @@ def _params(**extra) -> dict:
 
 
 # ------------------------------------------------------------------- run names
-@pytest.mark.parametrize("value", [
-    "relu CANARY", "relu;touch CANARY", "$(touch CANARY)", "../../CANARY", "a/b", "it's",
-    "x\ny", "*", "", "..", {"a": 1}, [1, "a b"],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "relu CANARY",
+        "relu;touch CANARY",
+        "$(touch CANARY)",
+        "../../CANARY",
+        "a/b",
+        "it's",
+        "x\ny",
+        "*",
+        "",
+        "..",
+        {"a": 1},
+        [1, "a b"],
+    ],
+)
 def test_unsafe_sweep_value_is_a_params_error(tmp_path, value):
     root = _write_params(tmp_path, _params(sweep={"activation": [value]}))
     with pytest.raises(P.ParamsError) as err:
@@ -42,16 +55,21 @@ def test_unsafe_sweep_value_is_a_params_error(tmp_path, value):
 @pytest.mark.parametrize("key", ["a b", "x;y", "a/b"])
 def test_unsafe_sweep_key_is_a_params_error(tmp_path, key):
     root = _write_params(tmp_path, _params(sweep={key: [1]}))
-    with pytest.raises(P.ParamsError, match=r"params/params.yaml: sweep key: " + re.escape(repr(key))):
+    with pytest.raises(
+        P.ParamsError, match=r"params/params.yaml: sweep key: " + re.escape(repr(key))
+    ):
         P.Pipeline.load(root=root)
 
 
 def test_safe_sweep_values_make_plain_run_names(tmp_path):
-    root = _write_params(tmp_path, _params(sweep={"lr": [1e-3, 0.01], "hidden": [[8, 8]],
-                                                  "activation": ["tanh"]}))
+    root = _write_params(
+        tmp_path, _params(sweep={"lr": [1e-3, 0.01], "hidden": [[8, 8]], "activation": ["tanh"]})
+    )
     names = {r.name for r in P.Pipeline.load(root=root).runs()}
-    assert names == {"spg-activation=tanh-hidden=8x8-lr=0.001",
-                     "spg-activation=tanh-hidden=8x8-lr=0.01"}
+    assert names == {
+        "spg-activation=tanh-hidden=8x8-lr=0.001",
+        "spg-activation=tanh-hidden=8x8-lr=0.01",
+    }
 
 
 def test_sweep_values_that_collide_as_names_are_an_error(tmp_path):
@@ -63,10 +81,16 @@ def test_sweep_values_that_collide_as_names_are_an_error(tmp_path):
 def test_snakemake_refuses_an_unsafe_run_name_and_deletes_nothing(tmp_path):
     def edit(p):
         p["sweep"] = {"activation": ["relu CANARY"]}
+
     root = copy_repo(tmp_path / "repo", edit)
     (root / "CANARY").write_text("keep me")
-    proc = subprocess.run([str(BIN / "snakemake"), "--cores", "1"], cwd=root, env=_env(root),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1"],
+        cwd=root,
+        env=_env(root),
+        capture_output=True,
+        text=True,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "params/params.yaml: sweep.activation" in output and "relu CANARY" in output
@@ -83,7 +107,7 @@ def _shell_strings(path: Path) -> list[str]:
         if not m:
             continue
         indent, body = len(m.group(1)), [m.group(2)]
-        for nxt in lines[i + 1:]:
+        for nxt in lines[i + 1 :]:
             if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
                 break
             body.append(nxt)
@@ -96,8 +120,9 @@ def test_every_shell_rule_quotes_every_substitution():
     commands = [cmd for f in files for cmd in _shell_strings(f)]
     assert len(commands) >= 4  # train, evaluate, report, summary
     for cmd in commands:
-        fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(cmd)
-                  if name is not None]
+        fields = [
+            (name, spec) for _, name, spec, _ in string.Formatter().parse(cmd) if name is not None
+        ]
         assert fields, cmd
         for name, spec in fields:
             assert spec == "q", f"{{{name}}} in {cmd!r} is not quoted: write {{{name}:q}}"
@@ -131,13 +156,15 @@ def test_dvc_yaml_commands_are_quoted_in_the_checked_in_file():
 def test_scientific_notation_in_params_yaml_and_presets(tmp_path):
     (tmp_path / "params" / "presets").mkdir(parents=True)
     (tmp_path / "params" / "presets" / "base.yaml").write_text(
-        "defaults:\n  max_grad_norm: 1.0e+6\n  lr_end_fraction: .5\n")
+        "defaults:\n  max_grad_norm: 1.0e+6\n  lr_end_fraction: .5\n"
+    )
     (tmp_path / "params" / "params.yaml").write_text(
         "preset: base\n"
         "grid: {games: [linear_quadratic], algos: [spg, rspg]}\n"
         "sweep: {gamma: [9.9E-1]}\n"
         "defaults: {lr: 3e-4}\n"
-        "algos: {rspg: {lr: 1E-2}}\n")
+        "algos: {rspg: {lr: 1E-2}}\n"
+    )
     pipe = P.Pipeline.load(root=tmp_path)
     spg = pipe.train_config(pipe.run("linear_quadratic", "spg-gamma=0.99"))
     rspg = pipe.train_config(pipe.run("linear_quadratic", "rspg-gamma=0.99"))
@@ -153,17 +180,23 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text, field", [
-    ("defaults: {lr: nan}", "defaults.lr"),
-    ("defaults: {lr: .inf}", "defaults.lr"),
-    ("evaluation: {seed: -.inf}", "evaluation.seed"),
-    ("sweep: {lr: [0.1, NaN]}", r"sweep.lr\[1\]"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("defaults: {lr: nan}", "defaults.lr"),
+        ("defaults: {lr: .inf}", "defaults.lr"),
+        ("evaluation: {seed: -.inf}", "evaluation.seed"),
+        ("sweep: {lr: [0.1, NaN]}", r"sweep.lr\[1\]"),
+    ],
+)
 def test_nan_and_inf_in_params_need_a_finite_number(tmp_path, text, field):
     root = _write_params(tmp_path, {})
     (root / "params" / "params.yaml").write_text(
-        "preset: base\ngrid: {games: [linear_quadratic], algos: [spg]}\n" + text + "\n")
-    with pytest.raises(P.ParamsError, match=f"params/params.yaml: {field} .*expected a finite number"):
+        "preset: base\ngrid: {games: [linear_quadratic], algos: [spg]}\n" + text + "\n"
+    )
+    with pytest.raises(
+        P.ParamsError, match=f"params/params.yaml: {field} .*expected a finite number"
+    ):
         P.Pipeline.load(root=root)
 
 
@@ -172,8 +205,13 @@ def test_snakemake_reads_params_with_mfax_and_honours_config_overrides(tmp_path)
     params = root / "params" / "params.yaml"
     params.write_text(params.read_text().replace("defaults: {}", "defaults: {lr: 3e-4}"))
     target = "data/linear_quadratic/spg/config.yaml"
-    proc = subprocess.run([str(BIN / "snakemake"), "--cores", "1", "--config", "preset=tiny",
-                           "--", target], cwd=root, env=_env(root), capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1", "--config", "preset=tiny", "--", target],
+        cwd=root,
+        env=_env(root),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     cfg = P.read_yaml(root / target)
     assert cfg["lr"] == 3e-4  # params.yaml, read as a number
@@ -182,18 +220,36 @@ def test_snakemake_reads_params_with_mfax_and_honours_config_overrides(tmp_path)
 
 
 # ------------------------------------------------ training configs, at load time
-@pytest.mark.parametrize("edit, match", [
-    (lambda p, s: p.update(defaults={"lrr": 0.1}), r"params/params.yaml: defaults\.lrr: .*'lrr'"),
-    (lambda p, s: p.update(algos={"spg": {"lr": "fast"}}), r"params/params.yaml: algos\.spg\.lr: "),
-    (lambda p, s: p.update(pairs={"linear_quadratic": {"spg": {"hidden": [0]}}}),
-     r"params/params.yaml: pairs\.linear_quadratic\.spg\.hidden: "),
-    (lambda p, s: p.update(sweep={"num_iterations": [0]}), r"params/params.yaml: sweep\.num_iterations"),
-    (lambda p, s: s.update(games={"linear_quadratic": {"game": {"horizon": 0}}}),
-     r"params/presets/base.yaml: games\.linear_quadratic\.game\.horizon: "),
-    (lambda p, s: s.update(defaults={"game": {"bogus": 1}}),
-     r"params/presets/base.yaml: defaults\.game\.bogus: "),
-    (lambda p, s: p.update(defaults={"seeds": [1]}), r"params/params.yaml: defaults\.seeds"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            lambda p, s: p.update(defaults={"lrr": 0.1}),
+            r"params/params.yaml: defaults\.lrr: .*'lrr'",
+        ),
+        (
+            lambda p, s: p.update(algos={"spg": {"lr": "fast"}}),
+            r"params/params.yaml: algos\.spg\.lr: ",
+        ),
+        (
+            lambda p, s: p.update(pairs={"linear_quadratic": {"spg": {"hidden": [0]}}}),
+            r"params/params.yaml: pairs\.linear_quadratic\.spg\.hidden: ",
+        ),
+        (
+            lambda p, s: p.update(sweep={"num_iterations": [0]}),
+            r"params/params.yaml: sweep\.num_iterations",
+        ),
+        (
+            lambda p, s: s.update(games={"linear_quadratic": {"game": {"horizon": 0}}}),
+            r"params/presets/base.yaml: games\.linear_quadratic\.game\.horizon: ",
+        ),
+        (
+            lambda p, s: s.update(defaults={"game": {"bogus": 1}}),
+            r"params/presets/base.yaml: defaults\.game\.bogus: ",
+        ),
+        (lambda p, s: p.update(defaults={"seeds": [1]}), r"params/params.yaml: defaults\.seeds"),
+    ],
+)
 def test_bad_training_settings_fail_when_params_are_loaded(tmp_path, edit, match):
     params, preset = _params(), {}
     edit(params, preset)
@@ -205,12 +261,17 @@ def test_bad_training_settings_fail_when_params_are_loaded(tmp_path, edit, match
 def test_bad_training_key_fails_configure_dvc_yaml_and_dry_run(tmp_path):
     def edit(p):
         p["defaults"] = {"lrr": 0.1}
+
     root = copy_repo(tmp_path / "repo", edit)
     (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
-    for cmd in (["mfax", "configure", "--list"], ["mfax", "dvc-yaml", "--check"],
-                ["snakemake", "-n"]):
-        proc = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], cwd=root, env=_env(root),
-                              capture_output=True, text=True)
+    for cmd in (
+        ["mfax", "configure", "--list"],
+        ["mfax", "dvc-yaml", "--check"],
+        ["snakemake", "-n"],
+    ):
+        proc = subprocess.run(
+            [str(BIN / cmd[0]), *cmd[1:]], cwd=root, env=_env(root), capture_output=True, text=True
+        )
         output = proc.stdout + proc.stderr  # Snakemake reports errors on stdout
         assert proc.returncode != 0, cmd
         assert "params/params.yaml: defaults.lrr" in output, (cmd, output[-2000:])
@@ -237,9 +298,23 @@ def test_train_seeds_checks_out_before_training(tmp_path):
     cfg.write_text("num_iterations: 2\neval_every: 1\nlr: 1e-3\nseeds: [0]\n")
     out = tmp_path / "a_file"
     out.write_text("not a folder")
-    proc = subprocess.run([str(BIN / "mfax"), "train-seeds", "--game", "linear_quadratic",
-                           "--algo", "spg", "--config", str(cfg), "--out", str(out)],
-                          capture_output=True, text=True, env=_env(REPO))
+    proc = subprocess.run(
+        [
+            str(BIN / "mfax"),
+            "train-seeds",
+            "--game",
+            "linear_quadratic",
+            "--algo",
+            "spg",
+            "--config",
+            str(cfg),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(REPO),
+    )
     assert proc.returncode == 2
     assert "is an existing file" in proc.stderr and "Traceback" not in proc.stderr
     assert "iterations" not in proc.stdout  # no training happened
@@ -251,13 +326,19 @@ def test_from_snakemake_reads_params_and_overrides_like_mfax(tmp_path):
     `--configfile` would be read as YAML 1.1: both are read the way mfax reads params."""
     (tmp_path / "params" / "presets").mkdir(parents=True)
     for name in ("base", "other"):
-        (tmp_path / "params" / "presets" / f"{name}.yaml").write_text(f"defaults: {{lr: 1e-2}}\n")
+        (tmp_path / "params" / "presets" / f"{name}.yaml").write_text("defaults: {lr: 1e-2}\n")
     (tmp_path / "params" / "params.yaml").write_text(
-        "preset: base\ngrid: {games: [linear_quadratic], algos: [spg]}\ndefaults: {lr: 3e-4}\n")
+        "preset: base\ngrid: {games: [linear_quadratic], algos: [spg]}\ndefaults: {lr: 3e-4}\n"
+    )
     extra = _write(tmp_path / "extra.yaml", "algos: {spg: {max_grad_norm: 5E-1}}\n")
-    pipe = P.Pipeline.from_snakemake(tmp_path, [extra], {
-        "preset": "other", "defaults": {"num_iterations": "8", "eval_every": "4",
-                                        "lr_end_fraction": ".5"}})
+    pipe = P.Pipeline.from_snakemake(
+        tmp_path,
+        [extra],
+        {
+            "preset": "other",
+            "defaults": {"num_iterations": "8", "eval_every": "4", "lr_end_fraction": ".5"},
+        },
+    )
     cfg = pipe.train_config(pipe.runs()[0])
     assert pipe.params["preset"] == "other"
     assert cfg["lr"] == 3e-4 and cfg["max_grad_norm"] == 0.5 and cfg["lr_end_fraction"] == 0.5

@@ -21,13 +21,34 @@ from mfax.training import TrainConfig, run_training, save_result
 from mfax.training.checkpoint import STATE_FILE, STATE_META_FILE, load_checkpoint, read_meta
 from mfax.training.spg import resume_training
 
-SPG = dict(game="linear_quadratic", game_params=dict(num_states=21, horizon=8),
-           num_iterations=20, eval_every=5, num_envs=4, hidden=(16, 16), embed_dim=8,
-           gru_hidden=8, lr=1e-2)
+SPG = dict(
+    game="linear_quadratic",
+    game_params=dict(num_states=21, horizon=8),
+    num_iterations=20,
+    eval_every=5,
+    num_envs=4,
+    hidden=(16, 16),
+    embed_dim=8,
+    gru_hidden=8,
+    lr=1e-2,
+)
 RL_GAME = dict(num_states=21, horizon=8, max_action=2, bar_location=10, common_noise=False)
-RL = dict(num_iterations=6, eval_every=3, num_envs=2, num_agents=200, num_agents_per_env=16,
-          num_updates_per_iteration=2, hidden=(16, 16), embed_dim=8, gru_hidden=8,
-          critic_hidden=(16,), num_minibatches=2, buffer_size=1024, batch_size=64, lr=3e-3)
+RL = dict(
+    num_iterations=6,
+    eval_every=3,
+    num_envs=2,
+    num_agents=200,
+    num_agents_per_env=16,
+    num_updates_per_iteration=2,
+    hidden=(16, 16),
+    embed_dim=8,
+    gru_hidden=8,
+    critic_hidden=(16,),
+    num_minibatches=2,
+    buffer_size=1024,
+    batch_size=64,
+    lr=3e-3,
+)
 
 
 def no_seconds(curve):
@@ -63,8 +84,7 @@ def spg_full():
 def test_spg_interrupt_then_resume_is_bitwise_the_uninterrupted_run(spg_full, tmp_path):
     # at most 3 iterations per call, never across an evaluation: 0-3, 3-5, 5-8; interrupted
     # after 3 calls = iteration 8, inside the second interval (the agent is from iteration 5)
-    cut = run_training(spg_config(), seed=3, progress=False, chunk_iterations=3,
-                       interrupt_after=3)
+    cut = run_training(spg_config(), seed=3, progress=False, chunk_iterations=3, interrupt_after=3)
     assert cut.interrupted and cut.status == "interrupted" and cut.diverged_at is None
     assert cut.iterations_run == 8 and len(cut.losses) == 8
     assert [r["iteration"] for r in cut.curve] == [0, 5]
@@ -100,10 +120,14 @@ def test_spg_interrupt_then_resume_is_bitwise_the_uninterrupted_run(spg_full, tm
     ckpt = load_checkpoint(out, done.trainer)
     assert int(ckpt.state.step) == 20 and int(ckpt.state.failed_at) == -1
     assert jax.dtypes.issubdtype(ckpt.state.key.dtype, jax.dtypes.prng_key)
-    np.testing.assert_array_equal(jax.random.key_data(ckpt.state.key),
-                                  jax.random.key_data(done.progress.state.key))
-    jax.tree_util.tree_map(np.testing.assert_array_equal, ckpt.state.opt_state,
-                           jax.device_get(done.progress.state.opt_state))
+    np.testing.assert_array_equal(
+        jax.random.key_data(ckpt.state.key), jax.random.key_data(done.progress.state.key)
+    )
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal,
+        ckpt.state.opt_state,
+        jax.device_get(done.progress.state.opt_state),
+    )
 
 
 def test_finished_run_trains_further_with_a_larger_num_iterations(spg_full, tmp_path):
@@ -219,8 +243,9 @@ def test_multiseed_checkpoint_resumes_bitwise(tmp_path):
     full = train_seeds(cfg, [0, 1], progress=False)
     ckpt = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
-        train_seeds(cfg, [0, 1], progress=False, checkpoint=ckpt, checkpoint_seconds=0.0,
-                    interrupt_after=3)
+        train_seeds(
+            cfg, [0, 1], progress=False, checkpoint=ckpt, checkpoint_seconds=0.0, interrupt_after=3
+        )
     saved = sorted(p.name for p in ckpt.iterdir())
     assert saved == ["seed_0", "seed_1"]
     meta = read_meta(ckpt / "seed_0")
@@ -248,21 +273,35 @@ def test_train_seeds_command_continues_from_its_checkpoint(tmp_path):
     cfg = spg_config()
     ckpt = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):  # a job stopped by SIGTERM / preemption
-        train_seeds(cfg, [0, 1], progress=False, checkpoint=ckpt, checkpoint_seconds=0.0,
-                    interrupt_after=3)
+        train_seeds(
+            cfg, [0, 1], progress=False, checkpoint=ckpt, checkpoint_seconds=0.0, interrupt_after=3
+        )
     saved = read_meta(ckpt / "seed_1")
     mapping = {k: v for k, v in cfg.to_dict().items() if k not in ("game", "game_params")}
     mapping["game"] = dict(cfg.game_params)
     mapping["seeds"] = [0, 1]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(mapping))
     out = tmp_path / "model"
-    r = CliRunner().invoke(app, ["train-seeds", "--game", cfg.game, "--algo", "spg",
-                                 "--config", str(tmp_path / "config.yaml"), "--out", str(out),
-                                 "--no-progress", "--checkpoint", str(ckpt)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "train-seeds",
+            "--game",
+            cfg.game,
+            "--algo",
+            "spg",
+            "--config",
+            str(tmp_path / "config.yaml"),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--checkpoint",
+            str(ckpt),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert not ckpt.exists()
     curve = mfax.load_agent(out / "seed_1").curve()
     assert curve[2]["seconds"] == saved["train_seconds"]  # continued, not redone
     full = train_seeds(cfg, [0, 1], progress=False)[1]
-    assert [row["exploitability"] for row in curve] == \
-        [row["exploitability"] for row in full.curve]
+    assert [row["exploitability"] for row in curve] == [row["exploitability"] for row in full.curve]

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json
 import jax, jax.numpy as jnp
 import mfax
@@ -45,17 +45,21 @@ res = mfax.evaluate_policy(game, mfax.uniform_policy(game), jax.random.key(2), n
                            gamma=0.99)
 out["uniform"] = float(res.exploitability)
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 def _run(devices: int) -> dict:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          env=env, timeout=600)
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +71,9 @@ def test_two_devices_give_the_one_device_results(runs):
     one, two = runs
     assert (one["devices"], two["devices"]) == (1, 2)
     for key in ("rspg", "seeds", "uniform"):
-        np.testing.assert_allclose(np.asarray(two[key]), np.asarray(one[key]), rtol=1e-4,
-                                   atol=1e-4, err_msg=key)
+        np.testing.assert_allclose(
+            np.asarray(two[key]), np.asarray(one[key]), rtol=1e-4, atol=1e-4, err_msg=key
+        )
     # IPPO: the first evaluation (before any update) to float tolerance; its PPO epochs
     # then amplify the last bits of the cross-device sums (measured: 0.14% after 6)
     np.testing.assert_allclose(two["ippo"][0], one["ippo"][0], rtol=1e-4)

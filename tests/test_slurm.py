@@ -21,17 +21,19 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_pipeline import BIN, READMES, _env, copy_repo
 
 from mfax import pipeline as P
-from test_pipeline import BIN, READMES, _env, copy_repo
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 GAME, ALGOS, SEEDS = "linear_quadratic", ["spg", "rspg"], [0, 1]
 #: the grid through the params mechanism: --config overrides params/params.yaml
-CONFIG = ["preset=tiny",
-          f"grid={{games: [{GAME}], algos: [{', '.join(ALGOS)}], seeds: [{', '.join(map(str, SEEDS))}]}}",
-          "evaluation={num_envs: 3, seed: 7, episodes: 2}"]
+CONFIG = [
+    "preset=tiny",
+    f"grid={{games: [{GAME}], algos: [{', '.join(ALGOS)}], seeds: [{', '.join(map(str, SEEDS))}]}}",
+    "evaluation={num_envs: 3, seed: 7, episodes: 2}",
+]
 SLURM_RULES = ("train", "evaluate", "report")  # configure and summary are local rules
 #: the one place where the local cluster differs from workflow/profiles/slurm
 PROFILES = ["--profile", "workflow/profiles/slurm", "--profile", "workflow/profiles/slurm-local"]
@@ -60,17 +62,22 @@ def cluster(tmp_path):
 
     def run(command: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, SLURM_LOCAL_DIR=str(state))
-        return subprocess.run(["bash", str(script), command], env=env, capture_output=True,
-                              text=True, timeout=900)
+        return subprocess.run(
+            ["bash", str(script), command], env=env, capture_output=True, text=True, timeout=900
+        )
 
     start = run("start")
     try:
         if start.returncode == 3:  # SLURM cannot be had here (the script says why)
             pytest.skip(start.stderr.strip().splitlines()[-1])
-        assert start.returncode == 0, f"slurm-local.sh start failed:\n{start.stdout}\n{start.stderr}"
+        assert start.returncode == 0, (
+            f"slurm-local.sh start failed:\n{start.stdout}\n{start.stderr}"
+        )
         again = run("start")  # idempotent
         assert again.returncode == 0 and "already running" in again.stderr, again.stderr
-        assert os.path.realpath("/etc/slurm/slurm.conf") == os.path.realpath(state / "etc/slurm.conf")
+        assert os.path.realpath("/etc/slurm/slurm.conf") == os.path.realpath(
+            state / "etc/slurm.conf"
+        )
         status = run("status")
         assert status.returncode == 0 and "idle" in status.stdout, status.stdout + status.stderr
         yield state
@@ -93,16 +100,23 @@ def _jobcomp(path: Path) -> dict[str, dict[str, str]]:
 
 def _submissions(output: str) -> dict[str, tuple[str, str]]:
     """SLURM job id -> (rule, wildcards) from Snakemake's 'submitted with SLURM jobid' lines."""
-    found = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/(\S+)/\d+\.log\)",
-                       output)
+    found = re.findall(
+        r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/(\S+)/\d+\.log\)", output
+    )
     return {jobid: (rule, wildcards) for jobid, rule, wildcards in found}
 
 
 def _pipeline(root: Path) -> P.Pipeline:
     """The grid as Snakemake sees it with CONFIG (the same reader, the same overrides)."""
-    return P.Pipeline.from_snakemake(root, (), {
-        "preset": "tiny", "grid": {"games": [GAME], "algos": ALGOS, "seeds": SEEDS},
-        "evaluation": {"num_envs": 3, "seed": 7, "episodes": 2}})
+    return P.Pipeline.from_snakemake(
+        root,
+        (),
+        {
+            "preset": "tiny",
+            "grid": {"games": [GAME], "algos": ALGOS, "seeds": SEEDS},
+            "evaluation": {"num_envs": 3, "seed": 7, "episodes": 2},
+        },
+    )
 
 
 def _metrics(root: Path) -> dict[str, dict]:
@@ -121,13 +135,23 @@ def test_tiny_grid_runs_through_slurm(cluster, tmp_path, monkeypatch):
         monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
     root = copy_repo(tmp_path / "repo", extra=READMES)
     local_root = copy_repo(tmp_path / "local", extra=READMES)
-    local_log = open(tmp_path / "local.log", "w+")  # noqa: SIM115  (closed below)
-    local_run = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", "--config", *CONFIG],
-                                 cwd=local_root, env=_env(local_root), stdout=local_log,
-                                 stderr=subprocess.STDOUT)
+    local_log = open(tmp_path / "local.log", "w+")
+    local_run = subprocess.Popen(
+        [str(BIN / "snakemake"), "--cores", "1", "--config", *CONFIG],
+        cwd=local_root,
+        env=_env(local_root),
+        stdout=local_log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        proc = subprocess.run([str(BIN / "snakemake"), *PROFILES, "--config", *CONFIG], cwd=root,
-                              env=_env(root), capture_output=True, text=True, timeout=1200)
+        proc = subprocess.run(
+            [str(BIN / "snakemake"), *PROFILES, "--config", *CONFIG],
+            cwd=root,
+            env=_env(root),
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         local_rc = local_run.wait(timeout=1200)
     finally:
         if local_run.poll() is None:
@@ -146,7 +170,8 @@ def test_tiny_grid_runs_through_slurm(cluster, tmp_path, monkeypatch):
     assert sorted(r.id for r in runs) == sorted(f"{GAME}/{a}" for a in ALGOS)
     submitted = _submissions(output)
     assert sorted(submitted.values()) == sorted(
-        (rule, f"{r.game}_{r.name}") for rule in SLURM_RULES for r in runs), output[-4000:]
+        (rule, f"{r.game}_{r.name}") for rule in SLURM_RULES for r in runs
+    ), output[-4000:]
     # ... and SLURM's own record has each of them, and nothing else, COMPLETED with exit 0,
     # run in this repository, with the resources of the local profile (no GPU request)
     records = _jobcomp(cluster / "log" / "jobcomp.log")
@@ -156,7 +181,9 @@ def test_tiny_grid_runs_through_slurm(cluster, tmp_path, monkeypatch):
         rec = records[jobid]
         assert rec["JobState"] == "COMPLETED" and rec["ExitCode"] == "0:0", (rule, wildcards, rec)
         assert Path(rec["WorkDir"]) == root, rec
-        mem = local["set-resources"].get(rule, {}).get("mem_mb", local["default-resources"]["mem_mb"])
+        mem = (
+            local["set-resources"].get(rule, {}).get("mem_mb", local["default-resources"]["mem_mb"])
+        )
         assert f"mem={mem}M" in rec["Tres"] and "gres" not in rec["Tres"], rec
 
     # every output is there, each job's log too

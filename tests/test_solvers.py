@@ -9,10 +9,13 @@ import mfax
 from mfax.cli import app
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("linear_quadratic", dict(common_noise=False)),
-    ("beach_bar_1d", dict(common_noise=False, bar_location=50)),
-])
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("linear_quadratic", dict(common_noise=False)),
+        ("beach_bar_1d", dict(common_noise=False, bar_location=50)),
+    ],
+)
 def test_solver_reaches_one_percent_of_uniform(name, overrides):
     game = mfax.make_game(name, **overrides)
     sol = mfax.solve_tabular(game, num_iterations=20)
@@ -43,10 +46,13 @@ def test_solver_is_reproducible():
     assert np.array_equal(np.asarray(a.policy), np.asarray(b.policy))
 
 
-@pytest.mark.parametrize("name, overrides, needle", [
-    ("linear_quadratic", dict(), "common_noise=False"),
-    ("beach_bar_1d", dict(common_noise=False), "bar_location"),
-])
+@pytest.mark.parametrize(
+    "name, overrides, needle",
+    [
+        ("linear_quadratic", dict(), "common_noise=False"),
+        ("beach_bar_1d", dict(common_noise=False), "bar_location"),
+    ],
+)
 def test_solver_rejects_random_games(name, overrides, needle):
     with pytest.raises(ValueError, match=needle):
         mfax.solve_tabular(mfax.make_game(name, **overrides))
@@ -64,9 +70,24 @@ def test_cli_games_and_solve():
     assert out.exit_code == 0
     for name in mfax.list_games():
         assert name in out.output
-    out = runner.invoke(app, ["solve", "--game", "linear_quadratic", "--param", "common_noise=false",
-                              "--param", "num_states=31", "--param", "horizon=10",
-                              "--iterations", "5", "--num-envs", "2"])
+    out = runner.invoke(
+        app,
+        [
+            "solve",
+            "--game",
+            "linear_quadratic",
+            "--param",
+            "common_noise=false",
+            "--param",
+            "num_states=31",
+            "--param",
+            "horizon=10",
+            "--iterations",
+            "5",
+            "--num-envs",
+            "2",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "uniform policy exploitability" in out.output
     final = float(out.output.split("final exploitability")[1].split()[0])
@@ -75,6 +96,8 @@ def test_cli_games_and_solve():
 
 
 def test_cli_solve_reports_bad_parameters():
-    out = CliRunner().invoke(app, ["solve", "--game", "beach_bar_1d", "--param", "bar_location=500"])
+    out = CliRunner().invoke(
+        app, ["solve", "--game", "beach_bar_1d", "--param", "bar_location=500"]
+    )
     assert out.exit_code != 0
     assert "bar_location" in out.output and "500" in out.output

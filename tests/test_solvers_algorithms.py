@@ -17,8 +17,16 @@ from mfax.cli import app
 from mfax.games import make_tabular_game
 from mfax.solvers import deterministic_error, solver_settings
 
-ALGORITHMS = ["fp", "fp_damped", "omd", "momd", "boltzmann", "boltzmann_damped", "bpi",
-              "prior_descent"]
+ALGORITHMS = [
+    "fp",
+    "fp_damped",
+    "omd",
+    "momd",
+    "boltzmann",
+    "boltzmann_damped",
+    "bpi",
+    "prior_descent",
+]
 
 
 def rel(sol):
@@ -44,11 +52,14 @@ def test_registry_lists_every_algorithm():
 
 
 # --- the congestion game: the unbiased algorithms reach 1e-3 of the uniform policy's ------
-@pytest.mark.parametrize("algorithm, iterations, settings", [
-    ("fp", 1000, {}),
-    ("momd", 100, dict(temperature=1 / 3)),
-    ("prior_descent", 100, dict(temperature=0.3)),
-])
+@pytest.mark.parametrize(
+    "algorithm, iterations, settings",
+    [
+        ("fp", 1000, {}),
+        ("momd", 100, dict(temperature=1 / 3)),
+        ("prior_descent", 100, dict(temperature=0.3)),
+    ],
+)
 def test_algorithm_reaches_1e_3_of_uniform_on_crowd_ring(ring, algorithm, iterations, settings):
     sol = mfax.solve_tabular(ring, iterations, algorithm, **settings)
     e = np.asarray(sol.exploitability)
@@ -79,8 +90,9 @@ def test_fixed_rate_algorithms_level_off_at_their_rate(ring):
     that rate: exploitability falls to a floor, lower for a smaller rate."""
     fp = rel(mfax.solve_tabular(ring, 1000, "fp_damped", damping=[0.1, 0.01]))
     assert fp[1, -100:].mean() < 2e-3 and fp[0, -100:].mean() > 3 * fp[1, -100:].mean()
-    bz = rel(mfax.solve_tabular(ring, 1000, "boltzmann_damped", temperature=0.01,
-                                damping=[0.1, 0.01]))
+    bz = rel(
+        mfax.solve_tabular(ring, 1000, "boltzmann_damped", temperature=0.01, damping=[0.1, 0.01])
+    )
     assert bz[1, -1] < 1e-2 and bz[0, -1] > bz[1, -1]
 
 
@@ -95,9 +107,14 @@ def two_state():
     state costs C times its crowd.  A share p switches: indifference C (1 - p) = C p + KAPPA."""
     P = np.zeros((2, 2, 2))
     P[0, 0, 0] = P[1, 0, 1] = P[0, 1, 1] = P[1, 1, 0] = 1.0
-    return make_tabular_game([1.0, 0.0], lambda t, s, a, mu: jnp.where(t == 0, -KAPPA * a,
-                                                                        -C * mu[s]),
-                             horizon=2, transitions=P, discount=1.0, name="two_state")
+    return make_tabular_game(
+        [1.0, 0.0],
+        lambda t, s, a, mu: jnp.where(t == 0, -KAPPA * a, -C * mu[s]),
+        horizon=2,
+        transitions=P,
+        discount=1.0,
+        name="two_state",
+    )
 
 
 def boltzmann_share(tau):
@@ -112,16 +129,19 @@ def boltzmann_share(tau):
     return p
 
 
-@pytest.mark.parametrize("algorithm, settings, target, tol", [
-    ("fp", {}, P_NASH, 5e-3),
-    ("fp_damped", dict(damping=0.05), P_NASH, 1e-2),
-    ("omd", {}, P_NASH, 1e-4),
-    ("momd", {}, P_NASH, 1e-4),
-    ("prior_descent", {}, P_NASH, 1e-4),
-    ("boltzmann", dict(temperature=1.0), boltzmann_share(1.0), 1e-4),
-    ("bpi", dict(temperature=1.0), boltzmann_share(1.0), 1e-4),
-    ("boltzmann_damped", dict(temperature=0.05), boltzmann_share(0.05), 1e-3),
-])
+@pytest.mark.parametrize(
+    "algorithm, settings, target, tol",
+    [
+        ("fp", {}, P_NASH, 5e-3),
+        ("fp_damped", dict(damping=0.05), P_NASH, 1e-2),
+        ("omd", {}, P_NASH, 1e-4),
+        ("momd", {}, P_NASH, 1e-4),
+        ("prior_descent", {}, P_NASH, 1e-4),
+        ("boltzmann", dict(temperature=1.0), boltzmann_share(1.0), 1e-4),
+        ("bpi", dict(temperature=1.0), boltzmann_share(1.0), 1e-4),
+        ("boltzmann_damped", dict(temperature=0.05), boltzmann_share(0.05), 1e-3),
+    ],
+)
 def test_limit_matches_the_closed_form(two_state, algorithm, settings, target, tol):
     sol = mfax.solve_tabular(two_state, 200, algorithm, **settings)
     share = float(sol.policy[0, 0, 1])  # t = 0, state 0, switch
@@ -134,31 +154,49 @@ def test_limit_matches_the_closed_form(two_state, algorithm, settings, target, t
 
 def test_sweep_equals_separate_solves(ring, omd_sweep):
     single = mfax.solve_tabular(ring, 100, "omd", learning_rate=3.0)
-    np.testing.assert_allclose(np.asarray(omd_sweep.exploitability[2]),
-                               np.asarray(single.exploitability), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(omd_sweep.exploitability[2]),
+        np.asarray(single.exploitability),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     # (vmapped float32 arithmetic may be reassociated: equal to rounding, amplified by the
     # early oscillations of a large step)
-    np.testing.assert_allclose(np.asarray(omd_sweep.policy[2]), np.asarray(single.policy),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(omd_sweep.policy[2]), np.asarray(single.policy), atol=1e-3
+    )
 
 
 # --- the generic tabular game reproduces the built-in beach bar --------------------------
 def beach_bar_as_arrays(game):
     agg, mu0 = game.reset(jax.random.PRNGKey(0))
     idx, prob = game.kernel(agg, mu0)
-    bar, S, m, ca = game.params.bar_location, game.num_states, game.params.max_action, \
-        game.params.crowd_aversion
+    bar, S, m, ca = (
+        game.params.bar_location,
+        game.num_states,
+        game.params.max_action,
+        game.params.crowd_aversion,
+    )
 
     def reward(t, s, a, mu):  # docs/games.md#beach_bar_1d without common noise
-        return (-jnp.abs(bar - s).astype(jnp.float32) - jnp.abs(a - m).astype(jnp.float32) / S
-                - ca * jnp.log(mu[s] + 1e-8))
+        return (
+            -jnp.abs(bar - s).astype(jnp.float32)
+            - jnp.abs(a - m).astype(jnp.float32) / S
+            - ca * jnp.log(mu[s] + 1e-8)
+        )
 
     return np.asarray(mu0), np.asarray(idx), np.asarray(prob), reward
 
 
 def test_tabular_game_reproduces_beach_bar():
-    bar = mfax.make_game("beach_bar_1d", num_states=21, horizon=8, common_noise=False,
-                         bar_location=7, crowd_aversion=1.0)
+    bar = mfax.make_game(
+        "beach_bar_1d",
+        num_states=21,
+        horizon=8,
+        common_noise=False,
+        bar_location=7,
+        crowd_aversion=1.0,
+    )
     mu0, idx, prob, reward = beach_bar_as_arrays(bar)
     dense = np.zeros((21, 11, 21))
     np.add.at(dense, (np.arange(21)[:, None, None], np.arange(11)[None, :, None], idx), prob)
@@ -169,32 +207,54 @@ def test_tabular_game_reproduces_beach_bar():
     ref = mfax.evaluate_policy(bar, policy, jax.random.PRNGKey(0))
     for game, rtol in ((rows, 1e-6), (full, 1e-5)):
         got = mfax.evaluate_policy(game, policy, jax.random.PRNGKey(0))
-        for name in ("exploitability", "policy_return", "best_response_return",
-                     "policy_value", "best_response_value"):
-            np.testing.assert_allclose(np.asarray(getattr(got, name)),
-                                       np.asarray(getattr(ref, name)), rtol=rtol, atol=1e-5,
-                                       err_msg=name)
-        np.testing.assert_allclose(np.asarray(got.trajectory.mu), np.asarray(ref.trajectory.mu),
-                                   atol=1e-6)
+        for name in (
+            "exploitability",
+            "policy_return",
+            "best_response_return",
+            "policy_value",
+            "best_response_value",
+        ):
+            np.testing.assert_allclose(
+                np.asarray(getattr(got, name)),
+                np.asarray(getattr(ref, name)),
+                rtol=rtol,
+                atol=1e-5,
+                err_msg=name,
+            )
+        np.testing.assert_allclose(
+            np.asarray(got.trajectory.mu), np.asarray(ref.trajectory.mu), atol=1e-6
+        )
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    (dict(initial_distribution=[0.5, 0.4]), "initial_distribution"),
-    (dict(transitions=np.ones((2, 1, 3)) / 3), "transitions has shape"),
-    (dict(transitions=np.full((2, 1, 2), 0.4)), "sums to 0.8"),
-    (dict(transitions=np.array([[[1.5, -0.5]], [[0.0, 1.0]]])), "negative probability"),
-    (dict(reward=np.zeros((3, 1))), "reward has shape"),
-    (dict(reward=lambda t, s, a, mu: mu), "must return a scalar"),
-    (dict(reward=lambda t, s, a, mu: mu[s] + undefined_name), "reward(t, state, action, mu) failed"),  # noqa: F821
-    (dict(horizon=0), "horizon = 0"),
-    (dict(discount=1.5), "discount = 1.5"),
-    (dict(transitions=None, kernel_indices=[[[0]], [[2]]], kernel_probs=[[[1.0]], [[1.0]]]),
-     "kernel_indices must be integers in 0..1"),
-    (dict(kernel_indices=[[[0]], [[1]]], kernel_probs=[[[1.0]], [[1.0]]]), "not both"),
-])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(initial_distribution=[0.5, 0.4]), "initial_distribution"),
+        (dict(transitions=np.ones((2, 1, 3)) / 3), "transitions has shape"),
+        (dict(transitions=np.full((2, 1, 2), 0.4)), "sums to 0.8"),
+        (dict(transitions=np.array([[[1.5, -0.5]], [[0.0, 1.0]]])), "negative probability"),
+        (dict(reward=np.zeros((3, 1))), "reward has shape"),
+        (dict(reward=lambda t, s, a, mu: mu), "must return a scalar"),
+        (
+            dict(reward=lambda t, s, a, mu: mu[s] + undefined_name),  # noqa: F821
+            "reward(t, state, action, mu) failed",
+        ),
+        (dict(horizon=0), "horizon = 0"),
+        (dict(discount=1.5), "discount = 1.5"),
+        (
+            dict(transitions=None, kernel_indices=[[[0]], [[2]]], kernel_probs=[[[1.0]], [[1.0]]]),
+            "kernel_indices must be integers in 0..1",
+        ),
+        (dict(kernel_indices=[[[0]], [[1]]], kernel_probs=[[[1.0]], [[1.0]]]), "not both"),
+    ],
+)
 def test_tabular_game_errors_name_the_input(kwargs, needle):
-    args = dict(initial_distribution=[0.5, 0.5], reward=np.zeros((2, 1)), horizon=3,
-                transitions=np.eye(2)[:, None, :])
+    args = dict(
+        initial_distribution=[0.5, 0.5],
+        reward=np.zeros((2, 1)),
+        horizon=3,
+        transitions=np.eye(2)[:, None, :],
+    )
     args.update(kwargs)
     with pytest.raises(ValueError) as err:
         make_tabular_game(**args)
@@ -202,22 +262,27 @@ def test_tabular_game_errors_name_the_input(kwargs, needle):
 
 
 # --- bad settings -------------------------------------------------------------------------
-@pytest.mark.parametrize("call, needles", [
-    (dict(algorithm="omd", learning_rate=-1.0), ["learning_rate", "-1", "> 0"]),
-    (dict(algorithm="omd", learning_rate=[1.0, float("nan")]), ["learning_rate", "nan"]),
-    (dict(algorithm="omd", step=1.0), ["unknown setting 'step'", "learning_rate"]),
-    (dict(algorithm="fp", damping=0.5), ["unknown setting 'damping'", "none"]),
-    (dict(algorithm="fp_damped", damping=0.0), ["damping = 0", "(0, 1]"]),
-    (dict(algorithm="fp_damped", damping=1.5), ["damping = 1.5"]),
-    (dict(algorithm="boltzmann", temperature="hot"), ["temperature = 'hot'"]),
-    (dict(algorithm="prior_descent", prior_update_every=0), ["prior_update_every = 0",
-                                                              "integer >= 1"]),
-    (dict(algorithm="prior_descent", prior_update_every=[1, 2]), ["cannot be swept"]),
-    (dict(algorithm="momd", temperature=[1.0, 2.0], alpha=[0.5, 0.6, 0.7]), ["one length"]),
-    (dict(algorithm="sgd"), ["unknown algorithm 'sgd'", "omd"]),
-    (dict(num_iterations=0), ["num_iterations = 0", "integer >= 1"]),
-    (dict(gamma=0.0), ["gamma = 0.0"]),
-])
+@pytest.mark.parametrize(
+    "call, needles",
+    [
+        (dict(algorithm="omd", learning_rate=-1.0), ["learning_rate", "-1", "> 0"]),
+        (dict(algorithm="omd", learning_rate=[1.0, float("nan")]), ["learning_rate", "nan"]),
+        (dict(algorithm="omd", step=1.0), ["unknown setting 'step'", "learning_rate"]),
+        (dict(algorithm="fp", damping=0.5), ["unknown setting 'damping'", "none"]),
+        (dict(algorithm="fp_damped", damping=0.0), ["damping = 0", "(0, 1]"]),
+        (dict(algorithm="fp_damped", damping=1.5), ["damping = 1.5"]),
+        (dict(algorithm="boltzmann", temperature="hot"), ["temperature = 'hot'"]),
+        (
+            dict(algorithm="prior_descent", prior_update_every=0),
+            ["prior_update_every = 0", "integer >= 1"],
+        ),
+        (dict(algorithm="prior_descent", prior_update_every=[1, 2]), ["cannot be swept"]),
+        (dict(algorithm="momd", temperature=[1.0, 2.0], alpha=[0.5, 0.6, 0.7]), ["one length"]),
+        (dict(algorithm="sgd"), ["unknown algorithm 'sgd'", "omd"]),
+        (dict(num_iterations=0), ["num_iterations = 0", "integer >= 1"]),
+        (dict(gamma=0.0), ["gamma = 0.0"]),
+    ],
+)
 def test_bad_settings_are_clear_errors(ring, call, needles):
     call = {"num_iterations": 5, **call}
     with pytest.raises(ValueError) as err:
@@ -230,7 +295,9 @@ def test_bad_settings_are_clear_errors(ring, call, needles):
 
 def test_deterministic_hint_is_generic():
     assert mfax.make_game("beach_bar_1d").params.deterministic_hint() == {
-        "common_noise": "False", "bar_location": "<int>"}
+        "common_noise": "False",
+        "bar_location": "<int>",
+    }
     assert mfax.make_game("crowd_ring").params.deterministic_hint() == {}
     with pytest.raises(ValueError, match="common_noise"):
         mfax.make_game("crowd_ring", common_noise=True)
@@ -238,16 +305,31 @@ def test_deterministic_hint_is_generic():
 
 def test_cli_solve_algorithms():
     runner = CliRunner()
-    out = runner.invoke(app, ["solve", "--game", "crowd_ring", "--algo", "omd", "--setting",
-                              "learning_rate=3", "--iterations", "100", "--num-envs", "1"])
+    out = runner.invoke(
+        app,
+        [
+            "solve",
+            "--game",
+            "crowd_ring",
+            "--algo",
+            "omd",
+            "--setting",
+            "learning_rate=3",
+            "--iterations",
+            "100",
+            "--num-envs",
+            "1",
+        ],
+    )
     assert out.exit_code == 0, out.output
     final = float(out.output.split("final exploitability")[1].split()[0])
     uniform = float(out.output.split("uniform policy exploitability")[1].split()[0])
     assert 0 <= final < 1e-3 * uniform
     out = runner.invoke(app, ["solve", "--game", "crowd_ring", "--algo", "nope"])
     assert out.exit_code != 0 and "nope" in out.output and "prior_descent" in out.output
-    out = runner.invoke(app, ["solve", "--game", "crowd_ring", "--algo", "omd", "--setting",
-                              "learning_rate=-2"])
+    out = runner.invoke(
+        app, ["solve", "--game", "crowd_ring", "--algo", "omd", "--setting", "learning_rate=-2"]
+    )
     assert out.exit_code != 0 and "learning_rate = -2" in out.output
     # the advice for a random game is the game's own, not the beach bar's
     msg = str(deterministic_error(mfax.make_game("linear_quadratic", num_states=11, horizon=3)))

@@ -12,9 +12,17 @@ import mfax
 from mfax.training import TrainConfig, TrainingDiverged, make_train, run_training
 from mfax.training.config import merge_mappings
 
-SMALL = dict(game="linear_quadratic", game_params=dict(num_states=21, horizon=8),
-             num_iterations=40, eval_every=20, num_envs=8, hidden=(32, 32), embed_dim=16,
-             gru_hidden=16, lr=1e-2)
+SMALL = dict(
+    game="linear_quadratic",
+    game_params=dict(num_states=21, horizon=8),
+    num_iterations=40,
+    eval_every=20,
+    num_envs=8,
+    hidden=(32, 32),
+    embed_dim=16,
+    gru_hidden=16,
+    lr=1e-2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +51,13 @@ def test_spg_lowers_exploitability(spg_run):
 def test_same_seed_is_bitwise_identical(spg_run):
     again = run_training(TrainConfig(algo="spg", **SMALL), seed=0, progress=False)
     for a, b in zip(spg_run.curve, again.curve):
-        assert {k: v for k, v in a.items() if k != "seconds"} == \
-            {k: v for k, v in b.items() if k != "seconds"}
+        assert {k: v for k, v in a.items() if k != "seconds"} == {
+            k: v for k, v in b.items() if k != "seconds"
+        }
     np.testing.assert_array_equal(spg_run.losses, again.losses)
-    for x, y in zip(jax.tree_util.tree_leaves(spg_run.params),
-                    jax.tree_util.tree_leaves(again.params)):
+    for x, y in zip(
+        jax.tree_util.tree_leaves(spg_run.params), jax.tree_util.tree_leaves(again.params)
+    ):
         np.testing.assert_array_equal(x, y)
 
 
@@ -76,8 +86,9 @@ def test_whole_run_is_one_computation_vmapped_over_seeds(spg_run):
     np.testing.assert_array_equal(metrics.iteration[0], [0, 20, 40])
     assert np.all(np.asarray(state.failed_at) == -1)
     # seed 0 of the single scan matches the chunk-by-chunk driver
-    np.testing.assert_allclose(metrics.exploitability[0],
-                               [row["exploitability"] for row in spg_run.curve], rtol=1e-3)
+    np.testing.assert_allclose(
+        metrics.exploitability[0], [row["exploitability"] for row in spg_run.curve], rtol=1e-3
+    )
     np.testing.assert_allclose(losses[0], spg_run.losses, rtol=1e-3)
     # training helps every seed, and the seeds differ
     assert np.all(metrics.exploitability[:, -1] < 0.5 * metrics.exploitability[:, 0])
@@ -104,24 +115,29 @@ def test_published_defaults():
     game = cfg.make_game()
     assert cfg.resolved_num_envs() == 8 and cfg.resolved_gamma(game) == 0.95
     assert cfg.network(game).head == "beta"
-    assert TrainConfig(game="beach_bar_1d").network(mfax.make_game("beach_bar_1d")).head == \
-        "categorical"
+    assert (
+        TrainConfig(game="beach_bar_1d").network(mfax.make_game("beach_bar_1d")).head
+        == "categorical"
+    )
     assert TrainConfig().lr == 1e-3 and TrainConfig().hidden == (128, 128)
     assert TrainConfig(game="endogenous").game == "macro"
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(algo="ppo"), r"'algo' = 'ppo' is not allowed; expected spg or rspg"),
-    (dict(lr=0.0), r"'lr' = 0.0 is not allowed"),
-    (dict(lr=float("nan")), r"'lr' = nan is not allowed"),
-    (dict(num_iterations=30, eval_every=20), r"'num_iterations' = 30.*multiple of eval_every"),
-    (dict(num_envs=0), r"'num_envs' = 0"),
-    (dict(gamma=1.5), r"'gamma' = 1.5.*\(0, 1\]"),
-    (dict(hidden=[64, "x"]), r"'hidden'"),
-    (dict(head="gaussian"), r"'head' = 'gaussian'.*auto or categorical or beta"),
-    (dict(state_input="pixels"), r"'state_input'"),
-    (dict(game="chess"), r"unknown game 'chess'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(algo="ppo"), r"'algo' = 'ppo' is not allowed; expected spg or rspg"),
+        (dict(lr=0.0), r"'lr' = 0.0 is not allowed"),
+        (dict(lr=float("nan")), r"'lr' = nan is not allowed"),
+        (dict(num_iterations=30, eval_every=20), r"'num_iterations' = 30.*multiple of eval_every"),
+        (dict(num_envs=0), r"'num_envs' = 0"),
+        (dict(gamma=1.5), r"'gamma' = 1.5.*\(0, 1\]"),
+        (dict(hidden=[64, "x"]), r"'hidden'"),
+        (dict(head="gaussian"), r"'head' = 'gaussian'.*auto or categorical or beta"),
+        (dict(state_input="pixels"), r"'state_input'"),
+        (dict(game="chess"), r"unknown game 'chess'"),
+    ],
+)
 def test_bad_configs_raise_clear_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**bad)
@@ -130,11 +146,16 @@ def test_bad_configs_raise_clear_errors(bad, match):
 def test_mapping_layer_unknown_keys_and_game_section():
     cfg = TrainConfig.from_mapping(
         {"lr": 0.01, "game": {"num_states": 21}, "game.horizon": 8},
-        game="linear_quadratic", algo="rspg")
+        game="linear_quadratic",
+        algo="rspg",
+    )
     assert cfg.algo == "rspg" and cfg.recurrent and cfg.lr == 0.01
     assert cfg.make_game().num_states == 21 and cfg.make_game().horizon == 8
-    with pytest.raises(ValueError, match=r"unknown key 'learning_rate'; allowed keys: algo, "
-                                         r"num_iterations"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown key 'learning_rate'; allowed keys: algo, "
+        r"num_iterations",
+    ):
         TrainConfig.from_mapping({"learning_rate": 1e-3}, game="linear_quadratic")
     with pytest.raises(ValueError, match=r"unknown parameter 'size'; allowed parameters"):
         TrainConfig.from_mapping({"game": {"size": 3}}, game="linear_quadratic")
@@ -154,6 +175,7 @@ def test_example_configs_are_valid(name):
 
     path = pathlib.Path(__file__).resolve().parent.parent / "params" / "configs" / name
     for game in ("linear_quadratic", "beach_bar_1d", "macro"):
-        cfg = TrainConfig.from_mapping(yaml.safe_load(path.read_text()), game=game, algo="rspg",
-                                       source=str(path))
+        cfg = TrainConfig.from_mapping(
+            yaml.safe_load(path.read_text()), game=game, algo="rspg", source=str(path)
+        )
         assert cfg.num_iterations % cfg.eval_every == 0

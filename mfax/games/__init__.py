@@ -80,5 +80,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'mfax.games' has no attribute {name!r}")
 
 
-__all__ = ["Game", "GameParams", "TabularGame", "make_tabular_game", "make_game", "make_params", "list_games", "canonical_name",
-           "check_game_size"]
+__all__ = [
+    "Game",
+    "GameParams",
+    "TabularGame",
+    "make_tabular_game",
+    "make_game",
+    "make_params",
+    "list_games",
+    "canonical_name",
+    "check_game_size",
+]

@@ -44,21 +44,29 @@ class NoiseDraw:
 
     def __post_init__(self):
         if len(self.atoms) != len(self.probs) or not self.atoms:
-            raise ValueError(f"NoiseDraw {self.field!r}: {len(self.atoms)} atoms, "
-                             f"{len(self.probs)} probabilities; expected one per atom")
+            raise ValueError(
+                f"NoiseDraw {self.field!r}: {len(self.atoms)} atoms, "
+                f"{len(self.probs)} probabilities; expected one per atom"
+            )
         if self.sampler == "randint" and (
-                list(self.atoms) != list(range(self.atoms[0], self.atoms[0] + len(self.atoms)))
-                or len(set(self.probs)) != 1):
-            raise ValueError(f"NoiseDraw {self.field!r}: sampler 'randint' needs consecutive "
-                             "integer atoms of equal probability")
+            list(self.atoms) != list(range(self.atoms[0], self.atoms[0] + len(self.atoms)))
+            or len(set(self.probs)) != 1
+        ):
+            raise ValueError(
+                f"NoiseDraw {self.field!r}: sampler 'randint' needs consecutive "
+                "integer atoms of equal probability"
+            )
         if self.sampler not in ("cdf", "randint"):
-            raise ValueError(f"NoiseDraw {self.field!r}: sampler = {self.sampler!r} is not "
-                             "allowed; expected 'cdf' or 'randint'")
+            raise ValueError(
+                f"NoiseDraw {self.field!r}: sampler = {self.sampler!r} is not "
+                "allowed; expected 'cdf' or 'randint'"
+            )
 
     def sample(self, key: jax.Array) -> jax.Array:
         if self.sampler == "randint":
-            return jax.random.randint(key, (), self.atoms[0], self.atoms[-1] + 1,
-                                      dtype=jnp.dtype(self.dtype))
+            return jax.random.randint(
+                key, (), self.atoms[0], self.atoms[-1] + 1, dtype=jnp.dtype(self.dtype)
+            )
         cdf = jnp.cumsum(jnp.asarray(self.probs, jnp.float32))
         u = jax.random.uniform(key, (), jnp.float32)
         i = jnp.minimum(jnp.sum(cdf <= u), len(self.atoms) - 1)
@@ -100,9 +108,15 @@ class CommonNoise:
         """``agg`` (already at its new time) with each later draw's field set to its value
         when ``agg.t`` is that draw's time."""
         for d in self.later_draws:
-            agg = agg._replace(**{d.field: jnp.where(
-                agg.t == d.time, jnp.asarray(values[d.field], jnp.dtype(d.dtype)),
-                getattr(agg, d.field))})
+            agg = agg._replace(
+                **{
+                    d.field: jnp.where(
+                        agg.t == d.time,
+                        jnp.asarray(values[d.field], jnp.dtype(d.dtype)),
+                        getattr(agg, d.field),
+                    )
+                }
+            )
         return agg
 
     def advance(self, key: jax.Array, agg: Any) -> Any:
@@ -130,7 +144,6 @@ class Game(abc.ABC):
     obs_dim: int
     #: names of the entries of the shared observation (raw, unnormalised)
     obs_names: tuple[str, ...]
-
 
     @property
     def horizon(self) -> int:
@@ -191,8 +204,9 @@ class Game(abc.ABC):
         """The game's common noise (`CommonNoise`).  The default knows only games without
         any: a game with common noise must declare it to be enumerated."""
         if self.params.common_noise or self.has_random_reset:
-            return CommonNoise(continuous=f"{self.name} does not declare its common noise "
-                                          "(Game.noise)")
+            return CommonNoise(
+                continuous=f"{self.name} does not declare its common noise (Game.noise)"
+            )
         return CommonNoise()
 
     def initial_state(self, values: dict[str, jax.Array]) -> tuple[Any, jax.Array]:

@@ -45,8 +45,16 @@ class BeachBar1D(Grid1DGame):
         if p.bar_location is None:
             lo, hi = p.bar_range()
             n = hi - lo + 1
-            draws.append(NoiseDraw("bar", 0, tuple(range(lo, hi + 1)), (1.0 / n,) * n,
-                                   dtype="int32", sampler="randint"))
+            draws.append(
+                NoiseDraw(
+                    "bar",
+                    0,
+                    tuple(range(lo, hi + 1)),
+                    (1.0 / n,) * n,
+                    dtype="int32",
+                    sampler="randint",
+                )
+            )
         if p.common_noise and p.horizon // 2 > 0:
             draws.append(NoiseDraw("z", p.horizon // 2, (1.0, 0.0), (0.5, 0.5)))
         return CommonNoise(tuple(draws))
@@ -64,8 +72,9 @@ class BeachBar1D(Grid1DGame):
 
     def _legal(self, x, y, bar):
         """Stop in front of the bar: nobody steps onto or across it."""
-        return jnp.where((x < bar) & (bar <= y), bar - 1,
-                         jnp.where((x > bar) & (bar >= y), bar + 1, y))
+        return jnp.where(
+            (x < bar) & (bar <= y), bar - 1, jnp.where((x > bar) & (bar >= y), bar + 1, y)
+        )
 
     def kernel(self, agg, mu):
         p = self.params

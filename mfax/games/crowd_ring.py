@@ -44,11 +44,13 @@ class CrowdRing(Grid1DGame):
         p = self.params
         x = jnp.arange(p.num_states, dtype=jnp.int32)[:, None]
         a = jnp.asarray(self.action_values(), jnp.int32)[None, :]
-        delta = (jnp.asarray(p.noise_atoms, jnp.int32) if p.idio_noise
-                 else jnp.zeros((1,), jnp.int32))
+        delta = (
+            jnp.asarray(p.noise_atoms, jnp.int32) if p.idio_noise else jnp.zeros((1,), jnp.int32)
+        )
         nxt = jnp.mod(x[..., None] + a[..., None] + delta, p.num_states)
-        probs = (jnp.asarray(p.noise_probs, jnp.float32) if p.idio_noise
-                 else jnp.ones((1,), jnp.float32))
+        probs = (
+            jnp.asarray(p.noise_probs, jnp.float32) if p.idio_noise else jnp.ones((1,), jnp.float32)
+        )
         return nxt.astype(jnp.int32), jnp.broadcast_to(probs, nxt.shape)
 
     def next_aggregate(self, key, agg):

@@ -20,8 +20,12 @@ class Grid1DGame(Game):
         return np.arange(-m, m + 1, dtype=np.float32)
 
     def state_coords(self):
-        return {"x": (np.arange(self.num_states, dtype=np.float32),
-                      {"long_name": self.position_name, "units": "1"})}
+        return {
+            "x": (
+                np.arange(self.num_states, dtype=np.float32),
+                {"long_name": self.position_name, "units": "1"},
+            )
+        }
 
     def state_features(self):
         return (np.arange(self.num_states, dtype=np.float32) / (self.num_states - 1))[:, None]

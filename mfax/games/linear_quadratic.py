@@ -50,8 +50,9 @@ class LinearQuadratic(Grid1DGame):
     def push(self, agg: LQAggregate) -> jax.Array:
         """The common-noise push eps_t."""
         p = self.params
-        sign = jnp.where(agg.t < p.push_early_end, -1.0,
-                         jnp.where(agg.t > p.push_late_start, 1.0, 0.0))
+        sign = jnp.where(
+            agg.t < p.push_early_end, -1.0, jnp.where(agg.t > p.push_late_start, 1.0, 0.0)
+        )
         return sign * p.push_size * agg.z
 
     def kernel(self, agg, mu):

@@ -73,14 +73,18 @@ class Macro(Game):
         """A Gaussian innovation at every step: continuous, so it cannot be enumerated."""
         p = self.params
         if p.common_noise and p.nu > 0:
-            return CommonNoise(continuous=f"continuous: the productivity shock z' = rho z + "
-                                          f"nu eps, eps ~ N(0, 1), at every step (nu = {p.nu})")
+            return CommonNoise(
+                continuous=f"continuous: the productivity shock z' = rho z + "
+                f"nu eps, eps ~ N(0, 1), at every step (nu = {p.nu})"
+            )
         return CommonNoise()  # z stays 0
 
     def reset(self, key):
         S = self.num_states
-        return (MacroAggregate(t=jnp.zeros((), jnp.int32), z=jnp.zeros((), jnp.float32)),
-                jnp.full((S,), 1.0 / S, jnp.float32))
+        return (
+            MacroAggregate(t=jnp.zeros((), jnp.int32), z=jnp.zeros((), jnp.float32)),
+            jnp.full((S,), 1.0 / S, jnp.float32),
+        )
 
     def kernel(self, agg, mu):
         p = self.params
@@ -133,8 +137,13 @@ class Macro(Game):
         k, y = self._state_values()
         return {
             "wealth": (k, {"long_name": "individual wealth (capital)", "units": "model units"}),
-            "income": (y, {"long_name": "individual labour income (efficiency units)",
-                           "units": "model units"}),
+            "income": (
+                y,
+                {
+                    "long_name": "individual labour income (efficiency units)",
+                    "units": "model units",
+                },
+            ),
         }
 
     def state_features(self):

@@ -13,7 +13,7 @@ import math
 import os
 import types
 import typing
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class GameParams:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_overrides(cls, **overrides: Any) -> "GameParams":
+    def from_overrides(cls, **overrides: Any) -> GameParams:
         allowed = cls.allowed()
         for name in overrides:
             if name not in allowed:
@@ -46,8 +46,10 @@ class GameParams:
                     + ", ".join(allowed)
                 )
         hints = typing.get_type_hints(cls)
-        kwargs = {name: _coerce(cls.game_name, name, value, hints[name])
-                  for name, value in overrides.items()}
+        kwargs = {
+            name: _coerce(cls.game_name, name, value, hints[name])
+            for name, value in overrides.items()
+        }
         params = cls(**kwargs)
         params.validate()
         return params
@@ -60,7 +62,6 @@ class GameParams:
             f"{self.game_name}: parameter {name!r} = {getattr(self, name)!r} is not allowed; "
             f"expected {allowed}"
         )
-
 
     def deterministic_hint(self) -> dict[str, str]:
         """The settings (name -> value to give) that make reset and every step deterministic,
@@ -152,8 +153,9 @@ MEMORY_FRACTION = 0.5
 MEMORY_LIMIT_ENV = "MFAX_MEMORY_LIMIT_GB"
 
 
-def estimate_bytes(num_states: int, num_actions: int, kernel_size: int, horizon: int,
-                   num_envs: int = 1) -> int:
+def estimate_bytes(
+    num_states: int, num_actions: int, kernel_size: int, horizon: int, num_envs: int = 1
+) -> int:
     """Memory of a push-forward rollout and its evaluation (float32 / int32 entries).
 
     Per environment: the recorded policy and reward tables ``[T, S, A]`` (two), the
@@ -175,8 +177,9 @@ def memory_limit() -> tuple[int, str]:
         except ValueError:
             gb = float("nan")
         if not math.isfinite(gb) or gb <= 0:
-            raise ValueError(f"${MEMORY_LIMIT_ENV} = {env!r} is not allowed; expected a "
-                             "finite number of GB > 0")
+            raise ValueError(
+                f"${MEMORY_LIMIT_ENV} = {env!r} is not allowed; expected a finite number of GB > 0"
+            )
         return int(gb * 1e9), f"${MEMORY_LIMIT_ENV}"
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -186,7 +189,8 @@ def memory_limit() -> tuple[int, str]:
         total = 16 * 10**9  # unknown: assume a 16 GB machine
     return int(total * MEMORY_FRACTION), (
         f"{MEMORY_FRACTION:.0%} of this machine's {_gb(total)}; set ${MEMORY_LIMIT_ENV} "
-        "to change it")
+        "to change it"
+    )
 
 
 def _gb(n: float) -> str:
@@ -196,32 +200,39 @@ def _gb(n: float) -> str:
     return f"{n / 1e3:.3g} kB"
 
 
-def _check_size(params: GameParams, S: int, A: int, K: int, num_envs: int,
-                envs_name: str | None) -> None:
+def _check_size(
+    params: GameParams, S: int, A: int, K: int, num_envs: int, envs_name: str | None
+) -> None:
     T = params.horizon
     names = [n for n in params.size_params if hasattr(params, n)]
     defaults = type(params)()
     changed = [n for n in names if getattr(params, n) != getattr(defaults, n)] or names
     given = ", ".join(f"{n} = {getattr(params, n)!r}" for n in changed)
     reduce = list(changed) + ([envs_name] if envs_name and num_envs > 1 else [])
-    advice = "reduce " + (" or ".join(reduce) if len(reduce) < 3
-                          else ", ".join(reduce[:-1]) + " or " + reduce[-1])
+    advice = "reduce " + (
+        " or ".join(reduce) if len(reduce) < 3 else ", ".join(reduce[:-1]) + " or " + reduce[-1]
+    )
     sizes = f"S = {S}, A = {A}, K = {K}, T = {T}"
-    envs = (f" with {num_envs} environments ({envs_name})" if envs_name and num_envs > 1
-            else " for one environment")
+    envs = (
+        f" with {num_envs} environments ({envs_name})"
+        if envs_name and num_envs > 1
+        else " for one environment"
+    )
     need = estimate_bytes(S, A, K, T, num_envs)
     limit, what = memory_limit()
     if need > limit:
         raise ValueError(
             f"{params.game_name}: {given} is too large{envs}: it needs about {_gb(need)} of memory "
             f"(policy and reward tables [T, S, A], kernel rows [S, A, K], value arrays; "
-            f"{sizes}), more than the {_gb(limit)} allowed ({what}); {advice}")
+            f"{sizes}), more than the {_gb(limit)} allowed ({what}); {advice}"
+        )
     work = T * S * A * K
     if work > MAX_KERNEL_ENTRIES:
         raise ValueError(
             f"{params.game_name}: {given} is too large: one episode visits T * S * A * K = {work:.3g} "
             f"kernel entries ({sizes}), more than the {MAX_KERNEL_ENTRIES:.3g} allowed (a run "
-            f"at this size would take hours); {advice}")
+            f"at this size would take hours); {advice}"
+        )
 
 
 # --- the games' parameters ---------------------------------------------------------------
@@ -232,9 +243,11 @@ class Grid1DParams(GameParams):
     size_params = ("num_states", "horizon", "max_action", "noise_atoms")
 
     def sizes(self) -> tuple[int, int, int]:
-        return (self.num_states,  # type: ignore[attr-defined]
-                2 * self.max_action + 1,  # type: ignore[attr-defined]
-                len(self.noise_atoms) if self.idio_noise else 1)  # type: ignore[attr-defined]
+        return (
+            self.num_states,  # type: ignore[attr-defined]
+            2 * self.max_action + 1,  # type: ignore[attr-defined]
+            len(self.noise_atoms) if self.idio_noise else 1,
+        )  # type: ignore[attr-defined]
 
 
 def _normal_weights(atoms: tuple[float, ...]) -> tuple[float, ...]:
@@ -293,7 +306,7 @@ class BeachBarParams(Grid1DParams):
     num_states: int = 101
     horizon: int = 30
     #: fixed bar position, or None for uniform on floor(S/4)..ceil(3S/4)-1 at reset
-    bar_location: Optional[int] = None
+    bar_location: int | None = None
     crowd_aversion: float = 0.0
     common_noise: bool = True
     idio_noise: bool = True
@@ -345,9 +358,11 @@ class MacroParams(GameParams):
     income_probs: tuple[float, ...] = (0.1, 0.8, 0.1)
 
     def sizes(self) -> tuple[int, int, int]:
-        return (self.num_wealth * self.num_income,
-                self.num_actions,
-                2 * (len(self.income_atoms) if self.idio_noise else 1))
+        return (
+            self.num_wealth * self.num_income,
+            self.num_actions,
+            2 * (len(self.income_atoms) if self.idio_noise else 1),
+        )
 
     def validate(self) -> None:
         if self.horizon < 1:

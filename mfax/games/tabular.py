@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +48,8 @@ class TabularParams(GameParams):
     mu0: np.ndarray  # [S] float32
     idx: np.ndarray  # [S, A, K] int32
     prob: np.ndarray  # [S, A, K] float32
-    reward_table: Optional[np.ndarray]  # [T, S, A] float32, or None with reward_fn
-    reward_fn: Optional[Callable]
+    reward_table: np.ndarray | None  # [T, S, A] float32, or None with reward_fn
+    reward_fn: Callable | None
     discount: float
     common_noise: bool = False
 
@@ -60,9 +61,15 @@ class TabularParams(GameParams):
 
     def to_dict(self) -> dict[str, Any]:
         S, A, K = self.sizes()
-        return {"name": self.name, "num_states": S, "num_actions": A, "kernel_size": K,
-                "horizon": self.horizon, "discount": self.discount,
-                "reward": "table" if self.reward_fn is None else "function"}
+        return {
+            "name": self.name,
+            "num_states": S,
+            "num_actions": A,
+            "kernel_size": K,
+            "horizon": self.horizon,
+            "discount": self.discount,
+            "reward": "table" if self.reward_fn is None else "function",
+        }
 
     def check_size(self, num_envs: int = 1, envs_name: str | None = None) -> None:
         S, A, K = self.sizes()
@@ -74,12 +81,14 @@ class TabularParams(GameParams):
                 f"tabular game {self.name!r}: S = {S}, A = {A}, K = {K}, T = {T} needs about "
                 f"{_gb(need)} of memory, more than the {_gb(limit)} allowed ({what}); reduce the "
                 "number of states, successors per row (K) or the horizon"
-                + (f", or {envs_name}" if envs_name and num_envs > 1 else ""))
+                + (f", or {envs_name}" if envs_name and num_envs > 1 else "")
+            )
         if T * S * A * K > MAX_KERNEL_ENTRIES:
             raise ValueError(
                 f"tabular game {self.name!r}: one episode visits T * S * A * K = {T * S * A * K:.3g} "
                 f"kernel entries (S = {S}, A = {A}, K = {K}, T = {T}), more than the "
-                f"{MAX_KERNEL_ENTRIES:.3g} allowed; reduce the states, successors per row or horizon")
+                f"{MAX_KERNEL_ENTRIES:.3g} allowed; reduce the states, successors per row or horizon"
+            )
 
 
 class TabularAggregate(NamedTuple):
@@ -126,8 +135,12 @@ class TabularGame(Game):
         return np.arange(self.num_actions, dtype=np.float32)
 
     def state_coords(self):
-        return {"state": (np.arange(self.num_states, dtype=np.float32),
-                          {"long_name": "state index", "units": "1"})}
+        return {
+            "state": (
+                np.arange(self.num_states, dtype=np.float32),
+                {"long_name": "state index", "units": "1"},
+            )
+        }
 
     def state_features(self):
         S = self.num_states
@@ -138,7 +151,8 @@ def _reward_table(fn, t, mu, S, A):
     """``fn(t, state, action, mu)`` on every (state, action) pair: ``[S, A]``."""
     per_action = jax.vmap(fn, (None, None, 0, None))
     table = jax.vmap(per_action, (None, 0, None, None))(
-        t, jnp.arange(S, dtype=jnp.int32), jnp.arange(A, dtype=jnp.int32), mu)
+        t, jnp.arange(S, dtype=jnp.int32), jnp.arange(A, dtype=jnp.int32), mu
+    )
     return jnp.asarray(table, jnp.float32)
 
 
@@ -146,8 +160,9 @@ def _array(name: str, value: Any, ndims: tuple[int, ...], dtype=np.float64) -> n
     try:
         arr = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
-        raise ValueError(f"tabular game: {name} must be an array of numbers, not "
-                         f"{type(value).__name__}") from None
+        raise ValueError(
+            f"tabular game: {name} must be an array of numbers, not {type(value).__name__}"
+        ) from None
     if arr.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"tabular game: {name} has shape {arr.shape}; expected a {want} array")
@@ -159,14 +174,17 @@ def _array(name: str, value: Any, ndims: tuple[int, ...], dtype=np.float64) -> n
 def _check_rows(name: str, prob: np.ndarray) -> None:
     if prob.min() < 0:
         where = tuple(int(i) for i in np.argwhere(prob < 0)[0])
-        raise ValueError(f"tabular game: {name} has a negative probability {prob[where]!r} at "
-                         f"index {where}; probabilities must be >= 0")
+        raise ValueError(
+            f"tabular game: {name} has a negative probability {prob[where]!r} at "
+            f"index {where}; probabilities must be >= 0"
+        )
     dev = np.abs(prob.sum(-1) - 1.0)
     if dev.max() > _TOL:
         s, a = (int(i) for i in np.unravel_index(np.argmax(dev), dev.shape))
         raise ValueError(
             f"tabular game: {name} row (state {s}, action {a}) sums to {prob[s, a].sum():.6g}; "
-            f"every row of successor probabilities must sum to 1 (within {_TOL})")
+            f"every row of successor probabilities must sum to 1 (within {_TOL})"
+        )
 
 
 def _sparse_rows(transitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,10 +196,17 @@ def _sparse_rows(transitions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order.astype(np.int32), np.take_along_axis(transitions, order, -1)
 
 
-def make_tabular_game(initial_distribution: Any, reward: Any, horizon: int,
-                      transitions: Any = None, *, kernel_indices: Any = None,
-                      kernel_probs: Any = None, discount: float = 0.99,
-                      name: str = "tabular") -> TabularGame:
+def make_tabular_game(
+    initial_distribution: Any,
+    reward: Any,
+    horizon: int,
+    transitions: Any = None,
+    *,
+    kernel_indices: Any = None,
+    kernel_probs: Any = None,
+    discount: float = 0.99,
+    name: str = "tabular",
+) -> TabularGame:
     """A game from arrays (see the module docstring).
 
     - ``initial_distribution``: ``mu_0[S]``, non-negative, summing to 1;
@@ -194,42 +219,55 @@ def make_tabular_game(initial_distribution: Any, reward: Any, horizon: int,
     - ``horizon``: ``T`` steps; ``discount``: the default ``gamma`` in (0, 1].
     """
     if not isinstance(horizon, (int, np.integer)) or isinstance(horizon, bool) or horizon < 1:
-        raise ValueError(f"tabular game: horizon = {horizon!r} is not allowed; expected an "
-                         "integer >= 1")
+        raise ValueError(
+            f"tabular game: horizon = {horizon!r} is not allowed; expected an integer >= 1"
+        )
     horizon = int(horizon)
-    if isinstance(discount, bool) or not isinstance(discount, (int, float, np.number)) or not (
-            math.isfinite(discount) and 0.0 < discount <= 1.0):
-        raise ValueError(f"tabular game: discount = {discount!r} is not allowed; expected a "
-                         "number in (0, 1]")
+    if (
+        isinstance(discount, bool)
+        or not isinstance(discount, (int, float, np.number))
+        or not (math.isfinite(discount) and 0.0 < discount <= 1.0)
+    ):
+        raise ValueError(
+            f"tabular game: discount = {discount!r} is not allowed; expected a number in (0, 1]"
+        )
     mu0 = _array("initial_distribution", initial_distribution, (1,))
     S = mu0.shape[0]
     if S < 1 or mu0.min() < 0 or abs(mu0.sum() - 1.0) > _TOL:
-        raise ValueError(f"tabular game: initial_distribution must be non-negative and sum to 1 "
-                         f"(min {mu0.min() if S else None!r}, sum {mu0.sum():.6g})")
+        raise ValueError(
+            f"tabular game: initial_distribution must be non-negative and sum to 1 "
+            f"(min {mu0.min() if S else None!r}, sum {mu0.sum():.6g})"
+        )
 
     if (transitions is None) == (kernel_indices is None and kernel_probs is None):
-        raise ValueError("tabular game: give either transitions [S, A, S] or kernel_indices and "
-                         "kernel_probs [S, A, K], not both or neither")
+        raise ValueError(
+            "tabular game: give either transitions [S, A, S] or kernel_indices and "
+            "kernel_probs [S, A, K], not both or neither"
+        )
     if transitions is not None:
         P = _array("transitions", transitions, (3,))
         if P.shape[0] != S or P.shape[2] != S or P.shape[1] < 1:
-            raise ValueError(f"tabular game: transitions has shape {P.shape}; expected [S, A, S] "
-                             f"with S = {S} (the length of initial_distribution) and A >= 1")
+            raise ValueError(
+                f"tabular game: transitions has shape {P.shape}; expected [S, A, S] "
+                f"with S = {S} (the length of initial_distribution) and A >= 1"
+            )
         _check_rows("transitions", P)
         idx, prob = _sparse_rows(P)
     else:
         if kernel_indices is None or kernel_probs is None:
-            raise ValueError("tabular game: kernel_indices and kernel_probs go together; "
-                             "give both")
+            raise ValueError("tabular game: kernel_indices and kernel_probs go together; give both")
         prob = _array("kernel_probs", kernel_probs, (3,))
         raw_idx = _array("kernel_indices", kernel_indices, (3,))
         if raw_idx.shape != prob.shape or prob.shape[0] != S or min(prob.shape) < 1:
             raise ValueError(
                 f"tabular game: kernel_indices {raw_idx.shape} and kernel_probs {prob.shape} "
-                f"must have the same shape [S, A, K] with S = {S}")
+                f"must have the same shape [S, A, K] with S = {S}"
+            )
         if np.any(raw_idx != np.round(raw_idx)) or raw_idx.min() < 0 or raw_idx.max() >= S:
-            raise ValueError(f"tabular game: kernel_indices must be integers in 0..{S - 1} "
-                             f"(got min {raw_idx.min()!r}, max {raw_idx.max()!r})")
+            raise ValueError(
+                f"tabular game: kernel_indices must be integers in 0..{S - 1} "
+                f"(got min {raw_idx.min()!r}, max {raw_idx.max()!r})"
+            )
         _check_rows("kernel_probs", prob)
         idx = raw_idx.astype(np.int32)
     A = idx.shape[1]
@@ -238,25 +276,39 @@ def make_tabular_game(initial_distribution: Any, reward: Any, horizon: int,
     if callable(reward):
         reward_fn = reward
         try:
-            out = jax.eval_shape(lambda t, mu: _reward_table(reward, t, mu, S, A),
-                                 jax.ShapeDtypeStruct((), jnp.int32),
-                                 jax.ShapeDtypeStruct((S,), jnp.float32))
-        except Exception as err:  # noqa: BLE001  any failure of user code is reported as such
+            out = jax.eval_shape(
+                lambda t, mu: _reward_table(reward, t, mu, S, A),
+                jax.ShapeDtypeStruct((), jnp.int32),
+                jax.ShapeDtypeStruct((S,), jnp.float32),
+            )
+        except Exception as err:
             raise ValueError(
                 f"tabular game: reward(t, state, action, mu) failed on int32 scalars t, state, "
-                f"action and mu[{S}]: {type(err).__name__}: {err}") from None
+                f"action and mu[{S}]: {type(err).__name__}: {err}"
+            ) from None
         if out.shape != (S, A):
-            raise ValueError(f"tabular game: reward(t, state, action, mu) must return a scalar; "
-                             f"on all pairs it gave shape {out.shape[2:]}")
+            raise ValueError(
+                f"tabular game: reward(t, state, action, mu) must return a scalar; "
+                f"on all pairs it gave shape {out.shape[2:]}"
+            )
     else:
         R = _array("reward", reward, (2, 3))
         if R.shape[-2:] != (S, A) or (R.ndim == 3 and R.shape[0] != horizon):
-            raise ValueError(f"tabular game: reward has shape {R.shape}; expected [S, A] = "
-                             f"({S}, {A}) or [T, S, A] = ({horizon}, {S}, {A}), or a function")
+            raise ValueError(
+                f"tabular game: reward has shape {R.shape}; expected [S, A] = "
+                f"({S}, {A}) or [T, S, A] = ({horizon}, {S}, {A}), or a function"
+            )
         reward_table = np.broadcast_to(R, (horizon, S, A)).astype(np.float32)
 
-    params = TabularParams(name=str(name), horizon=horizon, mu0=mu0.astype(np.float32),
-                           idx=idx, prob=prob.astype(np.float32), reward_table=reward_table,
-                           reward_fn=reward_fn, discount=float(discount))
+    params = TabularParams(
+        name=str(name),
+        horizon=horizon,
+        mu0=mu0.astype(np.float32),
+        idx=idx,
+        prob=prob.astype(np.float32),
+        reward_table=reward_table,
+        reward_fn=reward_fn,
+        discount=float(discount),
+    )
     params.check_size()
     return TabularGame(params)

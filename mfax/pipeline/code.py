@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 #: Code each stage runs (files or folders, relative to the repository root): the modules
 #: its command imports and calls, as far as they shape its outputs. Left out on purpose:
@@ -23,18 +23,44 @@ from typing import Iterable
 #: every mfax module a stage imports is listed or left out on purpose.
 CODE_DEPS = {
     "configure": ["mfax/pipeline/params.py", "mfax/pipeline/runs.py", "mfax/io.py"],
-    "train": ["mfax/games", "mfax/training", "mfax/rl", "mfax/dynamics.py",
-              "mfax/evaluation.py", "mfax/policies.py", "mfax/networks.py",
-              "mfax/network_config.py", "mfax/agents.py", "mfax/noise_tree.py",
-              "mfax/noise_bracket.py", "mfax/sharding.py",
-              "mfax/multiseed.py", "mfax/algorithms.py", "mfax/io.py", "mfax/outputs.py",
-              "mfax/pipeline/staging.py"],
-    "evaluate": ["mfax/games", "mfax/training", "mfax/dynamics.py", "mfax/evaluation.py",
-                 "mfax/policies.py", "mfax/networks.py", "mfax/network_config.py",
-                 "mfax/noise_tree.py", "mfax/noise_bracket.py", "mfax/sharding.py",
-                 "mfax/agents.py", "mfax/multiseed.py",
-                 "mfax/algorithms.py", "mfax/io.py", "mfax/pipeline/netcdf.py",
-                 "mfax/pipeline/evaluate.py", "mfax/pipeline/staging.py"],
+    "train": [
+        "mfax/games",
+        "mfax/training",
+        "mfax/rl",
+        "mfax/dynamics.py",
+        "mfax/evaluation.py",
+        "mfax/policies.py",
+        "mfax/networks.py",
+        "mfax/network_config.py",
+        "mfax/agents.py",
+        "mfax/noise_tree.py",
+        "mfax/noise_bracket.py",
+        "mfax/sharding.py",
+        "mfax/multiseed.py",
+        "mfax/algorithms.py",
+        "mfax/io.py",
+        "mfax/outputs.py",
+        "mfax/pipeline/staging.py",
+    ],
+    "evaluate": [
+        "mfax/games",
+        "mfax/training",
+        "mfax/dynamics.py",
+        "mfax/evaluation.py",
+        "mfax/policies.py",
+        "mfax/networks.py",
+        "mfax/network_config.py",
+        "mfax/noise_tree.py",
+        "mfax/noise_bracket.py",
+        "mfax/sharding.py",
+        "mfax/agents.py",
+        "mfax/multiseed.py",
+        "mfax/algorithms.py",
+        "mfax/io.py",
+        "mfax/pipeline/netcdf.py",
+        "mfax/pipeline/evaluate.py",
+        "mfax/pipeline/staging.py",
+    ],
     "report": ["mfax/pipeline/reports.py", "mfax/pipeline/netcdf.py", "mfax/io.py"],
     "summary": ["mfax/pipeline/reports.py", "mfax/io.py"],
 }

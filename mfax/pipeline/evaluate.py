@@ -24,9 +24,18 @@ def _mean(values: list[float]) -> float | None:
 
 
 #: columns of reports/<game>/<run>/curve.csv (means over seeds, with the spread of exploitability)
-RUN_CURVE_COLUMNS = ("iteration", "seconds", "exploitability", "exploitability_std",
-                     "exploitability_min", "exploitability_max", "policy_return",
-                     "best_response_return", "exploitability_undiscounted", "seeds")
+RUN_CURVE_COLUMNS = (
+    "iteration",
+    "seconds",
+    "exploitability",
+    "exploitability_std",
+    "exploitability_min",
+    "exploitability_max",
+    "policy_return",
+    "best_response_return",
+    "exploitability_undiscounted",
+    "seeds",
+)
 
 
 def aggregate_curves(curves: list[list[dict]]) -> list[dict]:
@@ -35,7 +44,10 @@ def aggregate_curves(curves: list[list[dict]]) -> list[dict]:
     for i in range(max((len(c) for c in curves), default=0)):
         at = [c[i] for c in curves if i < len(c)]
         expl = [r["exploitability"] for r in at if "exploitability" in r]
-        row = {"iteration": int(at[0]["iteration"]), "seconds": _mean([r.get("seconds") for r in at])}
+        row = {
+            "iteration": int(at[0]["iteration"]),
+            "seconds": _mean([r.get("seconds") for r in at]),
+        }
         row["exploitability"] = _mean(expl)
         row["exploitability_std"] = float(np.std(expl)) if expl else None
         row["exploitability_min"] = float(np.min(expl)) if expl else None
@@ -48,12 +60,19 @@ def aggregate_curves(curves: list[list[dict]]) -> list[dict]:
 
 
 #: what metrics.json's ``exploitability`` is, for every game (docs/algorithms.md)
-EXPLOITABILITY_KIND = ("hindsight: a best response that knows each sampled common-noise path "
-                       "(an upper bound with common noise; exact without)")
+EXPLOITABILITY_KIND = (
+    "hindsight: a best response that knows each sampled common-noise path "
+    "(an upper bound with common noise; exact without)"
+)
 #: the non-anticipating (adapted) exploitability beside it: exact where the common noise is
 #: finite, a Monte-Carlo bracket where it is continuous (macro); None where not computed
-ADAPTED_KEYS = ("exploitability_exact_adapted", "exploitability_lower",
-                "exploitability_lower_se", "exploitability_upper", "exploitability_upper_se")
+ADAPTED_KEYS = (
+    "exploitability_exact_adapted",
+    "exploitability_lower",
+    "exploitability_lower_se",
+    "exploitability_upper",
+    "exploitability_upper_se",
+)
 
 
 def _adapted(evaluate_policy, agent, key, num_envs: int) -> dict[str, float | None]:
@@ -63,12 +82,26 @@ def _adapted(evaluate_policy, agent, key, num_envs: int) -> dict[str, float | No
     out: dict[str, float | None] = dict.fromkeys(ADAPTED_KEYS)
     try:
         if agent.game.noise.finite:
-            r = evaluate_policy(agent.game, agent, key, num_envs, gamma=agent.gamma,
-                                noise="exact", best_response="adapted")
+            r = evaluate_policy(
+                agent.game,
+                agent,
+                key,
+                num_envs,
+                gamma=agent.gamma,
+                noise="exact",
+                best_response="adapted",
+            )
             out["exploitability_exact_adapted"] = float(np.asarray(r.exploitability))
         elif num_envs >= 2:  # a standard error needs two paths
-            r = evaluate_policy(agent.game, agent, key, num_envs, gamma=agent.gamma,
-                                noise="sampled", best_response="adapted")
+            r = evaluate_policy(
+                agent.game,
+                agent,
+                key,
+                num_envs,
+                gamma=agent.gamma,
+                noise="sampled",
+                best_response="adapted",
+            )
             for k in ADAPTED_KEYS[1:]:
                 out[k] = float(np.asarray(getattr(r, k)))
     except ValueError as err:  # e.g. more common-noise paths than max_paths
@@ -76,9 +109,17 @@ def _adapted(evaluate_policy, agent, key, num_envs: int) -> dict[str, float | No
     return out
 
 
-def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, episodes: int,
-                 metrics_path: str | os.PathLike, curve_path: str | os.PathLike,
-                 trajectory_path: str | os.PathLike, timer=None) -> dict:
+def evaluate_run(
+    model_dir: str | os.PathLike,
+    *,
+    num_envs: int,
+    seed: int,
+    episodes: int,
+    metrics_path: str | os.PathLike,
+    curve_path: str | os.PathLike,
+    trajectory_path: str | os.PathLike,
+    timer=None,
+) -> dict:
     """The evaluate stage: every seed's agent on the same ``num_envs`` push-forward episodes.
 
     Writes ``metrics.json`` (means, spread and per-seed values, the untrained
@@ -88,23 +129,25 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
     `mfax.pipeline.timings.Timer`) records the phases: import, load, evaluate (and the
     compilation in it), write.
     """
-    import jax  # noqa: PLC0415
+    import jax
 
-    from mfax.agents import load_agent  # noqa: PLC0415
-    from mfax.io import atomic_write, curve_csv, read_curve  # noqa: PLC0415
-    from mfax.evaluation import evaluate_policy  # noqa: PLC0415
-    from mfax.multiseed import SEEDS_FILE, agent_dirs  # noqa: PLC0415
-    from mfax.pipeline.netcdf import trajectory_dataset, write_netcdf  # noqa: PLC0415
-    from mfax.policies import uniform_policy  # noqa: PLC0415
+    from mfax.agents import load_agent
+    from mfax.evaluation import evaluate_policy
+    from mfax.io import atomic_write, curve_csv, read_curve
+    from mfax.multiseed import SEEDS_FILE, agent_dirs
+    from mfax.pipeline.netcdf import trajectory_dataset, write_netcdf
+    from mfax.policies import uniform_policy
 
     if timer is not None:
         timer.lap("import")
         timer.watch_jax()
     agents = [(s, load_agent(d)) for s, d in agent_dirs(model_dir)]
     game, gamma = agents[0][1].game, agents[0][1].gamma
-    for s, a in agents[1:]:
+    for _, a in agents[1:]:
         if a.game != game:
-            raise ValueError(f"{a.path}: game {a.game!r} differs from {agents[0][1].path}'s {game!r}")
+            raise ValueError(
+                f"{a.path}: game {a.game!r} differs from {agents[0][1].path}'s {game!r}"
+            )
     curves = [read_curve(Path(a.path) / "curve.csv") for _, a in agents]
     if timer is not None:
         timer.lap("load")
@@ -116,9 +159,10 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
     f = lambda x: float(np.asarray(x))  # noqa: E731
     expl = [f(r.exploitability) for r in results]
     per_seed = {}
-    for (s, a), r, c in zip(agents, results, curves):
+    for (s, _), r, c in zip(agents, results, curves):
         per_seed[str(s)] = {
-            "exploitability": f(r.exploitability), "policy_return": f(r.policy_return),
+            "exploitability": f(r.exploitability),
+            "policy_return": f(r.policy_return),
             "best_response_return": f(r.best_response_return),
             "initial_exploitability": c[0]["exploitability"] if c else None,
         }
@@ -129,8 +173,9 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
         index = json.loads(index_file.read_text())
         train_seconds = index.get("train_seconds")
     else:  # separate runs: their total cost
-        train_seconds = sum((a.description.get("metrics") or {}).get("train_seconds") or 0.0
-                            for _, a in agents)
+        train_seconds = sum(
+            (a.description.get("metrics") or {}).get("train_seconds") or 0.0 for _, a in agents
+        )
     metrics = {
         "exploitability": float(np.mean(expl)),
         "exploitability_std": float(np.std(expl)),
@@ -138,8 +183,9 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
         "exploitability_max": float(np.max(expl)),
         "policy_return": float(np.mean([f(r.policy_return) for r in results])),
         "best_response_return": float(np.mean([f(r.best_response_return) for r in results])),
-        "exploitability_undiscounted": float(np.mean(
-            [f(r.exploitability_undiscounted) for r in results])),
+        "exploitability_undiscounted": float(
+            np.mean([f(r.exploitability_undiscounted) for r in results])
+        ),
         "initial_exploitability": _mean([v["initial_exploitability"] for v in per_seed.values()]),
         "uniform_exploitability": f(uniform.exploitability),
         "train_seconds": train_seconds,
@@ -153,14 +199,20 @@ def evaluate_run(model_dir: str | os.PathLike, *, num_envs: int, seed: int, epis
     if timer is not None:
         timer.lap("evaluate")
     first_seed, first = agents[0]
-    ds = trajectory_dataset(game, results[0], episodes=episodes, gamma=gamma, attrs={
-        "algorithm": first.algorithm,
-        "model": str(model_dir),
-        "seed": -1 if first_seed is None else int(first_seed),
-        "seeds": json.dumps([s for s, _ in agents]),
-        "eval_seed": int(seed),
-        "training_config": json.dumps(first.description.get("training") or {}, sort_keys=True),
-    })
+    ds = trajectory_dataset(
+        game,
+        results[0],
+        episodes=episodes,
+        gamma=gamma,
+        attrs={
+            "algorithm": first.algorithm,
+            "model": str(model_dir),
+            "seed": -1 if first_seed is None else int(first_seed),
+            "seeds": json.dumps([s for s, _ in agents]),
+            "eval_seed": int(seed),
+            "training_config": json.dumps(first.description.get("training") or {}, sort_keys=True),
+        },
+    )
     write_netcdf(ds, trajectory_path)
     atomic_write(curve_path, curve_csv(aggregate_curves(curves), list(RUN_CURVE_COLUMNS)))
     atomic_write(metrics_path, dumps_json(metrics))

@@ -36,8 +36,9 @@ import dataclasses
 import itertools
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -71,7 +72,8 @@ def check_run_piece(where: str, field: str, value: Any, piece: str) -> None:
         raise ParamsError(
             f"{where}: {field}: {value!r} cannot be part of a run name ({piece!r}); run names "
             "become folder names and command arguments, so sweep keys and values may only use "
-            "letters, digits and . _ + - (e.g. lr: [0.001, 0.01], hidden: [[64, 64]])")
+            "letters, digits and . _ + - (e.g. lr: [0.001, 0.01], hidden: [[64, 64]])"
+        )
 
 
 # ------------------------------------------------------------------------- params
@@ -142,7 +144,7 @@ def deep_merge(base: dict, update: dict) -> dict:
 
 def _known_algorithms() -> list[str] | None:
     """The trainers' algorithm names (data-driven: the grid accepts whatever they offer)."""
-    from mfax.algorithms import list_algorithms  # noqa: PLC0415  (the registry: no JAX)
+    from mfax.algorithms import list_algorithms
 
     return list_algorithms()
 
@@ -160,8 +162,12 @@ class Pipeline:
 
     # -- construction --------------------------------------------------------
     @classmethod
-    def load(cls, params_file: str | os.PathLike = PARAMS_FILE, root: str | os.PathLike = ".",
-             overrides: dict | None = None) -> "Pipeline":
+    def load(
+        cls,
+        params_file: str | os.PathLike = PARAMS_FILE,
+        root: str | os.PathLike = ".",
+        overrides: dict | None = None,
+    ) -> Pipeline:
         root = Path(root)
         path = Path(params_file)
         path = path if path.is_absolute() else root / path
@@ -169,9 +175,13 @@ class Pipeline:
         return cls.from_config(params, root, params_dir=path.parent, where=str(params_file))
 
     @classmethod
-    def from_config(cls, params: dict, root: str | os.PathLike = ".",
-                    params_dir: str | os.PathLike | None = None,
-                    where: str = PARAMS_FILE) -> "Pipeline":
+    def from_config(
+        cls,
+        params: dict,
+        root: str | os.PathLike = ".",
+        params_dir: str | os.PathLike | None = None,
+        where: str = PARAMS_FILE,
+    ) -> Pipeline:
         """From an already-read params mapping (read with `read_yaml`; Snakemake uses
         `from_snakemake`)."""
         root = Path(root)
@@ -179,8 +189,7 @@ class Pipeline:
         params = copy.deepcopy(dict(params))
         for key in params:
             if key not in TOP_KEYS:
-                _fail(where, "top-level key " + repr(key), key,
-                      "one of " + ", ".join(TOP_KEYS))
+                _fail(where, "top-level key " + repr(key), key, "one of " + ", ".join(TOP_KEYS))
         preset_name = params.get("preset", "quick")
         if not isinstance(preset_name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", preset_name):
             _fail(where, "preset", preset_name, "a preset name such as quick or paper")
@@ -188,21 +197,32 @@ class Pipeline:
         if not preset_file.exists():
             names = sorted(p.stem for p in (params_dir / PRESETS_DIR).glob("*.yaml"))
             _fail(where, "preset", preset_name, "one of " + ", ".join(names))
-        preset_where = str(Path(where).parent / PRESETS_DIR / f"{preset_name}.yaml") \
-            if not Path(where).is_absolute() else str(preset_file)
+        preset_where = (
+            str(Path(where).parent / PRESETS_DIR / f"{preset_name}.yaml")
+            if not Path(where).is_absolute()
+            else str(preset_file)
+        )
         preset = read_yaml(preset_file, "preset file")
         for key in preset:
             if key not in LAYER_SECTIONS:
-                _fail(preset_where, "top-level key " + repr(key), key,
-                      "one of " + ", ".join(LAYER_SECTIONS))
+                _fail(
+                    preset_where,
+                    "top-level key " + repr(key),
+                    key,
+                    "one of " + ", ".join(LAYER_SECTIONS),
+                )
         pipe = cls(params=params, preset=preset, root=root, where=where, preset_where=preset_where)
         pipe._validate()
         pipe._validate_runs()
         return pipe
 
     @classmethod
-    def from_snakemake(cls, root: str | os.PathLike, configfiles: Iterable[str | os.PathLike] = (),
-                       cli_config: dict | None = None) -> "Pipeline":
+    def from_snakemake(
+        cls,
+        root: str | os.PathLike,
+        configfiles: Iterable[str | os.PathLike] = (),
+        cli_config: dict | None = None,
+    ) -> Pipeline:
         """The Snakefile's pipeline: ``params/params.yaml`` read by mfax's reader (not
         Snakemake's YAML 1.1 ``configfile:``, which reads ``1e-3`` as a string), then any
         ``--configfile`` files, then ``--config key=value`` overrides (``--config preset=paper``)."""
@@ -223,10 +243,14 @@ class Pipeline:
                 _fail(w, f"grid.{key}", grid[key], "only grid.games, grid.algos, grid.seeds")
         games, algos = grid.get("games"), grid.get("algos")
         for field, value in (("grid.games", games), ("grid.algos", algos)):
-            if not isinstance(value, list) or not value or \
-                    not all(isinstance(v, str) for v in value) or len(set(value)) != len(value):
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, str) for v in value)
+                or len(set(value)) != len(value)
+            ):
                 _fail(w, field, value, "a non-empty list of distinct names")
-        from mfax.games import canonical_name  # noqa: PLC0415  (no JAX work at import)
+        from mfax.games import canonical_name
 
         for g in games:
             try:
@@ -241,8 +265,12 @@ class Pipeline:
             if not re.fullmatch(r"[A-Za-z0-9_]+", a):
                 _fail(w, "grid.algos", a, "a name of letters, digits and _")
         seeds = grid.get("seeds", [0])
-        if not isinstance(seeds, list) or not seeds or len(set(map(str, seeds))) != len(seeds) or \
-                not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or len(set(map(str, seeds))) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        ):
             _fail(w, "grid.seeds", seeds, "a non-empty list of distinct integers >= 0")
         sweep = _mapping(w, "sweep", self.params.get("sweep"))
         for key, values in sweep.items():
@@ -257,9 +285,17 @@ class Pipeline:
         for key, value in ev.items():
             if key not in EVALUATION_DEFAULTS:
                 _fail(w, f"evaluation.{key}", value, "one of " + ", ".join(EVALUATION_DEFAULTS))
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
-                _fail(w, f"evaluation.{key}", value,
-                      "an integer >= 0" if key == "seed" else "an integer >= 1")
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < (0 if key == "seed" else 1)
+            ):
+                _fail(
+                    w,
+                    f"evaluation.{key}",
+                    value,
+                    "an integer >= 0" if key == "seed" else "an integer >= 1",
+                )
         for source, data in (("preset", self.preset), (w, self.params)):
             for section in LAYER_SECTIONS:
                 value = _mapping(source, section, data.get(section))
@@ -271,8 +307,12 @@ class Pipeline:
                                 _mapping(source, f"pairs.{k}.{a}", layer)
         for source, section, layer in self._all_layers():
             if "seeds" in layer:
-                _fail(source, f"{section}.seeds", layer["seeds"],
-                      "seeds only in grid.seeds (every run trains all of them)")
+                _fail(
+                    source,
+                    f"{section}.seeds",
+                    layer["seeds"],
+                    "seeds only in grid.seeds (every run trains all of them)",
+                )
 
     def _all_layers(self) -> list[tuple[str, str, dict]]:
         """Every config layer: (file, section, mapping)."""
@@ -297,16 +337,19 @@ class Pipeline:
         for run in self.runs():
             name = run.name
             if not SAFE_NAME.fullmatch(name) or len(name) > MAX_NAME:
-                raise ParamsError(f"{w}: sweep: the run name {name!r} is not allowed; expected at "
-                                  f"most {MAX_NAME} letters, digits and . _ = + - (fewer or "
-                                  "shorter sweep values)")
+                raise ParamsError(
+                    f"{w}: sweep: the run name {name!r} is not allowed; expected at "
+                    f"most {MAX_NAME} letters, digits and . _ = + - (fewer or "
+                    "shorter sweep values)"
+                )
             for seen, value in ((names, run.id), (keys, run.key)):
                 other = seen.setdefault(value, run)
                 if other is not run:
                     raise ParamsError(
                         f"{w}: sweep: the settings {dict(other.setting)!r} and "
                         f"{dict(run.setting)!r} give the same run name {value!r}; make the sweep "
-                        "values distinct as text")
+                        "values distinct as text"
+                    )
         known = _known_algorithms()
         if known is None:
             return
@@ -318,9 +361,13 @@ class Pipeline:
         game parameters) -> (file, section) of the layer that wins."""
         out: dict[str, tuple[str, str]] = {}
         labels = []
-        for source, data in ((self.preset_where, self.preset), (self.where, self.params)):
-            labels += [(source, "defaults"), (source, f"algos.{run.algo}"),
-                       (source, f"games.{run.game}"), (source, f"pairs.{run.game}.{run.algo}")]
+        for source in (self.preset_where, self.where):
+            labels += [
+                (source, "defaults"),
+                (source, f"algos.{run.algo}"),
+                (source, f"games.{run.game}"),
+                (source, f"pairs.{run.game}.{run.algo}"),
+            ]
         for (source, section), layer in zip(labels, self.layers(run)):
             for key, value in layer.items():
                 if key == "game" and isinstance(value, dict):
@@ -334,13 +381,14 @@ class Pipeline:
     def check_config(self, run: Run):
         """The run's resolved config as the trainer's config object; a bad key or value is
         a `ParamsError` naming the file, the section and the key."""
-        from mfax.algorithms import get_algorithm  # noqa: PLC0415
+        from mfax.algorithms import get_algorithm
 
         mapping = {k: v for k, v in self.train_config(run).items() if k != "seeds"}
         try:
             config_class = get_algorithm(run.algo).config_class
-            return config_class.from_mapping(mapping, game=run.game, algo=run.algo,
-                                             source=f"training config of {run.id}")
+            return config_class.from_mapping(
+                mapping, game=run.game, algo=run.algo, source=f"training config of {run.id}"
+            )
         except ValueError as err:
             raise ParamsError(self._locate(run, str(err))) from None
 
@@ -384,8 +432,10 @@ class Pipeline:
         for r in self.runs():
             if r.game == game and r.name == name:
                 return r
-        raise ParamsError(f"{self.where}: no run {game}/{name} in the grid; runs: "
-                          + ", ".join(r.id for r in self.runs()))
+        raise ParamsError(
+            f"{self.where}: no run {game}/{name} in the grid; runs: "
+            + ", ".join(r.id for r in self.runs())
+        )
 
     # -- configs -------------------------------------------------------------
     def layers(self, run: Run) -> list[dict]:
@@ -411,7 +461,7 @@ class Pipeline:
     def check_game(self, run: Run) -> None:
         """Check the run's game parameters (and sizes) so a bad one fails before training;
         no JAX (`mfax.games.make_params`)."""
-        from mfax.games import make_params  # noqa: PLC0415
+        from mfax.games import make_params
 
         try:
             make_params(run.game, **(self.train_config(run).get("game") or {}))
@@ -420,8 +470,9 @@ class Pipeline:
 
 
 def config_text(cfg: dict) -> str:
-    return "# Generated from params/ by mfax (pipeline configure); do not edit.\n" + \
-        yaml.safe_dump(cfg, sort_keys=True, default_flow_style=None)
+    return "# Generated from params/ by mfax (pipeline configure); do not edit.\n" + yaml.safe_dump(
+        cfg, sort_keys=True, default_flow_style=None
+    )
 
 
 def write_config(pipe: Pipeline, run: Run, path: str | os.PathLike | None = None) -> Path:

@@ -15,8 +15,9 @@ import html
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,9 +25,17 @@ from mfax.io import atomic_write
 
 #: the look of every figure; edit freely, only the report stages rerun
 STYLE = {
-    "figure.dpi": 110, "savefig.dpi": 110, "savefig.bbox": "tight",
-    "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
-    "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 8, "legend.frameon": False,
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "savefig.bbox": "tight",
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
     "image.cmap": "viridis",
 }
 CSS = """
@@ -45,10 +54,10 @@ FIGURES = {
 
 
 def _plt():
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     plt.rcParams.update(STYLE)
     return plt
@@ -57,12 +66,14 @@ def _plt():
 # ---------------------------------------------------------------------------- io
 def read_curve(path: str | os.PathLike) -> list[dict[str, float]]:
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                for row in csv.DictReader(f)]
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(f)
+        ]
 
 
 def _csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    import io  # noqa: PLC0415
+    import io
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, columns, lineterminator="\n", extrasaction="ignore")
@@ -109,11 +120,18 @@ def pm(mean: Any, std: Any) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
-    th = "".join(f"<th{' class=l' if i < left else ''}>{html.escape(h)}</th>"
-                 for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(
-        f"<td{' class=l' if i < left else ''}>{html.escape(str(c))}</td>" for i, c in enumerate(r))
-        + "</tr>" for r in rows)
+    th = "".join(
+        f"<th{' class=l' if i < left else ''}>{html.escape(h)}</th>" for i, h in enumerate(header)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td{' class=l' if i < left else ''}>{html.escape(str(c))}</td>"
+            for i, c in enumerate(r)
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
@@ -135,8 +153,12 @@ def _state_axis(ds):
         return "state", ds["state"].values, {"long_name": "state index"}, lambda da, how: da
     name = names[0]
     if len(names) == 1:
-        return name, ds[name].values, dict(ds[name].attrs), \
-            lambda da, how: da.swap_dims(state=name) if "state" in da.dims else da
+        return (
+            name,
+            ds[name].values,
+            dict(ds[name].attrs),
+            lambda da, how: da.swap_dims(state=name) if "state" in da.dims else da,
+        )
 
     def reduce(da, how):
         g = da.groupby(ds[name])
@@ -156,10 +178,10 @@ def figure_exploitability(plt, curve, metrics, path):
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
     for ax, x in zip(axes, ("iteration", "seconds")):
         xs = [r[x] for r in curve if x in r]
-        ys = [r.get("exploitability", np.nan) for r in curve][:len(xs)]
+        ys = [r.get("exploitability", np.nan) for r in curve][: len(xs)]
         ax.plot(xs, ys, marker="o", ms=3, label="trained policy (mean over seeds)")
-        lo = [r.get("exploitability_min") for r in curve][:len(xs)]
-        hi = [r.get("exploitability_max") for r in curve][:len(xs)]
+        lo = [r.get("exploitability_min") for r in curve][: len(xs)]
+        hi = [r.get("exploitability_max") for r in curve][: len(xs)]
         if all(v is not None for v in lo + hi) and xs:
             ax.fill_between(xs, lo, hi, alpha=0.25, label="min-max over seeds")
         uni = metrics.get("uniform_exploitability")
@@ -177,12 +199,20 @@ def figure_exploitability(plt, curve, metrics, path):
 def figure_mean_field(plt, ds, path, episode=0):
     name, values, attrs, reduce = _state_axis(ds)
     mu = reduce(ds["mu"].isel(episode=episode), "sum").transpose("time", ...).values
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 5), sharex=True,
-                                  gridspec_kw={"height_ratios": [4, 1]})
+    fig, (ax, ax2) = plt.subplots(
+        2, 1, figsize=(8, 5), sharex=True, gridspec_kw={"height_ratios": [4, 1]}
+    )
     m = ax.pcolormesh(ds["time"].values, values, mu.T, shading="nearest")
-    fig.colorbar(m, ax=[ax, ax2], label="mass " + ("(summed over the other state coordinates)"
-                                                  if reduce is not None and name != "state"
-                                                  and len(values) < ds.sizes["state"] else ""))
+    fig.colorbar(
+        m,
+        ax=[ax, ax2],
+        label="mass "
+        + (
+            "(summed over the other state coordinates)"
+            if reduce is not None and name != "state" and len(values) < ds.sizes["state"]
+            else ""
+        ),
+    )
     ax.set_ylabel(_label(name, attrs))
     ax.set_title(f"mean field, episode {int(ds['episode'].values[episode])}")
     ax2.step(ds["time"].values, ds["common_noise"].isel(episode=episode).values, where="post")
@@ -235,12 +265,24 @@ def figure_values(plt, ds, path):
 def _adapted_rows(m: dict) -> list[list[str]]:
     """The adapted exploitability rows of a report: exact, or the bracket with its SEs."""
     if m.get("exploitability_exact_adapted") is not None:
-        return [["exploitability, adapted best response (exact)",
-                 fmt(m["exploitability_exact_adapted"]), "", ""]]
+        return [
+            [
+                "exploitability, adapted best response (exact)",
+                fmt(m["exploitability_exact_adapted"]),
+                "",
+                "",
+            ]
+        ]
     if m.get("exploitability_lower") is not None:
-        return [["exploitability, adapted (bracket: lower, upper ± s.e.)",
-                 f"[{pm(m['exploitability_lower'], m.get('exploitability_lower_se'))}, "
-                 f"{pm(m['exploitability_upper'], m.get('exploitability_upper_se'))}]", "", ""]]
+        return [
+            [
+                "exploitability, adapted (bracket: lower, upper ± s.e.)",
+                f"[{pm(m['exploitability_lower'], m.get('exploitability_lower_se'))}, "
+                f"{pm(m['exploitability_upper'], m.get('exploitability_upper_se'))}]",
+                "",
+                "",
+            ]
+        ]
     return []
 
 
@@ -256,7 +298,7 @@ def adapted_cell(r: dict) -> str:
 def write_report(metrics_path, curve_path, trajectory_path, out_html, timer=None) -> Path:
     """One run's HTML report, with its PNG figures in ``figures/`` next to it.  ``timer``
     (a `mfax.pipeline.timings.Timer`) records the phases: import, read, figures."""
-    from mfax.pipeline.netcdf import read_netcdf  # noqa: PLC0415
+    from mfax.pipeline.netcdf import read_netcdf
 
     plt = _plt()
     lap = timer.lap if timer is not None else (lambda name: None)
@@ -279,8 +321,12 @@ def write_report(metrics_path, curve_path, trajectory_path, out_html, timer=None
     m = metrics
     head = ["", "mean over seeds", "min", "max"]
     rows = [
-        ["exploitability", pm(m.get("exploitability"), m.get("exploitability_std")),
-         fmt(m.get("exploitability_min")), fmt(m.get("exploitability_max"))],
+        [
+            "exploitability",
+            pm(m.get("exploitability"), m.get("exploitability_std")),
+            fmt(m.get("exploitability_min")),
+            fmt(m.get("exploitability_max")),
+        ],
         ["policy return", fmt(m.get("policy_return")), "", ""],
         ["best-response return", fmt(m.get("best_response_return")), "", ""],
         ["exploitability (undiscounted)", fmt(m.get("exploitability_undiscounted")), "", ""],
@@ -291,34 +337,50 @@ def write_report(metrics_path, curve_path, trajectory_path, out_html, timer=None
         ["iterations", fmt(m.get("iterations")), "", ""],
     ]
     per_seed = m.get("per_seed") or {}
-    seed_rows = [[s, fmt(v.get("exploitability")), fmt(v.get("policy_return")),
-                  fmt(v.get("best_response_return")), fmt(v.get("initial_exploitability"))]
-                 for s, v in sorted(per_seed.items(), key=lambda kv: int(kv[0]))]
+    seed_rows = [
+        [
+            s,
+            fmt(v.get("exploitability")),
+            fmt(v.get("policy_return")),
+            fmt(v.get("best_response_return")),
+            fmt(v.get("initial_exploitability")),
+        ]
+        for s, v in sorted(per_seed.items(), key=lambda kv: int(kv[0]))
+    ]
     attrs = ds.attrs
     try:
-        gparams = json.dumps(json.loads(attrs.get("game_parameters", "{}")), indent=1, sort_keys=True)
+        gparams = json.dumps(
+            json.loads(attrs.get("game_parameters", "{}")), indent=1, sort_keys=True
+        )
     except ValueError:
         gparams = str(attrs.get("game_parameters"))
     figs = "".join(
         f"<h2>{html.escape(cap)}</h2><img src='figures/{key}.png' alt='{html.escape(cap)}'>"
-        for key, cap in FIGURES.items())
+        for key, cap in FIGURES.items()
+    )
     title = f"{game} / {algo}" + (f" ({setting})" if setting else "")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mfax: {html.escape(title)}</title>
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mfax: {
+        html.escape(title)
+    }</title>
 <style>{CSS}</style></head><body>
 <h1>mfax report: {html.escape(title)}</h1>
-<p class=note>Evaluated on {fmt(attrs.get('evaluated_episodes'))} push-forward episodes
+<p class=note>Evaluated on {fmt(attrs.get("evaluated_episodes"))} push-forward episodes
 (common-noise samples); figures show stored episode 0. "exploitability" is the same quantity for
-every game: {html.escape(str(m.get('exploitability_kind') or 'hindsight'))}. Beside it, the
+every game: {html.escape(str(m.get("exploitability_kind") or "hindsight"))}. Beside it, the
 exploitability against a best response that knows only the noise drawn so far (adapted): exact
 over every common-noise path where the noise is finite, a Monte-Carlo bracket [lower, upper]
 where it is continuous.</p>
 <h2>Metrics</h2>{_table(head, rows)}
-<h2>Per seed</h2>{_table(['seed', 'exploitability', 'policy return', 'best-response return',
-                         'untrained'], seed_rows)}
+<h2>Per seed</h2>{
+        _table(
+            ["seed", "exploitability", "policy return", "best-response return", "untrained"],
+            seed_rows,
+        )
+    }
 {figs}
 <h2>Game parameters</h2><pre>{html.escape(gparams)}</pre>
-<h2>Training configuration</h2><pre>{html.escape(str(attrs.get('training_config', '')))}</pre>
-<p class=note>mfax {html.escape(str(attrs.get('mfax_version', '')))}; trajectory:
+<h2>Training configuration</h2><pre>{html.escape(str(attrs.get("training_config", "")))}</pre>
+<p class=note>mfax {html.escape(str(attrs.get("mfax_version", "")))}; trajectory:
 {html.escape(str(trajectory_path))}</p>
 </body></html>
 """
@@ -327,19 +389,36 @@ where it is continuous.</p>
 
 
 # ----------------------------------------------------------------------- summary
-SUMMARY_COLUMNS = ("game", "algorithm", "setting", "seeds", "exploitability", "exploitability_std",
-                   "exploitability_exact_adapted", "exploitability_lower", "exploitability_upper",
-                   "uniform_exploitability", "initial_exploitability", "policy_return",
-                   "best_response_return", "train_seconds", "iterations", "best_setting")
+SUMMARY_COLUMNS = (
+    "game",
+    "algorithm",
+    "setting",
+    "seeds",
+    "exploitability",
+    "exploitability_std",
+    "exploitability_exact_adapted",
+    "exploitability_lower",
+    "exploitability_upper",
+    "uniform_exploitability",
+    "initial_exploitability",
+    "policy_return",
+    "best_response_return",
+    "train_seconds",
+    "iterations",
+    "best_setting",
+)
 #: per-job timings (mfax.pipeline.timings): each stage's job wall-clock and its JAX compilation
-TIMING_COLUMNS = tuple(f"{stage}_{what}" for stage in ("train", "evaluate", "report")
-                       for what in ("job_seconds", "compile_seconds", "cpu_seconds"))
+TIMING_COLUMNS = tuple(
+    f"{stage}_{what}"
+    for stage in ("train", "evaluate", "report")
+    for what in ("job_seconds", "compile_seconds", "cpu_seconds")
+)
 
 
 def run_timings(metrics_path: str | os.PathLike) -> dict[str, Any]:
     """The run's per-job timings (`TIMING_COLUMNS`; None where a job wrote none), found
     from its ``reports/<game>/<run>/metrics.json`` path."""
-    from mfax.pipeline.timings import TIMED_STAGES, read_timings, timings_path  # noqa: PLC0415
+    from mfax.pipeline.timings import TIMED_STAGES, read_timings, timings_path
 
     root = Path(metrics_path).parents[3]
     game, run = run_of(metrics_path)
@@ -358,9 +437,17 @@ def summary_rows(metrics_paths: Sequence[str | os.PathLike]) -> list[dict[str, A
         m = json.loads(Path(p).read_text())
         game, run = run_of(p)
         algo, setting = split_run(run)
-        rows.append({"game": game, "algorithm": algo, "setting": setting, "run": run,
-                     "seeds": m.get("num_seeds"),
-                     **{k: m.get(k) for k in SUMMARY_COLUMNS[4:-1]}, **run_timings(p)})
+        rows.append(
+            {
+                "game": game,
+                "algorithm": algo,
+                "setting": setting,
+                "run": run,
+                "seeds": m.get("num_seeds"),
+                **{k: m.get(k) for k in SUMMARY_COLUMNS[4:-1]},
+                **run_timings(p),
+            }
+        )
     # the best setting of every (game, algorithm) by mean exploitability over seeds
     best: dict[tuple[str, str], dict] = {}
     for r in rows:
@@ -375,6 +462,7 @@ def summary_rows(metrics_paths: Sequence[str | os.PathLike]) -> list[dict[str, A
 
 def _timing_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines: per run, each job's wall-clock (its JAX compilation), and totals."""
+
     def cell(job, comp):
         if job is None:
             return "-"
@@ -382,26 +470,43 @@ def _timing_table(rows: list[dict[str, Any]]) -> list[str]:
 
     stages = ("train", "evaluate", "report")
     total = {k: sum(r.get(k) or 0.0 for r in rows) for k in TIMING_COLUMNS}
-    table = [[r["game"], r["run"]] + [cell(r.get(f"{s}_job_seconds"), r.get(f"{s}_compile_seconds"))
-                                      for s in stages]
-             + [fmt(r.get("train_seconds"), 3),
-                f"{sum(r.get(f'{s}_job_seconds') or 0.0 for s in stages):.1f}"] for r in rows]
-    table.append(["**all runs**", ""] + [cell(total[f"{s}_job_seconds"],
-                                              total[f"{s}_compile_seconds"]) for s in stages]
-                 + [fmt(sum(r.get("train_seconds") or 0.0 for r in rows), 3),
-                    f"{sum(total[f'{s}_job_seconds'] for s in stages):.1f}"])
-    return ["## Where the time went", "",
-            "Seconds of wall-clock per job, from its process's start (JAX's tracing and "
-            "compiling, or loading from the persistent cache, in brackets); the training "
-            "iterations themselves are `train seconds`. Jobs may run in parallel, so the "
-            "pipeline's wall-clock is less than the sum. Per job and phase: "
-            "`data/<game>/<run>/timings/<stage>.json`.", "",
-            _md_table(["game", "run", "train job", "evaluate job", "report job",
-                       "train seconds", "jobs"], table), ""]
+    table = [
+        [r["game"], r["run"]]
+        + [cell(r.get(f"{s}_job_seconds"), r.get(f"{s}_compile_seconds")) for s in stages]
+        + [
+            fmt(r.get("train_seconds"), 3),
+            f"{sum(r.get(f'{s}_job_seconds') or 0.0 for s in stages):.1f}",
+        ]
+        for r in rows
+    ]
+    table.append(
+        ["**all runs**", ""]
+        + [cell(total[f"{s}_job_seconds"], total[f"{s}_compile_seconds"]) for s in stages]
+        + [
+            fmt(sum(r.get("train_seconds") or 0.0 for r in rows), 3),
+            f"{sum(total[f'{s}_job_seconds'] for s in stages):.1f}",
+        ]
+    )
+    return [
+        "## Where the time went",
+        "",
+        "Seconds of wall-clock per job, from its process's start (JAX's tracing and "
+        "compiling, or loading from the persistent cache, in brackets); the training "
+        "iterations themselves are `train seconds`. Jobs may run in parallel, so the "
+        "pipeline's wall-clock is less than the sum. Per job and phase: "
+        "`data/<game>/<run>/timings/<stage>.json`.",
+        "",
+        _md_table(
+            ["game", "run", "train job", "evaluate job", "report job", "train seconds", "jobs"],
+            table,
+        ),
+        "",
+    ]
 
 
-def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.PathLike,
-                  timer=None) -> list[Path]:
+def write_summary(
+    metrics_paths: Sequence[str | os.PathLike], out_md: str | os.PathLike, timer=None
+) -> list[Path]:
     """``summary.md`` (table), ``summary.csv`` (same rows) and ``summary.png`` next to it.
     ``timer`` (`mfax.pipeline.timings.Timer`): the summary job's own timings, stated in
     summary.md as far as they are known before it is written."""
@@ -410,30 +515,59 @@ def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.P
     out_csv, out_png = out_md.with_suffix(".csv"), out_md.with_suffix(".png")
     atomic_write(out_csv, _csv_text(SUMMARY_COLUMNS + TIMING_COLUMNS, rows))
     swept = any(r["setting"] for r in rows)
-    header = ["game", "algorithm"] + (["setting"] if swept else []) + [
-        "exploitability (mean ± std over seeds)", "adapted", "untrained", "uniform policy",
-        "policy return",
-        "best-response return", "train seconds", "iterations"] + (["best"] if swept else [])
+    header = (
+        ["game", "algorithm"]
+        + (["setting"] if swept else [])
+        + [
+            "exploitability (mean ± std over seeds)",
+            "adapted",
+            "untrained",
+            "uniform policy",
+            "policy return",
+            "best-response return",
+            "train seconds",
+            "iterations",
+        ]
+        + (["best"] if swept else [])
+    )
     table = []
     for r in rows:
-        table.append([r["game"], r["algorithm"]] + ([r["setting"] or "-"] if swept else []) + [
-            pm(r["exploitability"], r["exploitability_std"]), adapted_cell(r),
-            fmt(r["initial_exploitability"]),
-            fmt(r["uniform_exploitability"]), fmt(r["policy_return"]),
-            fmt(r["best_response_return"]), fmt(r["train_seconds"], 3), fmt(r["iterations"])]
-            + (["**best**" if r["best_setting"] else ""] if swept else []))
-    text = ["# mfax summary", "",
-            "Exploitability of each trained policy (mean and spread over its seeds), next to the "
-            "untrained network's and the uniform policy's, with returns and training time. "
-            "With common noise the exploitability is an upper bound (the best response knows the "
-            "sampled path in hindsight). *adapted*: against a best response that knows only the "
-            "noise drawn so far, exact where the noise is finite, a Monte-Carlo bracket "
-            "[lower, upper] where it is continuous (macro).", "", _md_table(header, table), ""]
+        table.append(
+            [r["game"], r["algorithm"]]
+            + ([r["setting"] or "-"] if swept else [])
+            + [
+                pm(r["exploitability"], r["exploitability_std"]),
+                adapted_cell(r),
+                fmt(r["initial_exploitability"]),
+                fmt(r["uniform_exploitability"]),
+                fmt(r["policy_return"]),
+                fmt(r["best_response_return"]),
+                fmt(r["train_seconds"], 3),
+                fmt(r["iterations"]),
+            ]
+            + (["**best**" if r["best_setting"] else ""] if swept else [])
+        )
+    text = [
+        "# mfax summary",
+        "",
+        "Exploitability of each trained policy (mean and spread over its seeds), next to the "
+        "untrained network's and the uniform policy's, with returns and training time. "
+        "With common noise the exploitability is an upper bound (the best response knows the "
+        "sampled path in hindsight). *adapted*: against a best response that knows only the "
+        "noise drawn so far, exact where the noise is finite, a Monte-Carlo bracket "
+        "[lower, upper] where it is continuous (macro).",
+        "",
+        _md_table(header, table),
+        "",
+    ]
     if swept:
         text += ["## Best setting per game and algorithm (lowest mean exploitability)", ""]
-        text += [f"- {r['game']} / {r['algorithm']}: {r['setting']} "
-                 f"(exploitability {pm(r['exploitability'], r['exploitability_std'])})"
-                 for r in rows if r["best_setting"]]
+        text += [
+            f"- {r['game']} / {r['algorithm']}: {r['setting']} "
+            f"(exploitability {pm(r['exploitability'], r['exploitability_std'])})"
+            for r in rows
+            if r["best_setting"]
+        ]
         text.append("")
     text += [f"![comparison]({out_png.name})", ""]
     _summary_plot(rows, [p for p in metrics_paths], out_png)
@@ -441,8 +575,12 @@ def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.P
     if timer is not None:
         timer.lap("tables_and_plot")
         own = timer.as_dict()
-        text += ["This summary job: " + ", ".join(
-            f"{k} {v:.2f} s" for k, v in own.items() if isinstance(v, float)) + ".", ""]
+        text += [
+            "This summary job: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in own.items() if isinstance(v, float))
+            + ".",
+            "",
+        ]
     atomic_write(out_md, "\n".join(text))
     return [out_md, out_csv, out_png]
 
@@ -450,13 +588,16 @@ def write_summary(metrics_paths: Sequence[str | os.PathLike], out_md: str | os.P
 def _summary_plot(rows, metrics_paths, out_png):
     plt = _plt()
     games = list(dict.fromkeys(r["game"] for r in rows))
-    fig, axes = plt.subplots(2, max(len(games), 1), figsize=(4.2 * max(len(games), 1), 6.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        2, max(len(games), 1), figsize=(4.2 * max(len(games), 1), 6.4), squeeze=False
+    )
     for j, game in enumerate(games):
         ax, ax2 = axes[0, j], axes[1, j]
         sub = [(r, p) for r, p in zip(rows, metrics_paths) if r["game"] == game]
         labels = [r["run"] for r, _ in sub]
-        ys = np.array([np.nan if r["exploitability"] is None else r["exploitability"] for r, _ in sub])
+        ys = np.array(
+            [np.nan if r["exploitability"] is None else r["exploitability"] for r, _ in sub]
+        )
         err = np.array([r["exploitability_std"] or 0.0 for r, _ in sub])
         x = np.arange(len(sub))
         ax.bar(x, ys, yerr=err, color=[f"C{i % 10}" for i in x], capsize=3)
@@ -473,9 +614,12 @@ def _summary_plot(rows, metrics_paths, out_png):
             curve_path = Path(p).with_name("curve.csv")
             if curve_path.exists():
                 c = read_curve(curve_path)
-                ax2.plot([row.get("seconds", np.nan) for row in c],
-                         [row.get("exploitability", np.nan) for row in c],
-                         color=f"C{i % 10}", label=r["run"])
+                ax2.plot(
+                    [row.get("seconds", np.nan) for row in c],
+                    [row.get("exploitability", np.nan) for row in c],
+                    color=f"C{i % 10}",
+                    label=r["run"],
+                )
         ax2.set_xlabel("training wall-clock [s]")
         ax2.set_ylabel("exploitability")
         if ax2.lines and all(np.all(np.asarray(line.get_ydata()) > 0) for line in ax2.lines):

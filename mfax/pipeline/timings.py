@@ -24,12 +24,11 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 from mfax.pipeline.runs import TIMED_STAGES, TIMINGS, timings_path  # noqa: F401  (re-exported)
 
 
-def process_age() -> Optional[float]:
+def process_age() -> float | None:
     """Seconds since this process started (Linux ``/proc``), or None where unknown."""
     try:
         with open("/proc/self/stat") as f:
@@ -44,11 +43,15 @@ def process_age() -> Optional[float]:
 
 #: JAX's own events (`jax.monitoring`) for tracing, lowering to MLIR and compiling by XLA
 #: (a persistent-cache hit is a fast "compile"); their union in time is ``compile``
-COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-                  "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                  "/jax/core/compile/backend_compile_duration")
-CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": "cache_hits",
-                "/jax/compilation_cache/cache_misses": "cache_misses"}
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+CACHE_EVENTS = {
+    "/jax/compilation_cache/cache_hits": "cache_hits",
+    "/jax/compilation_cache/cache_misses": "cache_misses",
+}
 
 
 class Timer:
@@ -71,7 +74,7 @@ class Timer:
 
     def watch_jax(self) -> None:
         """Record JAX's compilation spans and persistent-cache hits from now on."""
-        import jax.monitoring  # noqa: PLC0415
+        import jax.monitoring
 
         def on_span(event, start, end, **_):
             if event in COMPILE_EVENTS:
@@ -107,20 +110,24 @@ class Timer:
     def as_dict(self) -> dict:
         total = (self.age0 or 0.0) + time.perf_counter() - self.t0
         cpu = os.times()  # this process's CPU seconds since it started: all its threads
-        return {"stage": self.stage, **{k: round(v, 4) for k, v in self.phases.items()},
-                "total": round(total, 4), "cpu": round(cpu.user + cpu.system, 4),
-                **self.counts}
+        return {
+            "stage": self.stage,
+            **{k: round(v, 4) for k, v in self.phases.items()},
+            "total": round(total, 4),
+            "cpu": round(cpu.user + cpu.system, 4),
+            **self.counts,
+        }
 
     def write(self, path: str | os.PathLike) -> dict:
         """Write the timings (``total`` up to now) atomically; returns them."""
-        from mfax.io import atomic_write  # noqa: PLC0415
+        from mfax.io import atomic_write
 
         data = self.as_dict()
         atomic_write(path, json.dumps(data, indent=2) + "\n")
         return data
 
 
-def read_timings(path: str | os.PathLike) -> Optional[dict]:
+def read_timings(path: str | os.PathLike) -> dict | None:
     """A timings file, or None if it is missing or unreadable (timings never fail a job)."""
     try:
         data = json.loads(Path(path).read_text())

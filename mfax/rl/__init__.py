@@ -16,8 +16,19 @@ from __future__ import annotations
 from mfax._lazy import lazy_getattr
 
 _EXPORTS = {
-    **dict.fromkeys(("Frozen", "RLState", "RLTrainer", "RowNet", "agent_probs", "collect",
-                     "freeze", "make_rownet"), "mfax.rl.common"),
+    **dict.fromkeys(
+        (
+            "Frozen",
+            "RLState",
+            "RLTrainer",
+            "RowNet",
+            "agent_probs",
+            "collect",
+            "freeze",
+            "make_rownet",
+        ),
+        "mfax.rl.common",
+    ),
     "RL_ALGORITHMS": "mfax.rl.config",
     "RLConfig": "mfax.rl.config",
     "make_train": "mfax.rl.train",

@@ -42,7 +42,8 @@ observations of the rollout's first environment, is not applied.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,8 +93,9 @@ class RowNet:
 
     def state_table(self, params) -> jax.Array:
         """``W_s state_part`` for every grid state: ``[S, H]``."""
-        return self.module.apply(params, jnp.asarray(self.features),
-                                 method=MeanFieldNet.state_table)
+        return self.module.apply(
+            params, jnp.asarray(self.features), method=MeanFieldNet.state_table
+        )
 
     def obs_table(self, params, obs: jax.Array) -> jax.Array:
         """``W_o obs_part + b``: ``obs[..., d]`` (feed-forward) or ``obs[T, E, d]`` (GRU)."""
@@ -106,8 +108,13 @@ class RowNet:
 
 def make_rownet(network: NetworkConfig, game: Game) -> RowNet:
     values = tuple(float(v) for v in np.asarray(game.action_values()))
-    return RowNet(network, game.num_states, game.num_actions,
-                  np.asarray(game.state_features(), np.float32), values)
+    return RowNet(
+        network,
+        game.num_states,
+        game.num_actions,
+        np.asarray(game.state_features(), np.float32),
+        values,
+    )
 
 
 def agent_probs(rownet: RowNet, params, states: jax.Array, obs: jax.Array) -> jax.Array:
@@ -145,8 +152,9 @@ class Steps(NamedTuple):
     aux: Any
 
 
-def collect(game: Game, frozen: Frozen, key: jax.Array, num_agents: int,
-            policy_fn: Callable, policy_xs: Any) -> Steps:
+def collect(
+    game: Game, frozen: Frozen, key: jax.Array, num_agents: int, policy_fn: Callable, policy_xs: Any
+) -> Steps:
     """Step ``E x num_agents`` single agents through the frozen sequence for one episode.
 
     ``policy_fn(x_t, states[E, N], key) -> (actions[E, N], aux)`` where ``x_t`` is the
@@ -173,8 +181,11 @@ def collect(game: Game, frozen: Frozen, key: jax.Array, num_agents: int,
 
 def all_finite(tree: Any) -> jax.Array:
     leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves
-                              if jnp.issubdtype(x.dtype, jnp.inexact)]))
+    return jnp.all(
+        jnp.stack(
+            [jnp.all(jnp.isfinite(x)) for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,14 +242,18 @@ def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTra
         ls = learner.init(k_learner)
         # 0 = "not set yet": the first iteration sets 1 / mean |R| of its (initial-policy) rollout
         scale = jnp.asarray(config.reward_scale or 0.0, jnp.float32)
-        return RLState(ls, k_train, k_eval, scale, jnp.zeros((), jnp.int32),
-                       jnp.full((), -1, jnp.int32))
+        return RLState(
+            ls, k_train, k_eval, scale, jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32)
+        )
 
     def iteration(state: RLState, _):
         key, k_roll, k_learn = jax.random.split(state.key, 3)
         traj = rollout(learner.mf_params(state.learner), k_roll)
-        scale = jnp.where(state.reward_scale > 0, state.reward_scale,
-                          1.0 / jnp.maximum(jnp.mean(jnp.abs(traj.reward)), 1e-6))
+        scale = jnp.where(
+            state.reward_scale > 0,
+            state.reward_scale,
+            1.0 / jnp.maximum(jnp.mean(jnp.abs(traj.reward)), 1e-6),
+        )
         ls, loss = learner.iteration(state.learner, freeze(traj, scale), k_learn)
         ok = (state.failed_at < 0) & jnp.isfinite(loss) & all_finite(ls)
         ok = ok & policy_probs_finite(policy, learner.mf_params(ls), traj.obs[:, 0])
@@ -252,8 +267,25 @@ def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTra
     def evaluate(state: RLState) -> Metrics:
         r = evaluate_exact(learner.mf_params(state.learner), state.eval_key)
         applied = jnp.where(state.failed_at >= 0, state.failed_at, state.step)
-        return Metrics(applied, r.exploitability, r.policy_return, r.best_response_return,
-                       r.exploitability_undiscounted)
+        return Metrics(
+            applied,
+            r.exploitability,
+            r.policy_return,
+            r.best_response_return,
+            r.exploitability_undiscounted,
+        )
 
-    return RLTrainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate,
-                     lambda s: learner.mf_params(s.learner), rownet, iteration)
+    return RLTrainer(
+        config,
+        game,
+        network,
+        num_envs,
+        eval_envs,
+        gamma,
+        init,
+        chunk,
+        evaluate,
+        lambda s: learner.mf_params(s.learner),
+        rownet,
+        iteration,
+    )

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
 
 from mfax.algorithms import list_algorithms
 from mfax.network_config import layer_sizes
@@ -66,7 +65,7 @@ class RLConfig(BaseTrainConfig):
     num_agents_per_env: int = 64
     num_updates_per_iteration: int = 50
     # --- optimisation ---
-    reward_scale: Optional[float] = None
+    reward_scale: float | None = None
     # --- IPPO / RIPPO ---
     update_epochs: int = 2
     num_minibatches: int = 4
@@ -92,34 +91,64 @@ class RLConfig(BaseTrainConfig):
     def __post_init__(self):
         super().__post_init__()
         bad = self._bad
-        self._check_ints("num_agents", "num_agents_per_env", "num_updates_per_iteration",
-                         "update_epochs", "num_minibatches", "buffer_size", "batch_size",
-                         "gradient_steps", "target_update_every")
+        self._check_ints(
+            "num_agents",
+            "num_agents_per_env",
+            "num_updates_per_iteration",
+            "update_epochs",
+            "num_minibatches",
+            "buffer_size",
+            "batch_size",
+            "gradient_steps",
+            "target_update_every",
+        )
         if self.reward_scale is not None and (
-                not _is_num(self.reward_scale) or not math.isfinite(self.reward_scale)
-                or self.reward_scale <= 0):
-            raise bad("reward_scale", self.reward_scale,
-                      "null (1 / mean |reward| of the first rollout) or a finite number > 0")
+            not _is_num(self.reward_scale)
+            or not math.isfinite(self.reward_scale)
+            or self.reward_scale <= 0
+        ):
+            raise bad(
+                "reward_scale",
+                self.reward_scale,
+                "null (1 / mean |reward| of the first rollout) or a finite number > 0",
+            )
         self._set("critic_hidden", layer_sizes(self._PREFIX, "critic_hidden", self.critic_hidden))
         if self.algo == "m_omd" and self.head == "beta":
-            raise bad("head", self.head, "'auto' or 'categorical' for m_omd (a Q-network has "
-                      "one output per action; its policy is softmax(Q / tau))")
+            raise bad(
+                "head",
+                self.head,
+                "'auto' or 'categorical' for m_omd (a Q-network has "
+                "one output per action; its policy is softmax(Q / tau))",
+            )
         # PPO
         trajectories = self.resolved_num_envs() * self.num_agents_per_env
         if trajectories % self.num_minibatches:
-            raise bad("num_minibatches", self.num_minibatches,
-                      f"a divisor of num_envs * num_agents_per_env = "
-                      f"{self.resolved_num_envs()} * {self.num_agents_per_env} = {trajectories} "
-                      "(the trajectories of one batch)")
-        for k, lo, hi in (("clip_eps", 0.0, None), ("gae_lambda", 0.0, 1.0),
-                          ("ent_coef", 0.0, None), ("vf_coef", 0.0, None),
-                          ("tau", 0.0, None), ("alpha", 0.0, 1.0),
-                          ("epsilon_start", 0.0, 1.0), ("epsilon_end", 0.0, 1.0),
-                          ("epsilon_decay_fraction", 0.0, 1.0)):
+            raise bad(
+                "num_minibatches",
+                self.num_minibatches,
+                f"a divisor of num_envs * num_agents_per_env = "
+                f"{self.resolved_num_envs()} * {self.num_agents_per_env} = {trajectories} "
+                "(the trajectories of one batch)",
+            )
+        for k, lo, hi in (
+            ("clip_eps", 0.0, None),
+            ("gae_lambda", 0.0, 1.0),
+            ("ent_coef", 0.0, None),
+            ("vf_coef", 0.0, None),
+            ("tau", 0.0, None),
+            ("alpha", 0.0, 1.0),
+            ("epsilon_start", 0.0, 1.0),
+            ("epsilon_end", 0.0, 1.0),
+            ("epsilon_decay_fraction", 0.0, 1.0),
+        ):
             v = getattr(self, k)
             strict = k in ("clip_eps", "tau", "epsilon_decay_fraction")
-            ok = _is_num(v) and math.isfinite(v) and (v > lo if strict else v >= lo) \
+            ok = (
+                _is_num(v)
+                and math.isfinite(v)
+                and (v > lo if strict else v >= lo)
                 and (hi is None or v <= hi)
+            )
             if not ok:
                 rng = f"{'(' if strict else '['}{lo:g}, {'inf)' if hi is None else f'{hi:g}]'}"
                 raise bad(k, v, f"a number in {rng}")
@@ -129,12 +158,16 @@ class RLConfig(BaseTrainConfig):
         per_update = trajectories * self.game_parameters().horizon
         if self.algo == "m_omd":
             if self.buffer_size < per_update:
-                raise bad("buffer_size", self.buffer_size,
-                          f"an integer >= the transitions collected per update, num_envs * "
-                          f"num_agents_per_env * horizon = {per_update}")
+                raise bad(
+                    "buffer_size",
+                    self.buffer_size,
+                    f"an integer >= the transitions collected per update, num_envs * "
+                    f"num_agents_per_env * horizon = {per_update}",
+                )
             if self.batch_size > self.buffer_size:
-                raise bad("batch_size", self.batch_size,
-                          f"an integer <= buffer_size = {self.buffer_size}")
+                raise bad(
+                    "batch_size", self.batch_size, f"an integer <= buffer_size = {self.buffer_size}"
+                )
 
     # --- derived -----------------------------------------------------------
     def resolved_num_envs(self) -> int:

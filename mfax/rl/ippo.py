@@ -28,7 +28,8 @@ observation, t / T); it is used only in training, so it may see the time
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -61,8 +62,9 @@ class PPOState(NamedTuple):
     updates: jax.Array  # int32 updates done
 
 
-def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: RowNet,
-                 gamma: float) -> Learner:
+def make_learner(
+    config: RLConfig, game: Game, network: NetworkConfig, rownet: RowNet, gamma: float
+) -> Learner:
     E, N = config.resolved_num_envs(), config.num_agents_per_env
     T = game.horizon
     M = config.num_minibatches
@@ -70,11 +72,13 @@ def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: R
     critic = Critic(config.critic_hidden, config.activation)
     features = jnp.asarray(game.state_features(), jnp.float32)  # [S, f]
     time_feature = (jnp.arange(T, dtype=jnp.float32) / T)[:, None]  # [T, 1]
-    total_steps = config.num_iterations * config.num_updates_per_iteration \
-        * config.update_epochs * M
+    total_steps = (
+        config.num_iterations * config.num_updates_per_iteration * config.update_epochs * M
+    )
     schedule = optax.linear_schedule(config.lr, config.lr * config.lr_end_fraction, total_steps)
-    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                            optax.adam(schedule, eps=1e-5))
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(schedule, eps=1e-5)
+    )
 
     def critic_input(states, obs_rows, t_rows):
         return jnp.concatenate([features[states], obs_rows, t_rows], -1)
@@ -100,8 +104,9 @@ def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: R
         logp = jnp.take_along_axis(logp_all, actions[..., None], -1)[..., 0]
         ratio = jnp.exp(logp - old_logp)
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        surrogate = jnp.minimum(ratio * adv,
-                                jnp.clip(ratio, 1 - config.clip_eps, 1 + config.clip_eps) * adv)
+        surrogate = jnp.minimum(
+            ratio * adv, jnp.clip(ratio, 1 - config.clip_eps, 1 + config.clip_eps) * adv
+        )
         entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, -1).mean()
         value = values_of(params["critic"], states, frozen.obs, env_idx)
         value_loss = 0.5 * jnp.mean((value - targets) ** 2)
@@ -122,8 +127,9 @@ def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: R
         steps = collect(game, frozen, k_collect, N, policy_fn, obs_first)
         # trajectories: [T, E * N], environment of each trajectory
         flat = lambda x: x.reshape(T, E * N)  # noqa: E731
-        states, actions, rewards, logp = map(flat, (steps.state, steps.action, steps.reward,
-                                                    steps.aux))
+        states, actions, rewards, logp = map(
+            flat, (steps.state, steps.action, steps.reward, steps.aux)
+        )
         env_idx = jnp.repeat(jnp.arange(E, dtype=jnp.int32), N)
         values = values_of(carry.params["critic"], states, frozen.obs, env_idx)  # [T, B]
 
@@ -140,9 +146,14 @@ def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: R
 
         def epoch(c, k):
             perm = jax.random.permutation(k, E * N).reshape(M, traj_per_mb)
-            batches = (states.T[perm].transpose(0, 2, 1), actions.T[perm].transpose(0, 2, 1),
-                       logp.T[perm].transpose(0, 2, 1), adv.T[perm].transpose(0, 2, 1),
-                       targets.T[perm].transpose(0, 2, 1), env_idx[perm])
+            batches = (
+                states.T[perm].transpose(0, 2, 1),
+                actions.T[perm].transpose(0, 2, 1),
+                logp.T[perm].transpose(0, 2, 1),
+                adv.T[perm].transpose(0, 2, 1),
+                targets.T[perm].transpose(0, 2, 1),
+                env_idx[perm],
+            )
 
             def minibatch(c, batch):
                 loss, grads = jax.value_and_grad(loss_fn)(c.params, frozen, batch)
@@ -155,8 +166,11 @@ def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: R
         return carry._replace(updates=carry.updates + 1), losses.mean()
 
     def iteration(state: PPOState, frozen: Frozen, key):
-        state, losses = lax.scan(lambda c, k: update(frozen, c, k), state,
-                                 jax.random.split(key, config.num_updates_per_iteration))
+        state, losses = lax.scan(
+            lambda c, k: update(frozen, c, k),
+            state,
+            jax.random.split(key, config.num_updates_per_iteration),
+        )
         return state, losses.mean()
 
     return Learner(init, iteration, lambda s: s.params["actor"])

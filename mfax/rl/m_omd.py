@@ -67,8 +67,9 @@ def policy_params(params: Any, tau: float) -> Any:
     return {**params, "params": inner}
 
 
-def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: RowNet,
-                 gamma: float) -> Learner:
+def make_learner(
+    config: RLConfig, game: Game, network: NetworkConfig, rownet: RowNet, gamma: float
+) -> Learner:
     if network.head != "categorical" or network.recurrent:
         raise ValueError("m_omd needs a feed-forward network with a categorical head")
     E, N, T = config.resolved_num_envs(), config.num_agents_per_env, game.horizon
@@ -78,19 +79,24 @@ def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: R
     tau, alpha, l0 = config.tau, config.alpha, config.log_policy_clip
     total_updates = config.num_iterations * config.num_updates_per_iteration
     decay = max(int(total_updates * config.epsilon_decay_fraction), 1)
-    schedule = optax.linear_schedule(config.lr, config.lr * config.lr_end_fraction,
-                                     total_updates * config.gradient_steps)
-    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                            optax.adam(schedule, eps=1e-5))
+    schedule = optax.linear_schedule(
+        config.lr, config.lr * config.lr_end_fraction, total_updates * config.gradient_steps
+    )
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(schedule, eps=1e-5)
+    )
 
     def q_values(params, states, obs):
-        return rownet.logits(params, rownet.state_table(params)[states] + rownet.obs_table(params, obs))
+        return rownet.logits(
+            params, rownet.state_table(params)[states] + rownet.obs_table(params, obs)
+        )
 
     def init(key):
         params = init_params(network, game, key)
         zi, zf = jnp.zeros((cap,), jnp.int32), jnp.zeros((cap,), jnp.float32)
-        buffer = Buffer(zi, jnp.zeros((cap, d), jnp.float32), zi, zf, zi,
-                        jnp.zeros((cap, d), jnp.float32), zf)
+        buffer = Buffer(
+            zi, jnp.zeros((cap, d), jnp.float32), zi, zf, zi, jnp.zeros((cap, d), jnp.float32), zf
+        )
         z = jnp.zeros((), jnp.int32)
         return OMDState(params, params, optimizer.init(params), buffer, z, z, z)
 
@@ -102,14 +108,18 @@ def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: R
         soft_v = jnp.sum(jnp.exp(logpi_next) * (q_tgt_next - tau * logpi_next), -1)
         logpi = jax.nn.log_softmax(q_values(target, batch.state, batch.obs) / tau, -1)
         logpi_a = jnp.take_along_axis(logpi, batch.action[:, None], -1)[:, 0]
-        y = batch.reward + alpha * jnp.clip(tau * logpi_a, l0, 0.0) \
+        y = (
+            batch.reward
+            + alpha * jnp.clip(tau * logpi_a, l0, 0.0)
             + gamma * (1.0 - batch.done) * soft_v
+        )
         return jnp.mean(optax.huber_loss(q_a, lax.stop_gradient(y)))
 
     def update(frozen: Frozen, s: OMDState, key):
         k_collect, k_sample = jax.random.split(key)
-        eps = config.epsilon_start + (config.epsilon_end - config.epsilon_start) \
-            * jnp.minimum(s.updates / decay, 1.0)
+        eps = config.epsilon_start + (config.epsilon_end - config.epsilon_start) * jnp.minimum(
+            s.updates / decay, 1.0
+        )
         table = rownet.state_table(s.params)
         obs_first = rownet.obs_table(s.params, frozen.obs)  # [T, E, H]
 
@@ -123,9 +133,15 @@ def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: R
         steps = collect(game, frozen, k_collect, N, policy_fn, obs_first)
         env_obs = lambda o: jnp.broadcast_to(o[:, :, None, :], (T, E, N, d)).reshape(-1, d)  # noqa: E731
         done = jnp.broadcast_to((jnp.arange(T) == T - 1)[:, None, None], (T, E, N))
-        new = Buffer(steps.state.reshape(-1), env_obs(frozen.obs), steps.action.reshape(-1),
-                     steps.reward.reshape(-1), steps.next_state.reshape(-1),
-                     env_obs(frozen.next_obs), done.reshape(-1).astype(jnp.float32))
+        new = Buffer(
+            steps.state.reshape(-1),
+            env_obs(frozen.obs),
+            steps.action.reshape(-1),
+            steps.reward.reshape(-1),
+            steps.next_state.reshape(-1),
+            env_obs(frozen.next_obs),
+            done.reshape(-1).astype(jnp.float32),
+        )
         where = (s.position + jnp.arange(per_update)) % cap
         buffer = jax.tree_util.tree_map(lambda b, n: b.at[where].set(n), s.buffer, new)
         size = jnp.minimum(s.size + per_update, cap)
@@ -139,16 +155,21 @@ def make_learner(config: RLConfig, game: Game, network: NetworkConfig, rownet: R
             return (optax.apply_updates(params, upd), opt_state), loss
 
         (params, opt_state), losses = lax.scan(
-            grad_step, (s.params, s.opt_state), jax.random.split(k_sample, config.gradient_steps))
+            grad_step, (s.params, s.opt_state), jax.random.split(k_sample, config.gradient_steps)
+        )
         updates = s.updates + 1
         refresh = updates % config.target_update_every == 0
         target = jax.tree_util.tree_map(lambda p, t: jnp.where(refresh, p, t), params, s.target)
-        return OMDState(params, target, opt_state, buffer, (s.position + per_update) % cap,
-                        size, updates), losses.mean()
+        return OMDState(
+            params, target, opt_state, buffer, (s.position + per_update) % cap, size, updates
+        ), losses.mean()
 
     def iteration(state: OMDState, frozen: Frozen, key):
-        state, losses = lax.scan(lambda c, k: update(frozen, c, k), state,
-                                 jax.random.split(key, config.num_updates_per_iteration))
+        state, losses = lax.scan(
+            lambda c, k: update(frozen, c, k),
+            state,
+            jax.random.split(key, config.num_updates_per_iteration),
+        )
         return state, losses.mean()
 
     return Learner(init, iteration, lambda s: policy_params(s.params, tau))

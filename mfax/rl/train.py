@@ -9,8 +9,6 @@ import the shared machinery of `mfax.rl.common`; common.py never imports them.
 from __future__ import annotations
 
 import functools
-from typing import Optional
-
 
 from mfax.games.base import Game
 from mfax.rl import ippo, m_omd
@@ -21,7 +19,7 @@ from mfax.rl.config import RLConfig
 LEARNERS = {"ippo": ippo.make_learner, "rippo": ippo.make_learner, "m_omd": m_omd.make_learner}
 
 
-def make_train(config: RLConfig, game: Optional[Game] = None) -> RLTrainer:
+def make_train(config: RLConfig, game: Game | None = None) -> RLTrainer:
     """The `RLTrainer` of ``config`` (cached: the same config reuses compiled functions)."""
     if not isinstance(config, RLConfig):
         raise TypeError(f"mfax.rl.make_train expects an RLConfig, got {type(config).__name__}")

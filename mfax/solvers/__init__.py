@@ -36,8 +36,9 @@ from mfax.solvers.munchausen import MOMD
 from mfax.solvers.policy_iteration import BPI
 from mfax.solvers.prior_descent import PRIOR_DESCENT
 
-_REGISTRY: dict[str, Solver] = {s.name: s for s in (
-    FP, FP_DAMPED, OMD, MOMD, BOLTZMANN, BOLTZMANN_DAMPED, BPI, PRIOR_DESCENT)}
+_REGISTRY: dict[str, Solver] = {
+    s.name: s for s in (FP, FP_DAMPED, OMD, MOMD, BOLTZMANN, BOLTZMANN_DAMPED, BPI, PRIOR_DESCENT)
+}
 
 
 class TabularSolution(NamedTuple):
@@ -67,7 +68,8 @@ def deterministic_error(game: Game) -> ValueError:
     fix = ", ".join(f"{k}={v}" for k, v in hint.items())
     return ValueError(
         f"solve_tabular needs a deterministic game, but {game.name!r} has random resets or "
-        f"steps ({now or 'see its parameters'})" + (f"; make the game with {fix}" if fix else ""))
+        f"steps ({now or 'see its parameters'})" + (f"; make the game with {fix}" if fix else "")
+    )
 
 
 def _check_settings(solver: Solver, given: dict[str, Any]) -> tuple[dict, dict, int | None]:
@@ -76,8 +78,10 @@ def _check_settings(solver: Solver, given: dict[str, Any]) -> tuple[dict, dict, 
     for name in given:
         if name not in known:
             allowed = ", ".join(known) or "none"
-            raise ValueError(f"solve_tabular(algorithm={solver.name!r}): unknown setting "
-                             f"{name!r}; its settings: {allowed}")
+            raise ValueError(
+                f"solve_tabular(algorithm={solver.name!r}): unknown setting "
+                f"{name!r}; its settings: {allowed}"
+            )
     static, traced, length = {}, {}, None
     for name, st in known.items():
         value = given.get(name, st.default)
@@ -86,33 +90,46 @@ def _check_settings(solver: Solver, given: dict[str, Any]) -> tuple[dict, dict, 
         except (TypeError, ValueError):
             arr = None
         if arr is None or arr.ndim > 1 or isinstance(value, (bool, np.bool_)) or arr.size == 0:
-            raise ValueError(f"solve_tabular(algorithm={solver.name!r}): {name} = {value!r} is "
-                             f"not allowed; expected {st.allowed()}"
-                             + ("" if st.integer else " (or a 1-D array of them to sweep)"))
+            raise ValueError(
+                f"solve_tabular(algorithm={solver.name!r}): {name} = {value!r} is "
+                f"not allowed; expected {st.allowed()}"
+                + ("" if st.integer else " (or a 1-D array of them to sweep)")
+            )
         for v in arr.reshape(-1):
             if not st.ok(float(v)):
-                raise ValueError(f"solve_tabular(algorithm={solver.name!r}): {name} = "
-                                 f"{float(v) if arr.ndim else value!r} is not allowed; "
-                                 f"expected {st.allowed()}")
+                raise ValueError(
+                    f"solve_tabular(algorithm={solver.name!r}): {name} = "
+                    f"{float(v) if arr.ndim else value!r} is not allowed; "
+                    f"expected {st.allowed()}"
+                )
         if st.integer:
             if arr.ndim:
-                raise ValueError(f"solve_tabular(algorithm={solver.name!r}): {name} = {value!r} "
-                                 "cannot be swept (it sets the loop's structure); expected "
-                                 f"{st.allowed()}")
+                raise ValueError(
+                    f"solve_tabular(algorithm={solver.name!r}): {name} = {value!r} "
+                    "cannot be swept (it sets the loop's structure); expected "
+                    f"{st.allowed()}"
+                )
             static[name] = int(arr)
         else:
             if arr.ndim:
                 if length is not None and arr.size != length:
                     raise ValueError(
                         f"solve_tabular(algorithm={solver.name!r}): swept settings must have one "
-                        f"length; {name} has {arr.size} values, another {length}")
+                        f"length; {name} has {arr.size} values, another {length}"
+                    )
                 length = arr.size
             traced[name] = arr.astype(np.float32)
     return static, traced, length
 
 
-def solve_tabular(game: Game, num_iterations: int = 200, algorithm: str = "fp", *,
-                  gamma: float | None = None, **settings: Any) -> TabularSolution:
+def solve_tabular(
+    game: Game,
+    num_iterations: int = 200,
+    algorithm: str = "fp",
+    *,
+    gamma: float | None = None,
+    **settings: Any,
+) -> TabularSolution:
     """Approximate the mean-field Nash equilibrium of a deterministic game.
 
     ``algorithm`` is one of `list_solvers()`; ``settings`` are its settings
@@ -120,28 +137,37 @@ def solve_tabular(game: Game, num_iterations: int = 200, algorithm: str = "fp", 
     module docstring).  ``gamma`` defaults to the game's discount.
     """
     if not isinstance(algorithm, str):
-        raise ValueError(f"algorithm = {algorithm!r} is not allowed; expected one of "
-                         f"{', '.join(list_solvers())} (the discount is the keyword gamma=)")
+        raise ValueError(
+            f"algorithm = {algorithm!r} is not allowed; expected one of "
+            f"{', '.join(list_solvers())} (the discount is the keyword gamma=)"
+        )
     solver = get_solver(algorithm)
     if game.has_random_reset:
         raise deterministic_error(game)
-    if (not isinstance(num_iterations, (int, np.integer)) or isinstance(num_iterations, bool)
-            or num_iterations < 1):
-        raise ValueError(f"num_iterations = {num_iterations!r} is not allowed; expected an "
-                         "integer >= 1")
+    if (
+        not isinstance(num_iterations, (int, np.integer))
+        or isinstance(num_iterations, bool)
+        or num_iterations < 1
+    ):
+        raise ValueError(
+            f"num_iterations = {num_iterations!r} is not allowed; expected an integer >= 1"
+        )
     gamma = game.default_discount if gamma is None else gamma
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.number)) or not (
-            math.isfinite(gamma) and 0.0 < gamma <= 1.0):
+    if (
+        isinstance(gamma, bool)
+        or not isinstance(gamma, (int, float, np.number))
+        or not (math.isfinite(gamma) and 0.0 < gamma <= 1.0)
+    ):
         raise ValueError(f"gamma = {gamma!r} is not allowed; expected a finite number in (0, 1]")
     static, traced, _ = _check_settings(solver, settings)
     swept = tuple(sorted(k for k, v in traced.items() if v.ndim))
-    fn = _jitted_solve(game, solver.name, int(num_iterations), float(gamma),
-                       tuple(sorted(static.items())), swept)
+    fn = _jitted_solve(
+        game, solver.name, int(num_iterations), float(gamma), tuple(sorted(static.items())), swept
+    )
     return fn({k: jnp.asarray(v) for k, v in traced.items()})
 
 
-def solve_fn(game: Game, solver: Solver, num_iterations: int, gamma: float,
-             static: dict[str, int]):
+def solve_fn(game: Game, solver: Solver, num_iterations: int, gamma: float, static: dict[str, int]):
     """The pure ``settings -> TabularSolution`` (float settings as traced scalars): jit it,
     vmap it over a setting, or call it inside a larger program."""
     ctx = Context(game, gamma)
@@ -152,15 +178,21 @@ def solve_fn(game: Game, solver: Solver, num_iterations: int, gamma: float,
         def iteration(state, k):
             ev = ctx.evaluate(solver.policy(ctx, state, s))
             result = ev.result
-            return solver.update(ctx, state, ev, k, s), (result.exploitability,
-                                                         result.policy_return)
+            return solver.update(ctx, state, ev, k, s), (
+                result.exploitability,
+                result.policy_return,
+            )
 
-        state, (expl, ret) = lax.scan(iteration, solver.init(ctx, s),
-                                      jnp.arange(num_iterations, dtype=jnp.int32))
+        state, (expl, ret) = lax.scan(
+            iteration, solver.init(ctx, s), jnp.arange(num_iterations, dtype=jnp.int32)
+        )
         final = solver.policy(ctx, state, s)
         last = ctx.evaluate(final).result
-        return TabularSolution(policy=final, exploitability=jnp.append(expl, last.exploitability),
-                               policy_return=jnp.append(ret, last.policy_return))
+        return TabularSolution(
+            policy=final,
+            exploitability=jnp.append(expl, last.exploitability),
+            policy_return=jnp.append(ret, last.policy_return),
+        )
 
     return solve
 
@@ -169,6 +201,7 @@ def solve_fn(game: Game, solver: Solver, num_iterations: int, gamma: float,
 def _jitted_solve(game, name, num_iterations, gamma, static, swept):
     solve = solve_fn(game, _REGISTRY[name], num_iterations, gamma, dict(static))
     if swept:
+
         def axes(traced):
             return {k: (0 if k in swept else None) for k in traced}
 
@@ -176,5 +209,13 @@ def _jitted_solve(game, name, num_iterations, gamma, static, swept):
     return jax.jit(solve)
 
 
-__all__ = ["Setting", "Solver", "TabularSolution", "get_solver", "list_solvers",
-           "solve_fn", "solve_tabular", "solver_settings"]
+__all__ = [
+    "Setting",
+    "Solver",
+    "TabularSolution",
+    "get_solver",
+    "list_solvers",
+    "solve_fn",
+    "solve_tabular",
+    "solver_settings",
+]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +31,8 @@ class Setting:
     name: str
     default: float
     doc: str
-    low: Optional[float] = None  # bounds; `open_low` / `open_high` exclude them
-    high: Optional[float] = None
+    low: float | None = None  # bounds; `open_low` / `open_high` exclude them
+    high: float | None = None
     open_low: bool = False
     open_high: bool = False
     integer: bool = False
@@ -39,8 +40,10 @@ class Setting:
     def allowed(self) -> str:
         kind = "an integer" if self.integer else "a finite number"
         if self.low is not None and self.high is not None:
-            return (f"{kind} in {'(' if self.open_low else '['}{self.low:g}, "
-                    f"{self.high:g}{')' if self.open_high else ']'}")
+            return (
+                f"{kind} in {'(' if self.open_low else '['}{self.low:g}, "
+                f"{self.high:g}{')' if self.open_high else ']'}"
+            )
         if self.low is not None:
             return f"{kind} {'>' if self.open_low else '>='} {self.low:g}"
         return kind
@@ -79,7 +82,7 @@ class Context:
     def uniform(self) -> jax.Array:
         return jnp.full((self.T, self.S, self.A), 1.0 / self.A, jnp.float32)
 
-    def evaluate(self, table: jax.Array) -> "Evaluation":
+    def evaluate(self, table: jax.Array) -> Evaluation:
         # the key is unused: solvers only take deterministic games
         traj = self._run(table, jax.random.PRNGKey(0))
         return Evaluation(self, table, exploitability_of(self.game, traj, self.gamma))

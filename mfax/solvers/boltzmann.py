@@ -18,8 +18,9 @@ import jax
 from mfax.solvers._core import Setting, Solver, normalise_joint
 from mfax.solvers.fictitious_play import _init_uniform
 
-_TEMPERATURE = Setting("temperature", 0.1, "softmax temperature of the response", 0.0,
-                       open_low=True)
+_TEMPERATURE = Setting(
+    "temperature", 0.1, "softmax temperature of the response", 0.0, open_low=True
+)
 
 
 def _init(ctx, s):
@@ -45,14 +46,23 @@ def _update_damped(ctx, joint, ev, k, s):
 
 
 BOLTZMANN = Solver(
-    name="boltzmann", summary="fixed-point iteration with a softmax best response",
-    settings=(_TEMPERATURE,), init=_init, policy=_policy, update=_update)
+    name="boltzmann",
+    summary="fixed-point iteration with a softmax best response",
+    settings=(_TEMPERATURE,),
+    init=_init,
+    policy=_policy,
+    update=_update,
+)
 
 BOLTZMANN_DAMPED = Solver(
     name="boltzmann_damped",
     summary="damped fixed-point iteration with a softmax best response (mean field moves by "
-            "damping)",
-    settings=(_TEMPERATURE, Setting("damping", 0.1, "weight of the new response", 0.0, 1.0,
-                                    open_low=True)),
-    init=_init_uniform, policy=lambda ctx, joint, s: normalise_joint(joint),
-    update=_update_damped)
+    "damping)",
+    settings=(
+        _TEMPERATURE,
+        Setting("damping", 0.1, "weight of the new response", 0.0, 1.0, open_low=True),
+    ),
+    init=_init_uniform,
+    policy=lambda ctx, joint, s: normalise_joint(joint),
+    update=_update_damped,
+)

@@ -47,13 +47,20 @@ def _update_damped(ctx, joint, ev, k, s):
 
 
 FP = Solver(
-    name="fp", summary="fictitious play: occupancy-weighted average of all best responses",
-    settings=(), init=_init_empty, policy=_policy, update=_update_fp)
+    name="fp",
+    summary="fictitious play: occupancy-weighted average of all best responses",
+    settings=(),
+    init=_init_empty,
+    policy=_policy,
+    update=_update_fp,
+)
 
 FP_DAMPED = Solver(
     name="fp_damped",
     summary="fictitious play with a fixed mixing rate (damping); damping=1 is "
-            "best-response iteration",
-    settings=(Setting("damping", 0.1, "weight of the new best response", 0.0, 1.0,
-                      open_low=True),),
-    init=_init_uniform, policy=_policy, update=_update_damped)
+    "best-response iteration",
+    settings=(Setting("damping", 0.1, "weight of the new best response", 0.0, 1.0, open_low=True),),
+    init=_init_uniform,
+    policy=_policy,
+    update=_update_damped,
+)

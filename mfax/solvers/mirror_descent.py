@@ -29,7 +29,12 @@ def _update(ctx, y, ev, k, s):
 
 
 OMD = Solver(
-    name="omd", summary="online mirror descent: softmax of the summed Q of the iterates",
-    settings=(Setting("learning_rate", 1.0, "step size on the summed Q values", 0.0,
-                      open_low=True),),
-    init=_init, policy=_policy, update=_update)
+    name="omd",
+    summary="online mirror descent: softmax of the summed Q of the iterates",
+    settings=(
+        Setting("learning_rate", 1.0, "step size on the summed Q values", 0.0, open_low=True),
+    ),
+    init=_init,
+    policy=_policy,
+    update=_update,
+)

@@ -47,7 +47,12 @@ def _update(ctx, logits, ev, k, s):
 MOMD = Solver(
     name="momd",
     summary="Munchausen mirror descent (tabular): softmax(q / tau) of the exact "
-            "Munchausen-regularised Q; alpha=1 is OMD with learning_rate=1/tau",
-    settings=(Setting("temperature", 1.0, "tau, the entropy weight", 0.0, open_low=True),
-              Setting("alpha", 1.0, "the Munchausen coefficient", 0.0, 1.0)),
-    init=_init, policy=_policy, update=_update)
+    "Munchausen-regularised Q; alpha=1 is OMD with learning_rate=1/tau",
+    settings=(
+        Setting("temperature", 1.0, "tau, the entropy weight", 0.0, open_low=True),
+        Setting("alpha", 1.0, "the Munchausen coefficient", 0.0, 1.0),
+    ),
+    init=_init,
+    policy=_policy,
+    update=_update,
+)

@@ -19,6 +19,10 @@ def _update(ctx, pi, ev, k, s):
 
 
 BPI = Solver(
-    name="bpi", summary="Boltzmann policy iteration: softmax of the current policy's own Q",
+    name="bpi",
+    summary="Boltzmann policy iteration: softmax of the current policy's own Q",
     settings=(Setting("temperature", 0.1, "softmax temperature", 0.0, open_low=True),),
-    init=lambda ctx, s: ctx.uniform(), policy=lambda ctx, pi, s: pi, update=_update)
+    init=lambda ctx, s: ctx.uniform(),
+    policy=lambda ctx, pi, s: pi,
+    update=_update,
+)

@@ -46,8 +46,11 @@ def _update(ctx, state, ev, k, s):
 PRIOR_DESCENT = Solver(
     name="prior_descent",
     summary="softmax best response against a prior that becomes the policy every few steps",
-    settings=(Setting("temperature", 1.0, "weight of the KL penalty to the prior", 0.0,
-                      open_low=True),
-              Setting("prior_update_every", 1, "iterations between prior updates", 1.0,
-                      integer=True)),
-    init=_init, policy=_policy, update=_update)
+    settings=(
+        Setting("temperature", 1.0, "weight of the KL penalty to the prior", 0.0, open_low=True),
+        Setting("prior_update_every", 1, "iterations between prior updates", 1.0, integer=True),
+    ),
+    init=_init,
+    policy=_policy,
+    update=_update,
+)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,8 +39,15 @@ HEAD_CHOICES = ("auto",) + HEADS
 DEFAULT_NUM_ENVS = 128
 DEFAULT_NUM_ENVS_MACRO = 8
 #: the training keys that are `NetworkConfig` settings
-NETWORK_KEYS = ("state_input", "hidden", "embed_dim", "gru_hidden", "head", "activation",
-                "factored")
+NETWORK_KEYS = (
+    "state_input",
+    "hidden",
+    "embed_dim",
+    "gru_hidden",
+    "head",
+    "activation",
+    "factored",
+)
 
 
 def _is_int(v: Any) -> bool:
@@ -65,8 +73,14 @@ class MappingConfig:
         return [f.name for f in dataclasses.fields(cls) if f.name not in ("game", "game_params")]
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], *, game: str | None = None,
-                     algo: str | None = None, source: str = "config") -> Any:
+    def from_mapping(
+        cls,
+        mapping: Mapping[str, Any],
+        *,
+        game: str | None = None,
+        algo: str | None = None,
+        source: str = "config",
+    ) -> Any:
         """Build from the file layout: training keys plus an optional ``game:`` mapping.
 
         ``game`` and ``algo`` (from the command line) win over the mapping's; a
@@ -75,8 +89,9 @@ class MappingConfig:
         if mapping is None:
             mapping = {}
         if not isinstance(mapping, Mapping):
-            raise ValueError(f"{source}: expected a mapping of keys to values, got "
-                             f"{type(mapping).__name__}")
+            raise ValueError(
+                f"{source}: expected a mapping of keys to values, got {type(mapping).__name__}"
+            )
         allowed = cls.training_keys()
         kwargs: dict[str, Any] = {}
         game_params: dict[str, Any] = {}
@@ -86,19 +101,23 @@ class MappingConfig:
                     raise ValueError(
                         f"{source}: 'game' must be a mapping of game parameters (e.g. "
                         f"game: {{num_states: 21}}), got {value!r}; the game itself is chosen "
-                        "with --game")
+                        "with --game"
+                    )
                 game_params.update(value)
             elif isinstance(key, str) and key.startswith("game."):
-                game_params[key[len("game."):]] = value
+                game_params[key[len("game.") :]] = value
             elif key in allowed:
                 kwargs[key] = value
             else:
-                raise ValueError(f"{source}: unknown key {key!r}; allowed keys: "
-                                 f"{', '.join(allowed)}, game (a mapping), game.<param>")
+                raise ValueError(
+                    f"{source}: unknown key {key!r}; allowed keys: "
+                    f"{', '.join(allowed)}, game (a mapping), game.<param>"
+                )
         if algo is not None:
             if "algo" in kwargs and kwargs["algo"] != algo:
-                raise ValueError(f"{source}: 'algo' = {kwargs['algo']!r} disagrees with "
-                                 f"--algo {algo!r}")
+                raise ValueError(
+                    f"{source}: 'algo' = {kwargs['algo']!r} disagrees with --algo {algo!r}"
+                )
             kwargs["algo"] = algo
         if game is not None:
             kwargs["game"] = game
@@ -133,11 +152,11 @@ class BaseTrainConfig(MappingConfig):
     num_iterations: int = 200
     eval_every: int = 20
     #: environments per iteration (None: the published default, see resolved_num_envs)
-    num_envs: Optional[int] = None
+    num_envs: int | None = None
     #: environments per evaluation (None: num_envs)
-    eval_num_envs: Optional[int] = None
+    eval_num_envs: int | None = None
     #: discount (None: the game's default_discount)
-    gamma: Optional[float] = None
+    gamma: float | None = None
     lr: float = 1e-3
     #: the learning rate anneals linearly to lr * lr_end_fraction over all iterations
     lr_end_fraction: float = 0.1
@@ -153,7 +172,9 @@ class BaseTrainConfig(MappingConfig):
     factored: bool = NetworkConfig.factored
 
     def _bad(self, name: str, value: Any, allowed: str) -> ValueError:
-        return ValueError(f"{self._PREFIX}: {name!r} = {value!r} is not allowed; expected {allowed}")
+        return ValueError(
+            f"{self._PREFIX}: {name!r} = {value!r} is not allowed; expected {allowed}"
+        )
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -181,8 +202,11 @@ class BaseTrainConfig(MappingConfig):
             raise bad("algo", self.algo, " or ".join(self._ALGORITHMS))
         self._check_ints("num_iterations", "eval_every")
         if self.num_iterations % self.eval_every:
-            raise bad("num_iterations", self.num_iterations,
-                      f"a multiple of eval_every = {self.eval_every}")
+            raise bad(
+                "num_iterations",
+                self.num_iterations,
+                f"a multiple of eval_every = {self.eval_every}",
+            )
         for k in ("num_envs", "eval_num_envs"):
             v = getattr(self, k)
             if v is not None and (not _is_int(v) or v < 1):
@@ -198,7 +222,8 @@ class BaseTrainConfig(MappingConfig):
         if not _is_num(self.max_grad_norm) or not self.max_grad_norm > 0:
             raise bad("max_grad_norm", self.max_grad_norm, "a number > 0")
         network = check_network_settings(
-            self._PREFIX, {k: getattr(self, k) for k in NETWORK_KEYS}, heads=HEAD_CHOICES)
+            self._PREFIX, {k: getattr(self, k) for k in NETWORK_KEYS}, heads=HEAD_CHOICES
+        )
         for k, v in network.items():
             self._set(k, v)
 
@@ -238,10 +263,16 @@ class BaseTrainConfig(MappingConfig):
             values = np.asarray(game.action_values())
             beta_ok = values.min() > 0 and values.max() < 1
             head = "beta" if beta_ok and self._beta_allowed() else "categorical"
-        return NetworkConfig(recurrent=self.recurrent, state_input=self.state_input,
-                             hidden=self.hidden, embed_dim=self.embed_dim,
-                             gru_hidden=self.gru_hidden, head=head,
-                             activation=self.activation, factored=self.factored)
+        return NetworkConfig(
+            recurrent=self.recurrent,
+            state_input=self.state_input,
+            hidden=self.hidden,
+            embed_dim=self.embed_dim,
+            gru_hidden=self.gru_hidden,
+            head=head,
+            activation=self.activation,
+            factored=self.factored,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -274,8 +305,9 @@ class TrainConfig(BaseTrainConfig):
     def __post_init__(self):
         super().__post_init__()
         if not isinstance(self.noise, str) or self.noise not in NOISE_CHOICES:
-            raise self._bad("noise", self.noise, " or ".join(
-                f"{k!r} ({v})" for k, v in NOISE_CHOICES.items()))
+            raise self._bad(
+                "noise", self.noise, " or ".join(f"{k!r} ({v})" for k, v in NOISE_CHOICES.items())
+            )
         if self.noise == "exact":  # refused here rather than when the run starts
             self.exact_noise_paths()
 
@@ -292,13 +324,16 @@ class TrainConfig(BaseTrainConfig):
         bad = f"{self._PREFIX}: 'noise' = 'exact' is not allowed for {game.name}"
         instead = "; use noise: sampled (num_envs sampled environments per iteration)"
         if not game.noise.finite:
-            raise ValueError(f"{bad}: its common noise cannot be enumerated "
-                             f"({game.noise.continuous}){instead}")
+            raise ValueError(
+                f"{bad}: its common noise cannot be enumerated ({game.noise.continuous}){instead}"
+            )
         n = count_paths(game)
         if n > MAX_EXACT_PATHS:
-            raise ValueError(f"{bad}: it has {n} common-noise paths ({describe_paths(game)}), "
-                             f"more than {MAX_EXACT_PATHS}, each one environment of every "
-                             f"iteration{instead}")
+            raise ValueError(
+                f"{bad}: it has {n} common-noise paths ({describe_paths(game)}), "
+                f"more than {MAX_EXACT_PATHS}, each one environment of every "
+                f"iteration{instead}"
+            )
         check_game_size(game, n, "the number of common-noise paths (noise: exact)")
         return enumerate_paths(game, n)
 
@@ -308,7 +343,11 @@ def merge_mappings(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in mappings:
         for key, value in (m or {}).items():
-            if key == "game" and isinstance(value, Mapping) and isinstance(out.get("game"), Mapping):
+            if (
+                key == "game"
+                and isinstance(value, Mapping)
+                and isinstance(out.get("game"), Mapping)
+            ):
                 out["game"] = {**out["game"], **value}
             else:
                 out[key] = value

@@ -34,7 +34,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,8 +45,14 @@ from jax import lax
 from mfax.networks import network_policy
 from mfax.training.progress import ProgressBar
 
-CURVE_COLUMNS = ("iteration", "seconds", "exploitability", "policy_return",
-                 "best_response_return", "exploitability_undiscounted")
+CURVE_COLUMNS = (
+    "iteration",
+    "seconds",
+    "exploitability",
+    "policy_return",
+    "best_response_return",
+    "exploitability_undiscounted",
+)
 #: the driver sizes its compiled calls to take about this long, so that Ctrl-C is
 #: answered within about this time (or one iteration, if longer)
 CHUNK_SECONDS = 0.5
@@ -100,6 +107,7 @@ def policy_probs_finite(policy: Any, params: Any, obs: jax.Array) -> jax.Array:
     the network's logits overflow and the probabilities are NaN.  One environment's
     observations cost about ``1 / num_envs`` of a rollout's forward pass.
     """
+
     def step(carry, xs):
         o, t = xs
         probs, carry = policy.apply(params, carry, o, t)
@@ -114,9 +122,12 @@ def policy_probs_finite(policy: Any, params: Any, obs: jax.Array) -> jax.Array:
 def _compiled_for(trainer: Any, shapes: Any, names: tuple[str, ...]):
     state = jax.tree_util.tree_unflatten(shapes[0], shapes[1])
     n = jax.ShapeDtypeStruct((), jnp.int32)
-    return tuple(jax.jit(getattr(trainer, name)).lower(*((state, n) if name == "advance"
-                                                         else (state,))).compile()
-                 for name in names)
+    return tuple(
+        jax.jit(getattr(trainer, name))
+        .lower(*((state, n) if name == "advance" else (state,)))
+        .compile()
+        for name in names
+    )
 
 
 def compiled(trainer: Any, state: Any, names: tuple[str, ...] = ("advance", "evaluate")):
@@ -124,8 +135,10 @@ def compiled(trainer: Any, state: Any, names: tuple[str, ...] = ("advance", "eva
     compilation).  ``advance`` takes ``(state, n)``, the others ``state``."""
     leaves, treedef = jax.tree_util.tree_flatten(state)
     # with the leaves' shardings: a state spread over several devices compiles for them
-    specs = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
-                  for x in leaves)
+    specs = tuple(
+        jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+        for x in leaves
+    )
     return _compiled_for(trainer, (treedef, specs), names)
 
 
@@ -133,9 +146,9 @@ def compiled(trainer: Any, state: Any, names: tuple[str, ...] = ("advance", "eva
 class Interrupt:
     """A flag set by SIGINT / SIGTERM while an `interrupt_guard` is active."""
 
-    def __init__(self, after_calls: Optional[int] = None):
+    def __init__(self, after_calls: int | None = None):
         self.requested = False
-        self.signal: Optional[int] = None
+        self.signal: int | None = None
         #: testing hook: act as if Ctrl-C came after this many compiled training calls
         self.after_calls = after_calls
         self.calls = 0
@@ -150,7 +163,7 @@ _active = threading.local()  # .flag: the guard active in this thread
 
 
 @contextlib.contextmanager
-def interrupt_guard(stream=None, after_calls: Optional[int] = None) -> Iterator[Interrupt]:
+def interrupt_guard(stream=None, after_calls: int | None = None) -> Iterator[Interrupt]:
     """Within the block, SIGINT and SIGTERM set ``flag.requested`` instead of raising.
 
     The first signal prints one line on ``stream`` (stderr) and lets the driver stop
@@ -176,10 +189,12 @@ def interrupt_guard(stream=None, after_calls: Optional[int] = None) -> Iterator[
         flag.requested, flag.signal = True, signum
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         try:
-            out.write(f"\n{name}: stopping after the current step "
-                      "(press Ctrl-C again to abort without saving)\n")
+            out.write(
+                f"\n{name}: stopping after the current step "
+                "(press Ctrl-C again to abort without saving)\n"
+            )
             out.flush()
-        except Exception:  # noqa: BLE001 -- a closed stream must not hide the interrupt
+        except Exception:
             pass
 
     if threading.current_thread() is threading.main_thread():
@@ -226,22 +241,34 @@ class Driven(Progress):
 
 
 def _finite_metrics(m, n: int) -> np.ndarray:
-    return np.array([all(np.isfinite(float(getattr(m, k)[i])) for k in CURVE_COLUMNS[2:])
-                     for i in range(n)])
+    return np.array(
+        [all(np.isfinite(float(getattr(m, k)[i])) for k in CURVE_COLUMNS[2:]) for i in range(n)]
+    )
 
 
 def _select(mask: np.ndarray, old: Any, new: Any) -> Any:
     """Per seed (leading axis): ``old`` where ``mask``, else ``new``."""
     m = jnp.asarray(mask)
     return jax.tree_util.tree_map(
-        lambda o, x: jnp.where(m.reshape(m.shape + (1,) * (x.ndim - 1)), o, x), old, new)
+        lambda o, x: jnp.where(m.reshape(m.shape + (1,) * (x.ndim - 1)), o, x), old, new
+    )
 
 
-def drive(advance: Callable, evaluate: Callable, state: Any, num_iterations: int,
-          eval_every: int, *, num_seeds: Optional[int] = None, progress: Optional[bool] = None,
-          stream=None, resume: Optional[Progress] = None, chunk_iterations: Optional[int] = None,
-          interrupt: Optional[Interrupt] = None,
-          on_evaluation: Optional[Callable[[Progress], None]] = None) -> Driven:
+def drive(
+    advance: Callable,
+    evaluate: Callable,
+    state: Any,
+    num_iterations: int,
+    eval_every: int,
+    *,
+    num_seeds: int | None = None,
+    progress: bool | None = None,
+    stream=None,
+    resume: Progress | None = None,
+    chunk_iterations: int | None = None,
+    interrupt: Interrupt | None = None,
+    on_evaluation: Callable[[Progress], None] | None = None,
+) -> Driven:
     """Evaluate ``state``, then run up to ``num_iterations`` iterations, evaluating every
     ``eval_every``.
 
@@ -264,28 +291,46 @@ def drive(advance: Callable, evaluate: Callable, state: Any, num_iterations: int
     """
     if interrupt is None:
         with interrupt_guard(stream) as flag:
-            return drive(advance, evaluate, state, num_iterations, eval_every,
-                         num_seeds=num_seeds, progress=progress, stream=stream, resume=resume,
-                         chunk_iterations=chunk_iterations, interrupt=flag,
-                         on_evaluation=on_evaluation)
+            return drive(
+                advance,
+                evaluate,
+                state,
+                num_iterations,
+                eval_every,
+                num_seeds=num_seeds,
+                progress=progress,
+                stream=stream,
+                resume=resume,
+                chunk_iterations=chunk_iterations,
+                interrupt=flag,
+                on_evaluation=on_evaluation,
+            )
     n = 1 if num_seeds is None else num_seeds
     batch = (lambda x: np.asarray(x)[None]) if num_seeds is None else np.asarray
     unbatch = (lambda xs: xs[0]) if num_seeds is None else list
-    bar = ProgressBar(num_iterations, stream=sys.stderr if stream is None else stream,
-                      enabled=progress)
+    bar = ProgressBar(
+        num_iterations, stream=sys.stderr if stream is None else stream, enabled=progress
+    )
     if resume is None:
         curves: list[list[dict[str, float]]] = [[] for _ in range(n)]
         losses: list[np.ndarray] = []
         train_seconds = eval_seconds = 0.0
     else:
-        curves = [[dict(r) for r in c] for c in
-                  ([resume.curve] if num_seeds is None else resume.curve)]
-        losses = [np.stack([np.asarray(x, np.float32) for x in
-                            ([resume.losses] if num_seeds is None else resume.losses)])]
+        curves = [
+            [dict(r) for r in c] for c in ([resume.curve] if num_seeds is None else resume.curve)
+        ]
+        losses = [
+            np.stack(
+                [
+                    np.asarray(x, np.float32)
+                    for x in ([resume.losses] if num_seeds is None else resume.losses)
+                ]
+            )
+        ]
         train_seconds, eval_seconds = resume.train_seconds, resume.eval_seconds
     eval_state = last_good = None
     good = np.zeros(n, bool)  # seeds with a finite evaluation (in last_good) to go back to
-    nonfinite_eval: list[Optional[int]] = [None] * n
+    nonfinite_eval: list[int | None] = [None] * n
 
     def record(state):
         nonlocal eval_seconds, eval_state, last_good
@@ -302,12 +347,18 @@ def drive(advance: Callable, evaluate: Callable, state: Any, num_iterations: int
                 nonfinite_eval[i] = int(m.iteration[i])
             state = state._replace(failed_at=jnp.asarray(failed if num_seeds else failed[0]))
         for i in np.flatnonzero(~back):
-            curves[i].append({"iteration": int(m.iteration[i]), "seconds": train_seconds,
-                              **{k: float(getattr(m, k)[i]) for k in CURVE_COLUMNS[2:]}})
+            curves[i].append(
+                {
+                    "iteration": int(m.iteration[i]),
+                    "seconds": train_seconds,
+                    **{k: float(getattr(m, k)[i]) for k in CURVE_COLUMNS[2:]},
+                }
+            )
         ok = finite & ~back
         if ok.any():
-            last_good = state if num_seeds is None or last_good is None \
-                else _select(ok, state, last_good)
+            last_good = (
+                state if num_seeds is None or last_good is None else _select(ok, state, last_good)
+            )
             good[ok] = True
         bar.update(int(np.max(m.iteration)), float(np.mean(m.exploitability)), train_seconds)
         eval_state = state
@@ -317,9 +368,8 @@ def drive(advance: Callable, evaluate: Callable, state: Any, num_iterations: int
     if resume is None and not interrupt.requested:
         state = record(state)
     elif resume is not None and all(curves):
-        bar.update(step, float(np.mean([c[-1]["exploitability"] for c in curves])),
-                   train_seconds)
-    per_iteration: Optional[float] = None
+        bar.update(step, float(np.mean([c[-1]["exploitability"] for c in curves])), train_seconds)
+    per_iteration: float | None = None
     started = resume is not None or eval_state is not None
     while started and step < num_iterations and not interrupt.requested:
         todo = (step // eval_every + 1) * eval_every - step
@@ -343,14 +393,30 @@ def drive(advance: Callable, evaluate: Callable, state: Any, num_iterations: int
                 break
             if on_evaluation is not None:
                 so_far = np.concatenate(losses, 1)
-                on_evaluation(Progress(state, unbatch([list(c) for c in curves]),
-                                       unbatch(list(so_far)), train_seconds, eval_seconds))
+                on_evaluation(
+                    Progress(
+                        state,
+                        unbatch([list(c) for c in curves]),
+                        unbatch(list(so_far)),
+                        train_seconds,
+                        eval_seconds,
+                    )
+                )
     all_failed = bool(np.all(batch(state.failed_at) >= 0))
     interrupted = interrupt.requested and step < num_iterations and not all_failed
     bar.close()
     losses_arr = np.concatenate(losses, 1) if losses else np.zeros((n, 0), np.float32)
     failed = [int(f) for f in batch(state.failed_at)]
     diverged_at = [f if f >= 0 else None for f in failed]
-    cut = [losses_arr[i] if f < 0 else losses_arr[i, :f + 1] for i, f in enumerate(failed)]
-    return Driven(state, unbatch(curves), unbatch(cut), train_seconds, eval_seconds,
-                  unbatch(diverged_at), eval_state, interrupted, unbatch(nonfinite_eval))
+    cut = [losses_arr[i] if f < 0 else losses_arr[i, : f + 1] for i, f in enumerate(failed)]
+    return Driven(
+        state,
+        unbatch(curves),
+        unbatch(cut),
+        train_seconds,
+        eval_seconds,
+        unbatch(diverged_at),
+        eval_state,
+        interrupted,
+        unbatch(nonfinite_eval),
+    )

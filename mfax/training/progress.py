@@ -29,8 +29,10 @@ class ProgressBar:
         seconds = time.perf_counter() - self.start if seconds is None else seconds
         filled = int(self.width * min(iteration, self.total) / self.total)
         bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r[{bar}] iter {iteration}/{self.total}  "
-                          f"exploitability {exploitability:.4g}  {seconds:.1f}s ")
+        self.stream.write(
+            f"\r[{bar}] iter {iteration}/{self.total}  "
+            f"exploitability {exploitability:.4g}  {seconds:.1f}s "
+        )
         self.stream.flush()
         self._drawn = True
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -38,7 +39,7 @@ class Metrics(NamedTuple):
 class TrainingDiverged(RuntimeError):
     """Raised by `run_training(..., raise_on_nan=True)`; ``.result`` holds the last good agent."""
 
-    def __init__(self, message: str, result: "TrainResult"):
+    def __init__(self, message: str, result: TrainResult):
         super().__init__(message)
         self.result = result
 
@@ -53,12 +54,12 @@ class TrainResult:
     compile_seconds: float  # AOT compilation of the chunk and the evaluation (0 if cached)
     train_seconds: float  # execution of the training chunks (no evaluation, no compilation)
     eval_seconds: float
-    diverged_at: Optional[int] = None  # first non-finite iteration
+    diverged_at: int | None = None  # first non-finite iteration
     message: str = ""
     interrupted: bool = False  # stopped by Ctrl-C / SIGTERM (the driver's interrupt_guard)
     #: the state reached (for `save_result`'s training state and `resume_training`);
     #: when interrupted it may be past the last evaluation
-    progress: Optional[Progress] = None
+    progress: Progress | None = None
 
     @property
     def policy(self):
@@ -82,46 +83,70 @@ class TrainResult:
         return int(np.asarray(self.progress.state.step))
 
 
-def divergence_message(diverged_at: int, lr: float,
-                       nonfinite_eval_at: Optional[int] = None) -> str:
+def divergence_message(diverged_at: int, lr: float, nonfinite_eval_at: int | None = None) -> str:
     """Why a run stopped early and what to change (every trainer, one seed or several)."""
     if nonfinite_eval_at is not None:
-        what = (f"the policy after iteration {nonfinite_eval_at} evaluates to a "
-                f"non-finite exploitability")
+        what = (
+            f"the policy after iteration {nonfinite_eval_at} evaluates to a "
+            f"non-finite exploitability"
+        )
     else:
-        what = (f"non-finite loss, gradient, parameters or policy probabilities at "
-                f"iteration {diverged_at}")
-    return (f"training diverged: {what}; stopped, keeping the last good parameters "
-            f"(after {diverged_at} updates); lower lr (now {lr:g}) or max_grad_norm")
+        what = (
+            f"non-finite loss, gradient, parameters or policy probabilities at "
+            f"iteration {diverged_at}"
+        )
+    return (
+        f"training diverged: {what}; stopped, keeping the last good parameters "
+        f"(after {diverged_at} updates); lower lr (now {lr:g}) or max_grad_norm"
+    )
 
 
 def interrupt_message(iterations_run: int, num_iterations: int, curve: list) -> str:
     last = f"iteration {curve[-1]['iteration']}" if curve else "none"
-    return (f"training interrupted after {iterations_run} of {num_iterations} iterations; "
-            f"the agent is the last evaluated one ({last})")
+    return (
+        f"training interrupted after {iterations_run} of {num_iterations} iterations; "
+        f"the agent is the last evaluated one ({last})"
+    )
 
 
-def finish(trainer: Any, seed: int, run, compile_seconds: float, *,
-           mf_params: Callable, resume: Optional[Progress] = None,
-           raise_on_nan: bool = False) -> TrainResult:
+def finish(
+    trainer: Any,
+    seed: int,
+    run,
+    compile_seconds: float,
+    *,
+    mf_params: Callable,
+    resume: Progress | None = None,
+    raise_on_nan: bool = False,
+) -> TrainResult:
     """The `TrainResult` of a driven run of one seed."""
     if run.eval_state is not None:
         params = jax.device_get(mf_params(run.eval_state))
     else:  # resumed and stopped before evaluating: the agent saved with the checkpoint
         params = getattr(resume, "params", None)
-    result = TrainResult(trainer, int(seed), params, run.curve, run.losses, compile_seconds,
-                         run.train_seconds, run.eval_seconds, run.diverged_at,
-                         interrupted=run.interrupted,
-                         progress=Progress(run.state, run.curve, run.losses, run.train_seconds,
-                                           run.eval_seconds))
+    result = TrainResult(
+        trainer,
+        int(seed),
+        params,
+        run.curve,
+        run.losses,
+        compile_seconds,
+        run.train_seconds,
+        run.eval_seconds,
+        run.diverged_at,
+        interrupted=run.interrupted,
+        progress=Progress(run.state, run.curve, run.losses, run.train_seconds, run.eval_seconds),
+    )
     if run.diverged_at is not None:
-        result.message = divergence_message(run.diverged_at, trainer.config.lr,
-                                            run.nonfinite_eval_at)
+        result.message = divergence_message(
+            run.diverged_at, trainer.config.lr, run.nonfinite_eval_at
+        )
         if raise_on_nan:
             raise TrainingDiverged(result.message, result)
     elif run.interrupted:
-        result.message = interrupt_message(result.iterations_run,
-                                           trainer.config.num_iterations, run.curve)
+        result.message = interrupt_message(
+            result.iterations_run, trainer.config.num_iterations, run.curve
+        )
     return result
 
 
@@ -130,10 +155,19 @@ def _jitted_init(trainer: Any) -> Callable:
     return jax.jit(trainer.init)
 
 
-def run_training(config: Any, seed: int = 0, *, game: Any = None,
-                 progress: Optional[bool] = None, raise_on_nan: bool = False, stream=None,
-                 resume: Optional[Progress] = None, chunk_iterations: Optional[int] = None,
-                 interrupt_after: Optional[int] = None, **trainer_options: Any) -> TrainResult:
+def run_training(
+    config: Any,
+    seed: int = 0,
+    *,
+    game: Any = None,
+    progress: bool | None = None,
+    raise_on_nan: bool = False,
+    stream=None,
+    resume: Progress | None = None,
+    chunk_iterations: int | None = None,
+    interrupt_after: int | None = None,
+    **trainer_options: Any,
+) -> TrainResult:
     """Train any algorithm (``config.algo``, a `TrainConfig` or an `mfax.rl.RLConfig`)
     chunk by chunk from Python: timings, progress bar, divergence check, Ctrl-C.
 
@@ -159,16 +193,34 @@ def run_training(config: Any, seed: int = 0, *, game: Any = None,
     trainer = get_algorithm(config.algo).make_train(config, game, **trainer_options)
     with interrupt_guard(stream, after_calls=interrupt_after) as flag:
         t0 = time.perf_counter()
-        state = replicate(_jitted_init(trainer)(jax.random.key(int(seed))) if resume is None
-                          else resume.state)  # several devices: the state on all of them
-        advance, evaluate, mf_params = compiled(trainer, state,
-                                                ("advance", "evaluate", "mf_params"))
+        state = replicate(
+            _jitted_init(trainer)(jax.random.key(int(seed))) if resume is None else resume.state
+        )  # several devices: the state on all of them
+        advance, evaluate, mf_params = compiled(
+            trainer, state, ("advance", "evaluate", "mf_params")
+        )
         compile_seconds = time.perf_counter() - t0
-        run = drive(advance, evaluate, state, config.num_iterations, config.eval_every,
-                    progress=progress, stream=stream, resume=resume,
-                    chunk_iterations=chunk_iterations, interrupt=flag)
-    return finish(trainer, seed, run, compile_seconds, mf_params=mf_params, resume=resume,
-                  raise_on_nan=raise_on_nan)
+        run = drive(
+            advance,
+            evaluate,
+            state,
+            config.num_iterations,
+            config.eval_every,
+            progress=progress,
+            stream=stream,
+            resume=resume,
+            chunk_iterations=chunk_iterations,
+            interrupt=flag,
+        )
+    return finish(
+        trainer,
+        seed,
+        run,
+        compile_seconds,
+        mf_params=mf_params,
+        resume=resume,
+        raise_on_nan=raise_on_nan,
+    )
 
 
 def check_seed(seed: Any) -> None:
@@ -203,21 +255,40 @@ def save_result(result: TrainResult, path) -> Path:
         "seconds_per_iteration": result.seconds_per_iteration,
         "diverged_at": result.diverged_at,
     }
-    training = {**config.to_dict(), "num_envs": trainer.num_envs,
-                "eval_num_envs": trainer.eval_num_envs, "gamma": trainer.gamma}
+    training = {
+        **config.to_dict(),
+        "num_envs": trainer.num_envs,
+        "eval_num_envs": trainer.eval_num_envs,
+        "gamma": trainer.gamma,
+    }
     if result.progress is not None:  # first: agent.json, written last, marks a complete save
-        save_checkpoint(path, result.progress, config=config, seed=result.seed,
-                        status=result.status)
-    return save_agent(path, network=trainer.network, params=result.params, game=trainer.game,
-                      algorithm=config.algo, seed=result.seed, gamma=trainer.gamma,
-                      training=training, metrics=metrics, curve=result.curve,
-                      extra={"status": result.status, "message": result.message})
+        save_checkpoint(
+            path, result.progress, config=config, seed=result.seed, status=result.status
+        )
+    return save_agent(
+        path,
+        network=trainer.network,
+        params=result.params,
+        game=trainer.game,
+        algorithm=config.algo,
+        seed=result.seed,
+        gamma=trainer.gamma,
+        training=training,
+        metrics=metrics,
+        curve=result.curve,
+        extra={"status": result.status, "message": result.message},
+    )
 
 
-def resume_training(path, *, num_iterations: Optional[int] = None,
-                    progress: Optional[bool] = None, stream=None,
-                    chunk_iterations: Optional[int] = None,
-                    interrupt_after: Optional[int] = None) -> TrainResult:
+def resume_training(
+    path,
+    *,
+    num_iterations: int | None = None,
+    progress: bool | None = None,
+    stream=None,
+    chunk_iterations: int | None = None,
+    interrupt_after: int | None = None,
+) -> TrainResult:
     """Continue the run saved in the agent directory ``path`` (any algorithm) from its
     training state: parameters, optimiser state, iteration, keys, curve and losses.
 
@@ -234,8 +305,9 @@ def resume_training(path, *, num_iterations: Optional[int] = None,
     meta = read_meta(path)
     file = f"{path}/training_state.json"
     if meta["status"] == "diverged":
-        raise ValueError(f"{file}: this run diverged; it cannot be resumed (train again with "
-                         f"a lower lr)")
+        raise ValueError(
+            f"{file}: this run diverged; it cannot be resumed (train again with a lower lr)"
+        )
     algorithm = get_algorithm(meta["algorithm"])
     config_cls, make = algorithm.config_class, algorithm.make_train
     try:
@@ -245,11 +317,19 @@ def resume_training(path, *, num_iterations: Optional[int] = None,
     except (TypeError, ValueError) as e:
         raise ValueError(f"{file}: {e}") from None
     if config.num_iterations < meta["iteration"]:
-        raise ValueError(f"num_iterations = {config.num_iterations} is not allowed: the run in "
-                         f"{path} has already run {meta['iteration']} iterations")
+        raise ValueError(
+            f"num_iterations = {config.num_iterations} is not allowed: the run in "
+            f"{path} has already run {meta['iteration']} iterations"
+        )
     trainer = make(config)
     checkpoint = load_checkpoint(path, trainer, meta)
     checkpoint.params = load_agent(path).params
-    return run_training(config, meta["seed"], progress=progress, stream=stream,
-                                  resume=checkpoint, chunk_iterations=chunk_iterations,
-                                  interrupt_after=interrupt_after)
+    return run_training(
+        config,
+        meta["seed"],
+        progress=progress,
+        stream=stream,
+        resume=checkpoint,
+        chunk_iterations=chunk_iterations,
+        interrupt_after=interrupt_after,
+    )

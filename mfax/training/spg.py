@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,11 +54,22 @@ from mfax.networks import NetworkConfig, init_params, network_policy
 from mfax.noise_tree import paths_rollout_fn
 from mfax.training.config import TrainConfig
 from mfax.training.driver import (  # noqa: F401
-    CURVE_COLUMNS, ChunkedTrainer, Progress, compiled, drive, interrupt_guard,
+    CURVE_COLUMNS,
+    ChunkedTrainer,
+    Progress,
+    compiled,
+    drive,
+    interrupt_guard,
     policy_probs_finite,
 )
 from mfax.training.run import (  # noqa: F401  (re-exported: they were defined here)
-    Metrics, TrainingDiverged, TrainResult, check_seed, finish, resume_training, save_result,
+    Metrics,
+    TrainingDiverged,
+    TrainResult,
+    check_seed,
+    finish,
+    resume_training,
+    save_result,
 )
 
 
@@ -117,8 +129,9 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def make_train(config: TrainConfig, game: Optional[Game] = None, *,
-               inject_nan_at: Optional[int] = None) -> Trainer:
+def make_train(
+    config: TrainConfig, game: Game | None = None, *, inject_nan_at: int | None = None
+) -> Trainer:
     """Build the training functions for ``config``.
 
     ``game`` defaults to ``config.make_game()``.  ``inject_nan_at`` is a
@@ -132,7 +145,7 @@ def make_train(config: TrainConfig, game: Optional[Game] = None, *,
 
 
 @functools.lru_cache(maxsize=16)
-def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -> Trainer:
+def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> Trainer:
     """Cached: the same config gives the same Trainer, so compiled functions are reused."""
     network = config.network(game)
     num_envs, eval_envs = config.resolved_num_envs(), config.resolved_eval_num_envs()
@@ -148,32 +161,46 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -
             traj = run(params, key)
             return -expected_return(game, traj, gamma), traj.obs[:, 0]  # obs [T, d] of env 0
 
-    schedule = optax.linear_schedule(config.lr, config.lr * config.lr_end_fraction,
-                                     config.num_iterations)
-    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                            optax.adam(schedule))
+    schedule = optax.linear_schedule(
+        config.lr, config.lr * config.lr_end_fraction, config.num_iterations
+    )
+    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(schedule))
 
     def init(key: jax.Array) -> TrainState:
         k_init, k_train, k_eval = jax.random.split(key, 3)
         params = init_params(network, game, k_init)
-        return TrainState(params, optimizer.init(params), k_train, k_eval,
-                          jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32))
+        return TrainState(
+            params,
+            optimizer.init(params),
+            k_train,
+            k_eval,
+            jnp.zeros((), jnp.int32),
+            jnp.full((), -1, jnp.int32),
+        )
 
     def iteration(state: TrainState, _):
         key, k_roll = jax.random.split(state.key)
         (loss, probe_obs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, k_roll)
         if inject_nan_at is not None:
             grads = jax.tree_util.tree_map(
-                lambda g: jnp.where(state.step == inject_nan_at, jnp.nan, g), grads)
+                lambda g: jnp.where(state.step == inject_nan_at, jnp.nan, g), grads
+            )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ok = (state.failed_at < 0) & jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
         ok = ok & policy_probs_finite(policy, params, lax.stop_gradient(probe_obs))
         keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
-            lambda n, o: jnp.where(ok, n, o), new, old)
+            lambda n, o: jnp.where(ok, n, o), new, old
+        )
         failed_at = jnp.where((state.failed_at < 0) & ~ok, state.step, state.failed_at)
-        new = TrainState(keep(params, state.params), keep(opt_state, state.opt_state), key,
-                         state.eval_key, state.step + 1, failed_at)
+        new = TrainState(
+            keep(params, state.params),
+            keep(opt_state, state.opt_state),
+            key,
+            state.eval_key,
+            state.step + 1,
+            failed_at,
+        )
         return new, loss
 
     def chunk(state: TrainState):
@@ -182,8 +209,14 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: Optional[int]) -
     def evaluate(state: TrainState) -> Metrics:
         r = evaluate_exact(state.params, state.eval_key)
         applied = jnp.where(state.failed_at >= 0, state.failed_at, state.step)
-        return Metrics(applied, r.exploitability, r.policy_return, r.best_response_return,
-                       r.exploitability_undiscounted)
+        return Metrics(
+            applied,
+            r.exploitability,
+            r.policy_return,
+            r.best_response_return,
+            r.exploitability_undiscounted,
+        )
 
-    return Trainer(config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate,
-                   iteration)
+    return Trainer(
+        config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate, iteration
+    )
