@@ -20,7 +20,8 @@ The format is shared by all algorithms that produce a network mean-field
 policy (SPG, RSPG here; IPPO, RIPPO, M-OMD elsewhere): call `save_agent`
 with the `NetworkConfig`, the parameters and the game.  `load_agent` returns
 an `Agent`, a `MeanFieldPolicy` that `mfax.evaluate_policy(agent.game, agent,
-key)` accepts directly.
+key)` accepts directly.  About 440 lines: the writer, and a reader that checks every
+entry and file it uses (each with its own clear error, docs/ERRORS.md).
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def train(
 
 def _report(result, out: Path) -> None:
     """Save the result, print one summary line; exit 1 (diverged) or 130 (interrupted)."""
-    from mfax.training.driver import INTERRUPTED_EXIT_CODE
+    from mfax.training.interrupt import INTERRUPTED_EXIT_CODE
     from mfax.training.run import save_result
 
     cfg = result.trainer.config

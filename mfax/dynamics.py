@@ -145,10 +145,9 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, num_agents: i
 
         def step(state, key_t):
             agg, mu, carry, states = state
-            obs = jax.vmap(game.observation)(agg, mu)
-            raw_obs = jax.vmap(game.raw_observation)(agg, mu)
-            probs, carry = jax.vmap(policy.apply, (None, 0, 0, 0))(params, carry, obs, agg.t)
-            idx, prob = jax.vmap(game.kernel)(agg, mu)
+            obs, raw_obs, probs, carry, idx, prob = policy_step(
+                game, policy, params, agg, mu, carry
+            )
             k_noise, k_agents = jax.random.split(key_t)
             agg_next = jax.vmap(game.next_aggregate)(jax.random.split(k_noise, num_envs), agg)
             frozen = lax.stop_gradient(probs)
@@ -164,18 +163,38 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, num_agents: i
         (_, mu_final, _, _), rec = lax.scan(
             step, (agg, mu, carry, states), jax.random.split(k_steps, game.horizon)
         )
-        return Trajectory(
-            mu=rec[0],
-            mu_final=mu_final,
-            obs=rec[1],
-            raw_obs=rec[2],
-            common_noise=rec[3],
-            aggregate=rec[4],
-            policy=rec[5],
-            reward=rec[6],
-        )
+        return trajectory_of(rec, mu_final)
 
     return run
+
+
+def policy_step(
+    game: Game, policy: MeanFieldPolicy, params: Any, agg: Any, mu: jax.Array, carry: Any
+) -> tuple:
+    """What every rollout step starts with, for a batch of environments: the normalised
+    and raw observations, the policy's probabilities ``[E, S, A]`` and new carry, and the
+    kernel rows ``idx, prob [E, S, A, K]``."""
+    obs = jax.vmap(game.observation)(agg, mu)
+    raw_obs = jax.vmap(game.raw_observation)(agg, mu)
+    probs, carry = jax.vmap(policy.apply, (None, 0, 0, 0))(params, carry, obs, agg.t)
+    idx, prob = jax.vmap(game.kernel)(agg, mu)
+    return obs, raw_obs, probs, carry, idx, prob
+
+
+def trajectory_of(rec: tuple, mu_final: jax.Array) -> Trajectory:
+    """The `Trajectory` of a scan's records ``(mu, obs, raw_obs, z, aggregate, policy,
+    reward)``, each time-major."""
+    mu, obs, raw_obs, z, agg, probs, reward = rec
+    return Trajectory(
+        mu=mu,
+        mu_final=mu_final,
+        obs=obs,
+        raw_obs=raw_obs,
+        common_noise=z,
+        aggregate=agg,
+        policy=probs,
+        reward=reward,
+    )
 
 
 def rollout(

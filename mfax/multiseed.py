@@ -24,7 +24,8 @@ from mfax.algorithms import get_algorithm, list_algorithms
 from mfax.io import atomic_write
 from mfax.sharding import replicate
 from mfax.training.checkpoint import load_checkpoint, save_checkpoint
-from mfax.training.driver import Progress, drive, interrupt_guard
+from mfax.training.driver import Progress, drive
+from mfax.training.interrupt import interrupt_guard
 from mfax.training.run import TrainResult, divergence_message, interrupt_message, save_result
 
 SEEDS_FILE = "seeds.json"
@@ -109,7 +110,7 @@ def train_seeds(
     Works for every trainer with the ``init / advance / evaluate`` pieces (SPG,
     RSPG and the model-free learners, whose mean-field parameters come from
     ``trainer.mf_params(state)``).  Ctrl-C (or SIGTERM) stops the run after the
-    compiled call in flight (`mfax.training.driver.interrupt_guard`); it then
+    compiled call in flight (`mfax.training.interrupt.interrupt_guard`); it then
     raises KeyboardInterrupt (so a pipeline job fails and keeps no partial
     model folder), or with ``raise_on_interrupt=False`` returns the last
     evaluated agents marked ``interrupted``.

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from mfax.dynamics import Trajectory, push_forward
+from mfax.dynamics import policy_step, push_forward, trajectory_of
 from mfax.games.base import Game, NoiseDraw
 from mfax.policies import MeanFieldPolicy
 
@@ -170,10 +170,9 @@ def paths_rollout_fn(game: Game, policy: MeanFieldPolicy, num_paths: int):
 
         def step(state, _):
             agg, mu, carry = state
-            obs = jax.vmap(game.observation)(agg, mu)
-            raw_obs = jax.vmap(game.raw_observation)(agg, mu)
-            probs, carry = jax.vmap(policy.apply, (None, 0, 0, 0))(params, carry, obs, agg.t)
-            idx, prob = jax.vmap(game.kernel)(agg, mu)
+            obs, raw_obs, probs, carry, idx, prob = policy_step(
+                game, policy, params, agg, mu, carry
+            )
             agg_next = jax.vmap(lambda a, v: noise.set_later(game.next_aggregate(key0, a), v))(
                 agg, later
             )
@@ -182,16 +181,7 @@ def paths_rollout_fn(game: Game, policy: MeanFieldPolicy, num_paths: int):
             return (agg_next, mu_next, carry), (mu, obs, raw_obs, agg.z, agg, probs, reward)
 
         (_, mu_final, _), rec = lax.scan(step, (agg, mu, carry), None, length=game.horizon)
-        return Trajectory(
-            mu=rec[0],
-            mu_final=mu_final,
-            obs=rec[1],
-            raw_obs=rec[2],
-            common_noise=rec[3],
-            aggregate=rec[4],
-            policy=rec[5],
-            reward=rec[6],
-        )
+        return trajectory_of(rec, mu_final)
 
     return run
 

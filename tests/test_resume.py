@@ -19,7 +19,7 @@ from mfax.rl import RLConfig
 from mfax.rl import run_training as rl_run_training
 from mfax.training import TrainConfig, run_training, save_result
 from mfax.training.checkpoint import STATE_FILE, STATE_META_FILE, load_checkpoint, read_meta
-from mfax.training.spg import resume_training
+from mfax.training.run import resume_training
 
 SPG = dict(
     game="linear_quadratic",
@@ -222,7 +222,7 @@ def test_nonfinite_evaluation_goes_back_to_the_last_finite_one(monkeypatch):
 def test_train_seeds_stops_on_the_same_interrupt():
     """One mechanism: the vmapped multi-seed driver obeys the same guard."""
     from mfax.multiseed import train_seeds
-    from mfax.training.driver import interrupt_guard
+    from mfax.training.interrupt import interrupt_guard
 
     cfg = spg_config(num_iterations=10)
     with interrupt_guard(after_calls=2):

@@ -3,7 +3,8 @@ input and know the array sizes they imply (docs/games.md).
 
 They live apart from the games' JAX code so that the pipeline (params.yaml
 loading, `mfax configure`, Snakefile parsing) can check every game setting
-and size without importing JAX.
+and size without importing JAX.  About 420 lines because it holds one class per
+game (their fields and checks) besides the shared coercion and size limits.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ run's resolved training config through the trainer's own config class; errors
 are `ParamsError` naming the file, the section and the key.
 
 This module is the configure stage's code (``mfax configure``, `write_config`):
-see `mfax.pipeline.code.CODE_DEPS`.  It is longer than most (about 430 lines)
+see `mfax.pipeline.code.CODE_DEPS`.  It is longer than most (about 490 lines)
 because checking and resolving share one thing, the order of the config layers
 (`Pipeline.layers`, `Pipeline.origins`): an error names the layer that resolution
 would use, so both stay in one class.

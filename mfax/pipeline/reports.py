@@ -4,7 +4,7 @@ Inputs are the files the evaluate stage writes (``metrics.json``,
 ``curve.csv``, ``trajectory.nc``); nothing here trains or evaluates, so
 changing this file (or the style below) reruns only the report stages.
 Plots use matplotlib's Agg backend (no display needed).  One module of about
-400 lines (the page, its four figures, the summary table and plot) because the
+600 lines (the page, its four figures, the summary table and plot) because the
 report and summary stages hash exactly this file (`mfax.pipeline.code.CODE_DEPS`).
 """
 

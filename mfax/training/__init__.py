@@ -17,7 +17,7 @@ _EXPORTS = {
     "TrainResult": "mfax.training.run",
     "resume_training": "mfax.training.run",
     "save_result": "mfax.training.run",
-    "CURVE_COLUMNS": "mfax.training.spg",
+    "CURVE_COLUMNS": "mfax.training.driver",
     "Trainer": "mfax.training.spg",
     "TrainState": "mfax.training.spg",
     "make_train": "mfax.training.spg",

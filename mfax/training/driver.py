@@ -11,7 +11,7 @@ seed, or several vmapped together -- with a progress bar, wall-clock timings,
 divergence checks, Ctrl-C handling and resumption; `mfax.training.run_training`,
 `mfax.rl.run_training` and `mfax.multiseed.train_seeds` build on it.
 
-Interruption (`interrupt_guard`): while a run is driven, SIGINT (Ctrl-C) and
+Interruption (`mfax.training.interrupt`): while a run is driven, SIGINT (Ctrl-C) and
 SIGTERM only set a flag; the driver looks at it after every compiled call,
 and a call lasts about `CHUNK_SECONDS` (an evaluation interval is run as
 several shorter calls; one iteration is the smallest piece).  The run then
@@ -27,14 +27,11 @@ resumed (`drive(..., resume=Progress)`) is bitwise the run never interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -43,6 +40,7 @@ import numpy as np
 from jax import lax
 
 from mfax.networks import network_policy
+from mfax.training.interrupt import Interrupt, interrupt_guard
 from mfax.training.progress import ProgressBar
 
 CURVE_COLUMNS = (
@@ -56,8 +54,6 @@ CURVE_COLUMNS = (
 #: the driver sizes its compiled calls to take about this long, so that Ctrl-C is
 #: answered within about this time (or one iteration, if longer)
 CHUNK_SECONDS = 0.5
-#: exit status of an interrupted ``mfax train`` (128 + SIGINT, as a shell reports it)
-INTERRUPTED_EXIT_CODE = 130
 
 
 class ChunkedTrainer:
@@ -140,77 +136,6 @@ def compiled(trainer: Any, state: Any, names: tuple[str, ...] = ("advance", "eva
         for x in leaves
     )
     return _compiled_for(trainer, (treedef, specs), names)
-
-
-# --- Ctrl-C --------------------------------------------------------------------------------
-class Interrupt:
-    """A flag set by SIGINT / SIGTERM while an `interrupt_guard` is active."""
-
-    def __init__(self, after_calls: int | None = None):
-        self.requested = False
-        self.signal: int | None = None
-        #: testing hook: act as if Ctrl-C came after this many compiled training calls
-        self.after_calls = after_calls
-        self.calls = 0
-
-    def count_call(self) -> None:
-        self.calls += 1
-        if self.after_calls is not None and self.calls >= self.after_calls:
-            self.requested = True
-
-
-_active = threading.local()  # .flag: the guard active in this thread
-
-
-@contextlib.contextmanager
-def interrupt_guard(stream=None, after_calls: int | None = None) -> Iterator[Interrupt]:
-    """Within the block, SIGINT and SIGTERM set ``flag.requested`` instead of raising.
-
-    The first signal prints one line on ``stream`` (stderr) and lets the driver stop
-    after the compiled call in flight; a second SIGINT restores the previous handler
-    and raises KeyboardInterrupt.  Nested guards share the outer flag.  Outside the main
-    thread (where Python cannot install handlers) the flag exists but no signal sets it.
-    """
-    outer = getattr(_active, "flag", None)
-    if outer is not None:
-        if after_calls is not None:
-            outer.after_calls = after_calls
-        yield outer
-        return
-    flag = Interrupt(after_calls)
-    out = sys.stderr if stream is None else stream
-    installed: dict[int, Any] = {}
-
-    def handler(signum, frame):
-        if flag.requested and signum == signal.SIGINT:
-            for sig, previous in installed.items():
-                signal.signal(sig, signal.SIG_DFL if previous is None else previous)
-            raise KeyboardInterrupt
-        flag.requested, flag.signal = True, signum
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        try:
-            out.write(
-                f"\n{name}: stopping after the current step "
-                "(press Ctrl-C again to abort without saving)\n"
-            )
-            out.flush()
-        except Exception:
-            pass
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                installed[sig] = signal.getsignal(sig)
-                signal.signal(sig, handler)
-            except (ValueError, OSError):  # e.g. an embedded interpreter
-                installed.pop(sig, None)
-    _active.flag = flag
-    try:
-        yield flag
-    finally:
-        _active.flag = None
-        for sig, previous in installed.items():
-            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
 
 
 # --- the driver ----------------------------------------------------------------------------

@@ -23,7 +23,8 @@ import numpy as np
 
 from mfax.algorithms import get_algorithm
 from mfax.sharding import replicate
-from mfax.training.driver import Progress, compiled, drive, interrupt_guard
+from mfax.training.driver import Progress, compiled, drive
+from mfax.training.interrupt import interrupt_guard
 
 
 class Metrics(NamedTuple):

@@ -53,24 +53,8 @@ from mfax.games.base import Game
 from mfax.networks import NetworkConfig, init_params, network_policy
 from mfax.noise_tree import paths_rollout_fn
 from mfax.training.config import TrainConfig
-from mfax.training.driver import (  # noqa: F401
-    CURVE_COLUMNS,
-    ChunkedTrainer,
-    Progress,
-    compiled,
-    drive,
-    interrupt_guard,
-    policy_probs_finite,
-)
-from mfax.training.run import (  # noqa: F401  (re-exported: they were defined here)
-    Metrics,
-    TrainingDiverged,
-    TrainResult,
-    check_seed,
-    finish,
-    resume_training,
-    save_result,
-)
+from mfax.training.driver import ChunkedTrainer, policy_probs_finite
+from mfax.training.run import Metrics
 
 
 class TrainState(NamedTuple):
