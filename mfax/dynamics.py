@@ -53,13 +53,13 @@ def _flat_offsets(idx: jax.Array, batch: int, num_states: int) -> jax.Array:
     return jnp.moveaxis(idx, -1, 0)[:, None] + base
 
 
-def push_forward(mu: jax.Array, probs: jax.Array, idx: jax.Array, prob: jax.Array) -> jax.Array:
+def push_forward(mu: jax.Array, pi: jax.Array, idx: jax.Array, prob: jax.Array) -> jax.Array:
     """Exact update ``mu'[s'] = sum_{s,a,k: idx[s,a,k]=s'} mu[s] pi[s,a] prob[s,a,k]``.
 
-    Shapes: ``mu[E, S]``, ``probs[E, S, A]``, ``idx, prob[E, S, A, K]`` -> ``[E, S]``.
+    Shapes: ``mu[E, S]``, ``pi[E, S, A]``, ``idx, prob[E, S, A, K]`` -> ``[E, S]``.
     """
     E, S = mu.shape
-    weights = mu[:, :, None, None] * probs[..., None] * prob
+    weights = mu[:, :, None, None] * pi[..., None] * prob
     flat = idx + (jnp.arange(E, dtype=jnp.int32) * S)[:, None, None, None]
     return jnp.zeros(E * S, mu.dtype).at[flat.reshape(-1)].add(weights.reshape(-1)).reshape(E, S)
 
@@ -101,15 +101,15 @@ def sample_next(key, states, actions, idx, prob):
     return idx.reshape(-1)[cell * K + choice]
 
 
-def sample_successors(key, states, probs, idx, prob):
-    """Each agent draws an action from ``probs[state]`` and a successor from its kernel row.
+def sample_successors(key, states, pi, idx, prob):
+    """Each agent draws an action from ``pi[state]`` and a successor from its kernel row.
 
-    ``states[E, N]``, ``probs[E, S, A]``, ``idx, prob[E, S, A, K]`` -> (next states, actions).
+    ``states[E, N]``, ``pi[E, S, A]``, ``idx, prob[E, S, A, K]`` -> (next states, actions).
     """
-    E, S, A = probs.shape
+    E, S, A = pi.shape
     k_act, k_next = jax.random.split(key)
     rows = states + (jnp.arange(E, dtype=jnp.int32) * S)[:, None]  # flat (env, state)
-    actions = _inverse_cdf(k_act, probs.reshape(E * S, A)[rows])
+    actions = _inverse_cdf(k_act, pi.reshape(E * S, A)[rows])
     return sample_next(k_next, states, actions, idx, prob), actions
 
 
@@ -145,19 +145,17 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, num_agents: i
 
         def step(state, key_t):
             agg, mu, carry, states = state
-            obs, raw_obs, probs, carry, idx, prob = policy_step(
-                game, policy, params, agg, mu, carry
-            )
+            obs, raw_obs, pi, carry, idx, prob = policy_step(game, policy, params, agg, mu, carry)
             k_noise, k_agents = jax.random.split(key_t)
             agg_next = jax.vmap(game.next_aggregate)(jax.random.split(k_noise, num_envs), agg)
-            frozen = lax.stop_gradient(probs)
+            frozen = lax.stop_gradient(pi)
             if sampled:
                 states, _ = sample_successors(k_agents, states, frozen, idx, prob)
                 mu_next = empirical(states, S)
             else:
                 mu_next = push_forward(mu, frozen, idx, prob)
             reward = jax.vmap(game.reward)(agg, mu, agg_next, mu_next)
-            record = (mu, obs, raw_obs, agg.z, agg, probs, reward)
+            record = (mu, obs, raw_obs, agg.z, agg, pi, reward)
             return (agg_next, mu_next, carry, states), record
 
         (_, mu_final, _, _), rec = lax.scan(
@@ -176,15 +174,15 @@ def policy_step(
     kernel rows ``idx, prob [E, S, A, K]``."""
     obs = jax.vmap(game.observation)(agg, mu)
     raw_obs = jax.vmap(game.raw_observation)(agg, mu)
-    probs, carry = jax.vmap(policy.apply, (None, 0, 0, 0))(params, carry, obs, agg.t)
+    pi, carry = jax.vmap(policy.apply, (None, 0, 0, 0))(params, carry, obs, agg.t)
     idx, prob = jax.vmap(game.kernel)(agg, mu)
-    return obs, raw_obs, probs, carry, idx, prob
+    return obs, raw_obs, pi, carry, idx, prob
 
 
 def trajectory_of(rec: tuple, mu_final: jax.Array) -> Trajectory:
     """The `Trajectory` of a scan's records ``(mu, obs, raw_obs, z, aggregate, policy,
     reward)``, each time-major."""
-    mu, obs, raw_obs, z, agg, probs, reward = rec
+    mu, obs, raw_obs, z, agg, pi, reward = rec
     return Trajectory(
         mu=mu,
         mu_final=mu_final,
@@ -192,7 +190,7 @@ def trajectory_of(rec: tuple, mu_final: jax.Array) -> Trajectory:
         raw_obs=raw_obs,
         common_noise=z,
         aggregate=agg,
-        policy=probs,
+        policy=pi,
         reward=reward,
     )
 

@@ -78,9 +78,9 @@ def _backward(game: Game, traj: Trajectory, update, init, node=None):
     """Reverse scan over t; kernels are recomputed from the stored (frozen) path."""
 
     def body(carry, xs):
-        agg, mu, reward, probs, *node_t = xs
+        agg, mu, reward, pi, *node_t = xs
         idx, prob = jax.vmap(game.kernel)(agg, lax.stop_gradient(mu))
-        return update(carry, idx, prob, reward, probs, *node_t)
+        return update(carry, idx, prob, reward, pi, *node_t)
 
     xs = (traj.aggregate, traj.mu, traj.reward, traj.policy) + (() if node is None else (node,))
     return lax.scan(body, init, xs, reverse=True)
@@ -89,8 +89,8 @@ def _backward(game: Game, traj: Trajectory, update, init, node=None):
 def policy_value(game: Game, traj: Trajectory, gamma: float) -> jax.Array:
     """``V_0[E, S]`` of the recorded policy on the recorded path (differentiable in the policy)."""
 
-    def update(v, idx, prob, reward, probs):
-        v = jnp.sum(probs * (reward + gamma * expectation(v, idx, prob)), -1)
+    def update(v, idx, prob, reward, pi):
+        v = jnp.sum(pi * (reward + gamma * expectation(v, idx, prob)), -1)
         return v, None
 
     v0, _ = _backward(game, traj, update, jnp.zeros_like(traj.mu_final))
@@ -124,7 +124,7 @@ def exploitability_of(
     """
     gammas = jnp.asarray([gamma, 1.0], jnp.float32)[:, None, None, None]
 
-    def update(carry, idx, prob, reward, probs, node_t=None):
+    def update(carry, idx, prob, reward, pi, node_t=None):
         _, _, gap = carry  # each [gamma, E, S]
         ev, ev_star, egap = expectation(jnp.stack(carry), idx, prob)
         q = reward + gammas * ev
@@ -133,8 +133,8 @@ def exploitability_of(
         if node_t is not None:  # what is known at t: the mean over the node's paths
             q, q_star, later = (node_mean(x, node_t, weight, 1) for x in (q, q_star, later))
         best = jnp.max(q_star, -1)
-        gap = jnp.sum(probs * (best[..., None] - q_star + later), -1)
-        v = jnp.sum(probs * q, -1)
+        gap = jnp.sum(pi * (best[..., None] - q_star + later), -1)
+        v = jnp.sum(pi * q, -1)
         return (v, best, gap), (v[0], best[0], jnp.argmax(q_star[0], -1))
 
     zeros = jnp.zeros((2,) + traj.mu_final.shape, jnp.float32)
@@ -198,9 +198,9 @@ class NonFiniteResultError(ValueError):
 def check_finite_result(result: EvalResult, what: str = "policy") -> EvalResult:
     """Raise `NonFiniteResultError` if the policy's action probabilities or the scores of
     ``result`` are not finite (e.g. an agent from a diverged run); return ``result``."""
-    probs = result.trajectory.policy
-    if not bool(jnp.all(jnp.isfinite(probs))):
-        bad = ~np.isfinite(np.asarray(probs)).all(-1)  # [T, E, S]
+    pi = result.trajectory.policy
+    if not bool(jnp.all(jnp.isfinite(pi))):
+        bad = ~np.isfinite(np.asarray(pi)).all(-1)  # [T, E, S]
         t, _, s = (int(i[0]) for i in np.nonzero(bad))
         raise NonFiniteResultError(
             f"{what}: the action probabilities are not finite (NaN or inf) in "

@@ -126,12 +126,12 @@ def response_gain(game: Game, traj: Trajectory, gamma: float, fit: _Fit):
 
     def step(carry, xs):
         w_next, g_next = carry
-        agg, mu, reward, probs, f, fit_t = xs
+        agg, mu, reward, pi, f, fit_t = xs
         idx, prob, act = _greedy(game, gamma, agg, mu, reward, _continuation(fit_t, f))
         ew, eg = expectation(jnp.stack([w_next, g_next]), idx, prob)
         q_w = reward + gamma * ew
         w = _take(q_w, act)
-        g = jnp.sum(probs * (w[..., None] - q_w + gamma * eg), -1)
+        g = jnp.sum(pi * (w[..., None] - q_w + gamma * eg), -1)
         return (w, g), act
 
     zeros = jnp.zeros_like(traj.mu_final)

@@ -170,15 +170,13 @@ def paths_rollout_fn(game: Game, policy: MeanFieldPolicy, num_paths: int):
 
         def step(state, _):
             agg, mu, carry = state
-            obs, raw_obs, probs, carry, idx, prob = policy_step(
-                game, policy, params, agg, mu, carry
-            )
+            obs, raw_obs, pi, carry, idx, prob = policy_step(game, policy, params, agg, mu, carry)
             agg_next = jax.vmap(lambda a, v: noise.set_later(game.next_aggregate(key0, a), v))(
                 agg, later
             )
-            mu_next = push_forward(mu, lax.stop_gradient(probs), idx, prob)
+            mu_next = push_forward(mu, lax.stop_gradient(pi), idx, prob)
             reward = jax.vmap(game.reward)(agg, mu, agg_next, mu_next)
-            return (agg_next, mu_next, carry), (mu, obs, raw_obs, agg.z, agg, probs, reward)
+            return (agg_next, mu_next, carry), (mu, obs, raw_obs, agg.z, agg, pi, reward)
 
         (_, mu_final, _), rec = lax.scan(step, (agg, mu, carry), None, length=game.horizon)
         return trajectory_of(rec, mu_final)
