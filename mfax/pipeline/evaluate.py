@@ -81,29 +81,22 @@ def _adapted(evaluate_policy, agent, key, num_envs: int) -> dict[str, float | No
     tree is too large."""
     out: dict[str, float | None] = dict.fromkeys(ADAPTED_KEYS)
     try:
-        if agent.game.noise.finite:
+        finite = agent.game.noise.finite
+        if finite or num_envs >= 2:  # a bracket's standard error needs two paths
             r = evaluate_policy(
                 agent.game,
                 agent,
                 key,
                 num_envs,
                 gamma=agent.gamma,
-                noise="exact",
+                noise="exact" if finite else "sampled",
                 best_response="adapted",
             )
-            out["exploitability_exact_adapted"] = float(np.asarray(r.exploitability))
-        elif num_envs >= 2:  # a standard error needs two paths
-            r = evaluate_policy(
-                agent.game,
-                agent,
-                key,
-                num_envs,
-                gamma=agent.gamma,
-                noise="sampled",
-                best_response="adapted",
-            )
-            for k in ADAPTED_KEYS[1:]:
-                out[k] = float(np.asarray(getattr(r, k)))
+            if finite:
+                out["exploitability_exact_adapted"] = float(np.asarray(r.exploitability))
+            else:
+                for k in ADAPTED_KEYS[1:]:
+                    out[k] = float(np.asarray(getattr(r, k)))
     except ValueError as err:  # e.g. more common-noise paths than max_paths
         out["adapted_not_computed"] = str(err)
     return out

@@ -56,7 +56,7 @@ from mfax.games.base import Game
 from mfax.networks import MeanFieldNet, NetworkConfig, network_policy
 from mfax.rl.config import RLConfig
 from mfax.training.driver import ChunkedTrainer, policy_probs_finite
-from mfax.training.run import Metrics
+from mfax.training.run import Metrics, metrics_of
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,15 +265,7 @@ def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTra
         return lax.scan(iteration, state, None, length=config.eval_every)
 
     def evaluate(state: RLState) -> Metrics:
-        r = evaluate_exact(learner.mf_params(state.learner), state.eval_key)
-        applied = jnp.where(state.failed_at >= 0, state.failed_at, state.step)
-        return Metrics(
-            applied,
-            r.exploitability,
-            r.policy_return,
-            r.best_response_return,
-            r.exploitability_undiscounted,
-        )
+        return metrics_of(evaluate_exact(learner.mf_params(state.learner), state.eval_key), state)
 
     return RLTrainer(
         config,

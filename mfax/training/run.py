@@ -37,6 +37,19 @@ class Metrics(NamedTuple):
     exploitability_undiscounted: jax.Array
 
 
+def metrics_of(result: Any, state: Any) -> Metrics:
+    """The curve row of ``result`` (an `mfax.evaluation.EvalResult`), the evaluation of a
+    trainer's ``state``: counted at the last applied update (``failed_at`` once diverged)."""
+    applied = jax.numpy.where(state.failed_at >= 0, state.failed_at, state.step)
+    return Metrics(
+        applied,
+        result.exploitability,
+        result.policy_return,
+        result.best_response_return,
+        result.exploitability_undiscounted,
+    )
+
+
 class TrainingDiverged(RuntimeError):
     """Raised by `run_training(..., raise_on_nan=True)`; ``.result`` holds the last good agent."""
 

@@ -54,7 +54,7 @@ from mfax.networks import NetworkConfig, init_params, network_policy
 from mfax.noise_tree import paths_rollout_fn
 from mfax.training.config import TrainConfig
 from mfax.training.driver import ChunkedTrainer, policy_probs_finite
-from mfax.training.run import Metrics
+from mfax.training.run import Metrics, metrics_of
 
 
 class TrainState(NamedTuple):
@@ -191,15 +191,7 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> T
         return lax.scan(iteration, state, None, length=config.eval_every)
 
     def evaluate(state: TrainState) -> Metrics:
-        r = evaluate_exact(state.params, state.eval_key)
-        applied = jnp.where(state.failed_at >= 0, state.failed_at, state.step)
-        return Metrics(
-            applied,
-            r.exploitability,
-            r.policy_return,
-            r.best_response_return,
-            r.exploitability_undiscounted,
-        )
+        return metrics_of(evaluate_exact(state.params, state.eval_key), state)
 
     return Trainer(
         config, game, network, num_envs, eval_envs, gamma, init, chunk, evaluate, iteration
