@@ -152,14 +152,18 @@ def curve_csv(rows: Iterable[Mapping[str, Any]], columns: list[str] | None = Non
 
 
 def read_curve(path: Path | str) -> list[dict[str, float]]:
-    """The rows of a curve.csv (``iteration`` an int, every other column a float); ``[]``
-    if the file does not exist."""
+    """The rows of a curve.csv (``iteration`` an int, every other column a float; empty
+    cells left out); ``[]`` if the file does not exist."""
     path = Path(path)
     if not path.exists():
         return []
     with open(path, newline="") as f:
         return [
-            {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}
+            {
+                k: (int(v) if k == "iteration" else float(v))
+                for k, v in row.items()
+                if v not in ("", None)
+            }
             for row in csv.DictReader(f)
         ]
 

@@ -10,18 +10,17 @@ report and summary stages hash exactly this file (`mfax.pipeline.code.CODE_DEPS`
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mfax.io import atomic_write
+from mfax.io import atomic_write, curve_csv, read_curve
 
 #: the look of every figure; edit freely, only the report stages rerun
 STYLE = {
@@ -61,32 +60,6 @@ def _plt():
 
     plt.rcParams.update(STYLE)
     return plt
-
-
-# ---------------------------------------------------------------------------- io
-def read_curve(path: str | os.PathLike) -> list[dict[str, float]]:
-    with open(path, newline="") as f:
-        return [
-            {k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(f)
-        ]
-
-
-def _csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, columns, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: _fmt_csv(row.get(k)) for k in columns})
-    return buf.getvalue()
-
-
-def _fmt_csv(v: Any) -> Any:
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ""
-    return "" if v is None else v
 
 
 def run_of(metrics_path: str | os.PathLike) -> tuple[str, str]:
@@ -513,7 +486,7 @@ def write_summary(
     rows = summary_rows(metrics_paths)
     out_md = Path(out_md)
     out_csv, out_png = out_md.with_suffix(".csv"), out_md.with_suffix(".png")
-    atomic_write(out_csv, _csv_text(SUMMARY_COLUMNS + TIMING_COLUMNS, rows))
+    atomic_write(out_csv, curve_csv(rows, list(SUMMARY_COLUMNS + TIMING_COLUMNS)))
     swept = any(r["setting"] for r in rows)
     header = (
         ["game", "algorithm"]
