@@ -58,6 +58,10 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+#: the annotations (strings, `from __future__ import annotations`) of integer fields
+INTEGER_TYPES = ("int", "int | None", "Optional[int]", "tuple[int, ...]")
+
+
 def _whole(v: Any) -> Any:
     """``1000.0`` -> ``1000`` (also inside a list); anything else unchanged."""
     if isinstance(v, list):
@@ -122,7 +126,7 @@ class MappingConfig:
         if game is not None:
             kwargs["game"] = game
         for f in dataclasses.fields(cls):  # typed 1e3 (a float in YAML) for an integer key: 1000
-            if f.name in kwargs and f.type in ("int", "Optional[int]", "tuple[int, ...]"):
+            if f.name in kwargs and f.type in INTEGER_TYPES:
                 kwargs[f.name] = _whole(kwargs[f.name])
         config = cls(game_params=game_params, **kwargs)
         config.game_parameters()  # validates them (a clear ValueError naming the key)
