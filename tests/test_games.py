@@ -650,7 +650,13 @@ def test_alias_endogenous_and_overrides():
     g = mfax.make_game("endogenous", num_wealth=10, horizon=4)
     assert g.name == "macro" and g == mfax.make_game("macro", num_wealth=10, horizon=4)
     assert g.num_states == 50 and g.horizon == 4
-    assert set(mfax.list_games()) == {"linear_quadratic", "beach_bar_1d", "macro", "crowd_ring"}
+    assert set(mfax.list_games()) == {
+        "linear_quadratic",
+        "beach_bar_1d",
+        "macro",
+        "crowd_ring",
+        "susceptible_infected",
+    }
     # every published parameter name exists and can be overridden
     for name, kw in {
         "linear_quadratic": dict(

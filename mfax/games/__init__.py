@@ -17,6 +17,7 @@ from mfax.games.params import (
     GameParams,
     LinearQuadraticParams,
     MacroParams,
+    SusceptibleInfectedParams,
 )
 
 if TYPE_CHECKING:
@@ -28,9 +29,13 @@ _REGISTRY: dict[str, tuple[type[GameParams], str]] = {
     "beach_bar_1d": (BeachBarParams, "mfax.games.beach_bar:BeachBar1D"),
     "macro": (MacroParams, "mfax.games.macro:Macro"),
     "crowd_ring": (CrowdRingParams, "mfax.games.crowd_ring:CrowdRing"),
+    "susceptible_infected": (
+        SusceptibleInfectedParams,
+        "mfax.games.susceptible_infected:SusceptibleInfected",
+    ),
 }
 #: other accepted names (the seed calls the macro game "endogenous")
-ALIASES = {"endogenous": "macro"}
+ALIASES = {"endogenous": "macro", "sis": "susceptible_infected"}
 
 
 def list_games() -> list[str]:

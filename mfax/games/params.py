@@ -3,7 +3,7 @@ input and know the array sizes they imply (docs/games.md).
 
 They live apart from the games' JAX code so that the pipeline (params.yaml
 loading, `mfax configure`, Snakefile parsing) can check every game setting
-and size without importing JAX.  About 420 lines because it holds one class per
+and size without importing JAX.  About 470 lines because it holds one class per
 game (their fields and checks) besides the shared coercion and size limits.
 """
 
@@ -423,3 +423,45 @@ class CrowdRingParams(Grid1DParams):
             if getattr(self, name) < 0:
                 self.fail(name, "a number >= 0")
         check_probabilities(self, "noise_atoms", "noise_probs")
+
+
+@dataclasses.dataclass(frozen=True)
+class SusceptibleInfectedParams(GameParams):
+    """Susceptible-infected-susceptible epidemic with social distancing, after MFGLib's
+    ``susceptible_infected`` (Cui & Koeppl 2021; docs/games.md#susceptible_infected)."""
+
+    game_name = "susceptible_infected"
+    size_params = ("horizon",)
+
+    #: decision steps t = 0..T-1 (MFGLib's T = 50 counts t = 0..50: 51 steps)
+    horizon: int = 51
+    #: mu_0(infected); mu_0(susceptible) = 1 - initial_infected
+    initial_infected: float = 0.6
+    #: a susceptible agent who goes out is infected with probability infection_rate * mu_t(I)
+    infection_rate: float = 0.81
+    #: an infected agent recovers with this probability whatever it does
+    recovery_rate: float = 0.3
+    #: cost of distancing, per step
+    distancing_cost: float = 0.5
+    #: cost of being infected, per step
+    infection_cost: float = 1.0
+    #: the epidemic has no aggregate randomness (kept as a field so every game has it)
+    common_noise: bool = False
+
+    def deterministic_hint(self) -> dict[str, str]:
+        return {}
+
+    def sizes(self) -> tuple[int, int, int]:
+        return (2, 2, 2)
+
+    def validate(self) -> None:
+        if self.horizon < 1:
+            self.fail("horizon", "an integer >= 1")
+        for name in ("initial_infected", "infection_rate", "recovery_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                self.fail(name, "a probability in [0, 1]")
+        for name in ("distancing_cost", "infection_cost"):
+            if getattr(self, name) < 0:
+                self.fail(name, "a number >= 0")
+        if self.common_noise:
+            self.fail("common_noise", "false (the epidemic has no common noise)")
