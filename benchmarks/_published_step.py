@@ -1,18 +1,25 @@
 """Published-code side of `compare_step.py`: run by the PUBLISHED code's python, never
 imported by mfax.
 
-Builds the published RSPG (or SPG) learner exactly as its script does (same network,
-initialisation from ``PRNGKey(seed)``, optimiser, ``make_train_step``), then for the
-first ``--steps`` iterations exports, per iteration:
+Builds the published RSPG learner exactly as its script does (same network,
+initialisation from ``PRNGKey(seed)``, optimiser, ``make_train_step``) for ``--task``
+(``beach_bar_1d`` or ``linear_quadratic``), then for the first ``--steps`` iterations
+exports, per iteration:
 
 - the gradient that the published ``_train_step`` itself computes (captured with an
   optimiser that stores the gradient in its state and leaves the parameters alone);
-- the batch it was computed on (bar location / common noise per environment and time,
-  the normalised observations, the mean fields, the action probabilities and the loss),
-  from a step-by-step replay of its ``_mf_rollout`` with the same keys; the replay's own
-  gradient must equal the captured one (checked and written down);
+- the batch it was computed on (the common-noise values per environment: bar location
+  and closure coin, or the sign z; the normalised observations, the mean fields, the
+  action probabilities, the rewards and the loss), from a step-by-step replay of its
+  ``_mf_rollout`` with the same keys; the replay's own gradient must equal the captured
+  one (checked and written down);
 - the parameters and the Adam moments after the real optimiser step (clip 1.0, Adam,
   lr annealed linearly to 10% over ``--iterations``) and the learning rate used.
+
+With ``--run N`` it also replays the published script's first N iterations from the same
+key chain (one split for each evaluation, every ``--eval-every`` iterations, the first one
+before training), training in chunks of ``--eval-every`` with ``lax.scan`` as the script
+does, and exports each iteration's common-noise values and the final parameters.
 
 Writes ``step.npz`` (arrays, parameter paths joined by ``/``) and ``step.json``.
 """
@@ -26,6 +33,14 @@ import types
 
 import numpy as np
 
+#: published task -> {mfax noise field: published aggregate field}: the common-noise values
+#: of one environment (read at its last time step: the beach bar's closure coin is drawn
+#: at t = T // 2 and kept; the bar location and linear-quadratic's sign at reset)
+NOISE_FIELDS = {
+    "beach_bar_1d": {"bar": "bar_loc", "z": "z"},
+    "linear_quadratic": {"z": "z"},
+}
+
 
 def flatten(tree, prefix=""):
     out = {}
@@ -36,6 +51,17 @@ def flatten(tree, prefix=""):
         else:
             out[name] = np.asarray(v)
     return out
+
+
+def unflatten(flat):
+    tree = {}
+    for name, v in flat.items():
+        *path, last = name.split("/")
+        node = tree
+        for k in path:
+            node = node.setdefault(k, {})
+        node[last] = v
+    return tree
 
 
 def main():
@@ -56,8 +82,21 @@ def main():
         type=int,
         default=0,
         help="also replay the published script's first RUN iterations from the "
-        "same key (its first evaluation split included): export each "
-        "iteration's bar locations and noise paths and the final parameters",
+        "same key chain (its evaluation splits included): export each "
+        "iteration's common-noise values and the final parameters",
+    )
+    ap.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="the script's --eval-frequency (a key split after each chunk); default --run",
+    )
+    ap.add_argument(
+        "--init-npz",
+        default=None,
+        help="start from these parameters (published names joined by '/', e.g. mfax's "
+        "initial parameters converted) instead of the PRNGKey(seed) initialisation; "
+        "the key chain (batches) stays that of --seed",
     )
     a = ap.parse_args()
 
@@ -77,6 +116,12 @@ def main():
     spec.loader.exec_module(mod)
     if a.algo != "rspg":
         raise SystemExit("only rspg is wired here")
+    if a.task not in NOISE_FIELDS:
+        raise SystemExit(f"task {a.task!r} is not wired here; expected one of {list(NOISE_FIELDS)}")
+    fields = NOISE_FIELDS[a.task]
+
+    def noise_values(agg):  # mfax field -> [E], read at the last time step
+        return {m: np.asarray(getattr(agg, f)) for m, f in fields.items()}
 
     args = types.SimpleNamespace(
         num_envs=a.num_envs,
@@ -116,6 +161,12 @@ def main():
         done0,
         rng_action,
     )
+    if a.init_npz:
+        given = dict(np.load(a.init_npz))
+        want = flatten(params)
+        if given.keys() != want.keys() or any(given[k].shape != want[k].shape for k in want):
+            raise SystemExit(f"--init-npz: parameter names or shapes differ from {list(want)}")
+        params = jax.tree.map(jnp.asarray, unflatten(given))
     schedule = optax.linear_schedule(a.lr, a.lr * 0.1, a.iterations)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate=schedule, eps=1e-8))
 
@@ -197,9 +248,9 @@ def main():
             out[f"{p}/adam_mu/{k}"] = v
         for k, v in flatten(state.opt_state[1][0].nu).items():
             out[f"{p}/adam_nu/{k}"] = v
-        out[f"{p}/bar"] = np.asarray(rec[0][1].bar_loc)  # [E]
+        for m, v in noise_values(rec[-1][1]).items():
+            out[f"{p}/noise/{m}"] = v  # [E]
         out[f"{p}/z"] = np.stack([np.asarray(r[1].z) for r in rec])  # [T, E]
-        out[f"{p}/time"] = np.stack([np.asarray(r[1].time) for r in rec])
         out[f"{p}/obs"] = np.stack([np.asarray(r[0]) for r in rec])  # [T, E, d]
         out[f"{p}/mu"] = np.stack([np.asarray(r[1].mu) for r in rec])  # [T, E, S]
         out[f"{p}/probs"] = np.stack([np.asarray(r[3]) for r in rec])  # [T, E, S, A]
@@ -218,37 +269,46 @@ def main():
             flush=True,
         )
     if a.run:
-        # the published script: rng after the init split, one split for the first evaluation
+        # the published script: rng after the init split, one split for the first
+        # evaluation, then chunks of eval_every iterations (lax.scan of its train step),
+        # each followed by an evaluation's split
+        every = a.eval_every or a.run
+        if a.run % every:
+            raise SystemExit(f"--run {a.run} is not a multiple of --eval-every {every}")
         key = jax.random.PRNGKey(a.seed)
         key, _, _ = jax.random.split(key, 3)
         key, _ = jax.random.split(key)
         uniform = jnp.full((a.num_envs, env.n_states, env.n_actions), 1.0 / env.n_actions)
 
         @jax.jit
-        def draws(key):  # bar locations and noise paths: they depend on the keys only
+        def draws(key):  # the iteration's noise values: they depend on the key only
             _, k = jax.random.split(key)
             _, reset_rng, loop_rng = jax.random.split(k, 3)
             _, agg = jax.vmap(env.mf_reset)(jax.random.split(reset_rng, a.num_envs))
-            bar, zs = agg.bar_loc, []
-            for _ in range(T):
-                zs.append(agg.z)
+            for _ in range(T - 1):
                 loop_rng, rng_env, rng_next = jax.random.split(loop_rng, 3)
                 agg = jax.vmap(env.mf_step)(jax.random.split(rng_env, a.num_envs), agg, uniform)[2]
                 loop_rng = rng_next
-            return bar, jnp.stack(zs)
+            return {m: getattr(agg, f) for m, f in fields.items()}
 
+        chunk = jax.jit(lambda st, k: jax.lax.scan(train_step, (st, k), None, every)[0])
         st = TrainState.create(apply_fn=(), params=params, tx=tx)
-        bars, zs = [], []
-        for _ in range(a.run):
-            b, z = draws(key)
-            bars.append(np.asarray(b))
-            zs.append(np.asarray(z))
-            (st, key), _ = train_step((st, key), None)
-        out["run/bar"] = np.stack(bars)  # [N, E]
-        out["run/z"] = np.stack(zs)  # [N, T, E]
+        noise = {m: [] for m in fields}
+        for _ in range(a.run // every):
+            k = key
+            for _ in range(every):
+                for m, v in draws(k).items():
+                    noise[m].append(np.asarray(v))
+                k, _ = jax.random.split(k)
+            st, key = chunk(st, key)
+            assert np.array_equal(np.asarray(k), np.asarray(key)), "key chain out of step"
+            key, _ = jax.random.split(key)  # the evaluation's split
+        for m, v in noise.items():
+            out[f"run/noise/{m}"] = np.stack(v)  # [N, E]
         for k, v in flatten(st.params).items():
             out[f"run/params/{k}"] = v
         info["run"] = a.run
+        info["eval_every"] = every
         print(f"published: {a.run} iterations replayed", flush=True)
     info["schedule"] = [float(schedule(i)) for i in range(a.iterations + 1)]
     os.makedirs(a.out, exist_ok=True)

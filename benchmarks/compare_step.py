@@ -1,25 +1,39 @@
 """One RSPG training step of mfax and of the published MFAX code on the SAME batch and the
-SAME initial parameters, compared piece by piece (beach bar).
+SAME initial parameters, compared piece by piece; optionally whole runs on the published
+batches (``--game beach_bar_1d`` or ``linear_quadratic``).
 
 1. ``_published_step.py`` (published python) builds the published learner from
    ``PRNGKey(seed)``, captures the gradient its own ``_train_step`` computes, replays
-   its rollout with the same keys (batch: bar locations, common noise, observations,
-   mean fields, probabilities, rewards, loss) and takes the real optimiser steps;
+   its rollout with the same keys (batch: common-noise values, observations, mean
+   fields, probabilities, rewards, loss) and takes the real optimiser steps;
 2. here the published initial parameters are loaded into mfax's network
    (`cross_evaluate.convert`) and mfax's own pieces (game observation, kernel,
    push-forward, reward, network, `expected_return`, the trainer's optimiser) are run
-   on the published batch, forcing the bar location and the common-noise path to the
-   published ones.  The forced replay is first checked against `mfax.dynamics.rollout_fn`
-   on an mfax batch (it must give the same loss).
+   on the published batch: `mfax.noise_tree.paths_rollout_fn` with the common noise of
+   every environment set to the published values (beach bar: bar location and closure
+   coin; linear-quadratic: the sign z).  The forced rollout is first checked against
+   `mfax.dynamics.rollout_fn` on an mfax batch (it must give the same loss).
 
 Printed: max abs differences of observations, mean fields, probabilities, rewards; the
 loss; the gradient (global norm, per-leaf relative difference); the parameters and the
 Adam moments after one step; the learning rate per step.
 
+``--run N`` replays the published script's N iterations (its key chain, evaluation splits
+every ``--eval-every`` included) and trains mfax on the same batches; ``--init`` and
+``--batches`` choose, for that mfax run, the initial parameters and the batches:
+``published`` (those of published seed ``--seed``) or ``mfax:K`` (those mfax's trainer
+draws for seed K: ``make_train(...).init(jax.random.key(K))`` and its key chain).  With
+``--init mfax:K`` the published learner is also run from mfax's initial parameters, on
+its own batches.  Every final policy is scored by mfax's evaluator: exactly over the
+common noise (``--exact``, `mfax.evaluate_policy(noise="exact")`) and/or on
+``--eval-envs`` sampled environments x keys 0-2.
+
 Usage::
 
     python benchmarks/compare_step.py --published-python /tmp/pubvenv/bin/python \
         --published-repo /tmp/published-mfax --seed 0 --out /tmp/compare-step [--reuse]
+    python benchmarks/compare_step.py ... --game linear_quadratic --seed 2 --steps 1 \
+        --run 400 --eval-every 200 --exact --eval-envs 0 [--init mfax:2] [--batches mfax:2]
 """
 
 from __future__ import annotations
@@ -37,62 +51,39 @@ import numpy as np
 import optax
 
 import mfax
-from mfax.dynamics import Trajectory, push_forward, rollout_fn
+from mfax.dynamics import rollout_fn
 from mfax.evaluation import evaluate_fn, expected_return
 from mfax.networks import init_params, network_policy
+from mfax.noise_tree import paths_rollout_fn
 from mfax.training import TrainConfig, make_train
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cross_evaluate import check_tree, convert, published_config  # noqa: E402
+from cross_evaluate import check_tree, convert, published_config, to_published  # noqa: E402
+from published import PUBLISHED_GAMES  # noqa: E402
 
 
 def _sub(flat: dict, prefix: str) -> dict:
     return {k[len(prefix) + 1 :]: v for k, v in flat.items() if k.startswith(prefix + "/")}
 
 
-def forced_rollout(game, policy, bar, z):
-    """mfax's rollout step by step with the bar location ``bar[E]`` and the common-noise
-    path ``z[T, E]`` given (instead of drawn): ``params -> Trajectory``."""
-    from mfax.games.beach_bar import BarAggregate
+def forced_rollout(game, policy, values):
+    """mfax's push-forward rollout of ``E`` environments whose common noise is given
+    (``values``: field -> ``[E]``, e.g. the published batch's) instead of drawn:
+    ``params -> Trajectory``."""
+    values = {d.field: jnp.asarray(values[d.field], d.dtype) for d in game.noise.draws}
+    run = paths_rollout_fn(game, policy, int(next(iter(values.values())).shape[0]))
+    return lambda params: run(params, values)
 
-    T, E = z.shape
-    bar = jnp.asarray(bar, jnp.int32)
-    z = jnp.asarray(z, jnp.float32)
-    z_next = jnp.concatenate([z[1:], z[-1:]], 0)
 
-    def run(params):
-        mu = jnp.where(
-            jnp.arange(game.num_states)[None] == bar[:, None], 0.0, 1.0 / (game.num_states - 1)
-        ).astype(jnp.float32)
-        carry = jax.vmap(lambda _: policy.initial_carry())(jnp.arange(E))
+def noise_of(game, traj):
+    """The common-noise values of a trajectory's environments (field -> ``[E]``, read at
+    the last time step, where every draw has been made)."""
+    return {d.field: getattr(traj.aggregate, d.field)[-1] for d in game.noise.draws}
 
-        def step(state, xs):
-            mu, carry = state
-            t, zt, zn = xs
-            agg = BarAggregate(t=jnp.full((E,), t, jnp.int32), z=zt, bar=bar)
-            agg_next = BarAggregate(t=agg.t + 1, z=zn, bar=bar)
-            obs = jax.vmap(game.observation)(agg, mu)
-            raw = jax.vmap(game.raw_observation)(agg, mu)
-            probs, carry = jax.vmap(policy.apply, (None, 0, 0, 0))(params, carry, obs, agg.t)
-            idx, prob = jax.vmap(game.kernel)(agg, mu)
-            mu_next = push_forward(mu, jax.lax.stop_gradient(probs), idx, prob)
-            reward = jax.vmap(game.reward)(agg, mu, agg_next, mu_next)
-            return (mu_next, carry), (mu, obs, raw, zt, agg, probs, reward)
 
-        (mu_f, _), rec = jax.lax.scan(step, (mu, carry), (jnp.arange(T), z, z_next))
-        return Trajectory(
-            mu=rec[0],
-            mu_final=mu_f,
-            obs=rec[1],
-            raw_obs=rec[2],
-            common_noise=rec[3],
-            aggregate=rec[4],
-            policy=rec[5],
-            reward=rec[6],
-        )
-
-    return run
+def _noise_at(game, data, prefix):
+    return {d.field: data[f"{prefix}/noise/{d.field}"] for d in game.noise.draws}
 
 
 def _maxdiff(a, b):
@@ -115,53 +106,155 @@ def _tree_report(name, ours, theirs):
     return rel
 
 
-def run_forced(a, game, policy, opt, data, gamma, report):
-    """``a.run`` mfax iterations on the published batches from the published initial
-    parameters; final parameters and exploitability against the published run's."""
-    bars, zs = data["run/bar"], data["run/z"]
-    params = convert(_sub(data, "init"))
-    opt_state = opt.init(params)
+def mfax_config(a) -> TrainConfig:
+    """The TrainConfig of mfax's run on the same settings (the trainer's optimiser and
+    initialisation are rebuilt from it)."""
+    return TrainConfig(
+        game=a.game,
+        algo="rspg",
+        lr=a.lr,
+        num_iterations=a.iterations,
+        eval_every=a.eval_every or a.iterations,
+        num_envs=a.num_envs,
+    )
+
+
+def mfax_draws(a, game, policy, params, seed, n):
+    """The common-noise values of mfax's trainer for ``seed``, iterations ``0..n-1``
+    (`mfax.training.spg`: ``k_train`` from ``jax.random.key(seed)``, one split per
+    iteration, the rollout key to `rollout_fn`): field -> ``[n, E]``."""
+    run = jax.jit(rollout_fn(game, policy, a.num_envs))
+    key = jax.random.split(jax.random.key(seed), 3)[1]
+    out: dict = {d.field: [] for d in game.noise.draws}
+    for _ in range(n):
+        key, k_roll = jax.random.split(key)
+        for f, v in noise_of(game, run(params, k_roll)).items():
+            out[f].append(np.asarray(v))
+    return {f: np.stack(v) for f, v in out.items()}
+
+
+def _source(spec):
+    """``published`` -> (``published``, None); ``mfax:K`` -> (``mfax``, K)."""
+    if spec == "published":
+        return "published", None
+    side, _, k = spec.partition(":")
+    if side != "mfax" or not k.isdigit():
+        raise SystemExit(f"expected 'published' or 'mfax:K', got {spec!r}")
+    return "mfax", int(k)
+
+
+def score(a, game, cfg, gamma, params):
+    """mfax's evaluator: exact over the common noise and/or sampled environments."""
+    policy = network_policy(cfg, game, params)
+    res = {}
+    if a.exact:
+        r = mfax.evaluate_policy(game, policy, jax.random.key(0), gamma=gamma, noise="exact")
+        res["exact"] = float(r.exploitability)
+    if a.eval_envs:
+        ev = jax.jit(evaluate_fn(game, network_policy(cfg, game), a.eval_envs, gamma))
+        res["sampled"] = [float(ev(params, jax.random.key(k)).exploitability) for k in range(3)]
+    return res
+
+
+def _fmt(res):
+    parts = []
+    if "exact" in res:
+        parts.append(f"exact {res['exact']:.3f}")
+    if "sampled" in res:
+        v = res["sampled"]
+        parts.append(f"{len(v)} x sampled mean {np.mean(v):.3f} {[round(x, 3) for x in v]}")
+    return "; ".join(parts)
+
+
+def run_forced(a, game, cfg, policy, opt, data, gamma, report):
+    """``a.run`` mfax iterations on the chosen batches from the chosen initial parameters;
+    final parameters and exploitability against the published run's."""
+    init_side, init_k = _source(a.init)
+    batch_side, batch_k = _source(a.batches)
+    pub_init = convert(_sub(data, "init"))
+    init = (
+        pub_init
+        if init_side == "published"
+        else make_train(mfax_config(a)).init(jax.random.key(init_k)).params
+    )
+    check_tree(init, pub_init)
+    if batch_side == "published":
+        noise = _noise_at(game, data, "run")
+    else:
+        noise = mfax_draws(a, game, policy, init, batch_k, a.run)
+    n = next(iter(noise.values())).shape[0]
+    E = next(iter(noise.values())).shape[1]
+    run = paths_rollout_fn(game, policy, E)
+    fields = [d.field for d in game.noise.draws]
 
     @jax.jit
-    def step(params, opt_state, bar, z):
-        forced = forced_rollout(game, policy, bar, z)
-        loss, grads = jax.value_and_grad(lambda q: -expected_return(game, forced(q), gamma))(params)
+    def step(params, opt_state, values):
+        values = {d.field: values[d.field].astype(d.dtype) for d in game.noise.draws}
+        loss, grads = jax.value_and_grad(lambda q: -expected_return(game, run(q, values), gamma))(
+            params
+        )
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    for i in range(bars.shape[0]):
-        params, opt_state, loss = step(params, opt_state, bars[i], zs[i])
-    pub = convert(_sub(data, "run/params"))
-    rel = _tree_report(
-        f"parameters after {bars.shape[0]} iterations on the published batches", params, pub
-    )
-    ev = jax.jit(evaluate_fn(game, policy, a.eval_envs, gamma))
-    rows = {}
-    for name, p in (
-        ("mfax (forced batches)", params),
-        ("published", pub),
-        ("initial", convert(_sub(data, "init"))),
-    ):
-        vals = [float(ev(p, jax.random.key(k)).exploitability) for k in range(3)]
-        rows[name] = vals
-        print(
-            f"  exploitability, mfax evaluator, {a.eval_envs} envs x keys 0-2: {name}: "
-            f"{np.mean(vals):.3f} {[round(v, 3) for v in vals]}",
-            flush=True,
+    params, opt_state, curve = init, opt.init(init), []
+    for i in range(n):
+        params, opt_state, _ = step(
+            params, opt_state, {f: jnp.asarray(noise[f][i]) for f in fields}
         )
-    report["run"] = dict(
-        iterations=int(bars.shape[0]), params_rel=max(rel.values()), exploitability=rows
+        if a.curve_every and (i + 1) % a.curve_every == 0 and i + 1 < n:
+            curve.append((i + 1, score(a, game, cfg, gamma, params)))
+            print(f"  mfax, iteration {i + 1}: {_fmt(curve[-1][1])}", flush=True)
+    label = f"mfax learner, init {a.init}, batches {a.batches}"
+    rows = {label: score(a, game, cfg, gamma, params)}
+    pub = convert(_sub(data, "run/params"))
+    if init_side == "published" and batch_side == "published":
+        rel = _tree_report(f"parameters after {n} iterations on the published batches", params, pub)
+        report["params_rel"] = max(rel.values())
+    rows[f"published learner, init published:{a.seed}, batches published:{a.seed}"] = score(
+        a, game, cfg, gamma, pub
     )
+    if init_side == "mfax":
+        other = convert(_sub(data, "reverse/params"))
+        rows[f"published learner, init {a.init}, batches published:{a.seed}"] = score(
+            a, game, cfg, gamma, other
+        )
+    rows[f"initial, {a.init}"] = score(a, game, cfg, gamma, init)
+    for name, res in rows.items():
+        print(f"  after {n} iterations: {name}: {_fmt(res)}", flush=True)
+    report["run"] = dict(
+        iterations=n,
+        init=a.init,
+        batches=a.batches,
+        exploitability=rows,
+        curve=curve,
+        batch_noise_mean={f: float(np.mean(noise[f])) for f in fields},
+    )
+
+
+def published_step(a, out, extra=()):
+    """Run ``_published_step.py`` with the published python (its own environment)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    task, state_type, gamma = PUBLISHED_GAMES[a.game]
+    cmd = [a.published_python, str(HERE / "_published_step.py"), "--repo", a.published_repo]
+    cmd += ["--out", str(out), "--task", task, "--state-type", state_type]
+    cmd += ["--gamma", str(gamma), "--seed", str(a.seed), "--num-envs", str(a.num_envs)]
+    cmd += ["--lr", repr(a.lr), "--iterations", str(a.iterations), "--steps", str(a.steps)]
+    cmd += ["--run", str(a.run), "--eval-every", str(a.eval_every or a.run or 1), *extra]
+    subprocess.run(cmd, check=True, env=env)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--published-python", required=True)
     ap.add_argument("--published-repo", required=True)
+    ap.add_argument("--game", default="beach_bar_1d", choices=["beach_bar_1d", "linear_quadratic"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--num-envs", type=int, default=128)
+    ap.add_argument("--num-envs", type=int, default=None, help="128 (beach bar), 8 (LQ)")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--iterations", type=int, default=40)
+    ap.add_argument(
+        "--iterations", type=int, default=None, help="of the lr schedule: 40 (beach bar), 400 (LQ)"
+    )
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--out", default="/tmp/mfax-compare-step")
     ap.add_argument(
@@ -169,83 +262,80 @@ def main(argv=None):
         type=int,
         default=0,
         help="also train RUN iterations in mfax on the published script's batches "
-        "(bar locations and noise paths forced) from its initial parameters, "
-        "and compare the final parameters and exploitability",
+        "(common noise forced) from its initial parameters, and compare the final "
+        "parameters and exploitability",
     )
-    ap.add_argument("--eval-envs", type=int, default=1024)
+    ap.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="the published script's evaluation frequency (its key chain splits once per "
+        "evaluation); default RUN",
+    )
+    ap.add_argument("--init", default="published", help="published or mfax:K (mfax's seed K)")
+    ap.add_argument("--batches", default="published", help="published or mfax:K")
+    ap.add_argument("--exact", action="store_true", help="also score exactly over the noise")
+    ap.add_argument("--eval-envs", type=int, default=1024, help="0: no sampled evaluation")
+    ap.add_argument("--curve-every", type=int, default=0)
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    out = Path(a.out) / f"s{a.seed}"
+    lq = a.game == "linear_quadratic"
+    a.num_envs = a.num_envs or (8 if lq else 128)
+    a.iterations = a.iterations or (400 if lq else 40)
+    out = Path(a.out) / (
+        f"{a.game}_s{a.seed}_n{a.num_envs}_it{a.iterations}_run{a.run}_ev{a.eval_every or a.run}"
+    )
     if not (a.reuse and (out / "step.npz").is_file()):
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        env.setdefault("JAX_PLATFORMS", "cpu")
-        subprocess.run(
-            [
-                a.published_python,
-                str(HERE / "_published_step.py"),
-                "--repo",
-                a.published_repo,
-                "--out",
-                str(out),
-                "--seed",
-                str(a.seed),
-                "--num-envs",
-                str(a.num_envs),
-                "--lr",
-                repr(a.lr),
-                "--iterations",
-                str(a.iterations),
-                "--steps",
-                str(a.steps),
-                "--run",
-                str(a.run),
-            ],
-            check=True,
-            env=env,
-        )
+        published_step(a, out)
     info = json.loads((out / "step.json").read_text())
     data = dict(np.load(out / "step.npz"))
-    game = mfax.make_game("beach_bar_1d")
+    game = mfax.make_game(a.game)
     gamma = game.default_discount
     cfg = published_config(True)
     policy = network_policy(cfg, game)
     params = convert(_sub(data, "init"))
     check_tree(params, init_params(cfg, game, jax.random.PRNGKey(0)))
-    report: dict = dict(seed=a.seed, steps=[])
+    report: dict = dict(game=a.game, seed=a.seed, steps=[])
+    if a.run and a.init != "published":  # the published learner from mfax's initial parameters
+        init = make_train(mfax_config(a)).init(jax.random.key(_source(a.init)[1])).params
+        rev = out.with_name(out.name + f"_init-{a.init.replace(':', '')}")
+        if not (a.reuse and (rev / "step.npz").is_file()):
+            rev.mkdir(parents=True, exist_ok=True)
+            np.savez(rev / "init.npz", **to_published(init, list(_sub(data, "init"))))
+            published_step(a, rev, ["--init-npz", str(rev / "init.npz"), "--steps", "0"])
+        for k, v in np.load(rev / "step.npz").items():
+            if k.startswith("run/params/"):
+                data["reverse/params/" + k[len("run/params/") :]] = v
 
     # 0) the forced replay reproduces mfax's own rollout on an mfax batch
     run = jax.jit(rollout_fn(game, policy, a.num_envs))
     traj = run(params, jax.random.key(123))
-    forced = forced_rollout(game, policy, traj.aggregate.bar[0], traj.aggregate.z)
+    forced = forced_rollout(game, policy, noise_of(game, traj))
     loss_run = float(-expected_return(game, traj, gamma))
     loss_forced = float(-expected_return(game, jax.jit(forced)(params), gamma))
     print(
         f"forced replay vs mfax rollout_fn (mfax batch): loss {loss_forced:.6f} vs {loss_run:.6f}",
         flush=True,
     )
-    lo, hi = game.params.bar_range()
-    print(
-        f"bar locations: mfax draws uniform on {lo}..{hi}; mfax batch {int(traj.aggregate.bar.min())}"
-        f"..{int(traj.aggregate.bar.max())}; published batch {int(data['step0/bar'].min())}.."
-        f"{int(data['step0/bar'].max())}; closed at T: mfax {float(1 - traj.aggregate.z[-1].mean()):.2f}, "
-        f"published {float(1 - data['step0/z'][-1].mean()):.2f}; the noise changes: published at t = "
-        f"{sorted(set(np.nonzero(np.diff(data['step0/z'], axis=0))[0] + 1))}, mfax z at t = "
-        f"{sorted(set(np.nonzero(np.diff(np.asarray(traj.aggregate.z), axis=0))[0] + 1))}",
-        flush=True,
-    )
+    if a.steps:
+        mine, theirs = noise_of(game, traj), _noise_at(game, data, "step0")
+        print(
+            "common noise of one batch, mean per field: "
+            + ", ".join(
+                f"{f}: mfax {float(np.mean(mine[f])):.3f}, published {float(np.mean(theirs[f])):.3f}"
+                for f in mine
+            )
+            + "; the published noise path changes at t = "
+            f"{sorted(set(np.nonzero(np.diff(data['step0/z'], axis=0))[0] + 1))}, mfax's at t = "
+            f"{sorted(set(np.nonzero(np.diff(np.asarray(traj.aggregate.z), axis=0))[0] + 1))}",
+            flush=True,
+        )
     report["forced_vs_rollout"] = [loss_forced, loss_run]
 
     # the trainer's optimiser (mfax.training.spg._make_train: clip, then Adam with the
     # linearly annealed learning rate), built from the TrainConfig the quality runs use
-    tc = TrainConfig(
-        game="beach_bar_1d",
-        algo="rspg",
-        lr=a.lr,
-        num_iterations=a.iterations,
-        eval_every=a.iterations,
-        num_envs=a.num_envs,
-    )
+    tc = mfax_config(a)
     schedule = optax.linear_schedule(tc.lr, tc.lr * tc.lr_end_fraction, tc.num_iterations)
     opt = optax.chain(optax.clip_by_global_norm(tc.max_grad_norm), optax.adam(schedule))
     tr = make_train(tc)
@@ -263,7 +353,7 @@ def main(argv=None):
     cur = params
     for k in range(a.steps):
         p = f"step{k}"
-        forced = jax.jit(forced_rollout(game, policy, data[f"{p}/bar"], data[f"{p}/z"]))
+        forced = jax.jit(forced_rollout(game, policy, _noise_at(game, data, p)))
         tj = forced(cur)
         diffs = dict(
             obs=_maxdiff(tj.obs, data[f"{p}/obs"]),
@@ -316,7 +406,7 @@ def main(argv=None):
         # continue from the published parameters (so that each step compares one step)
         cur = convert(_sub(data, f"{p}/params"))
     if a.run:
-        run_forced(a, game, policy, opt, data, gamma, report)
+        run_forced(a, game, cfg, policy, opt, data, gamma, report)
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
 

@@ -65,6 +65,18 @@ def published_config(recurrent: bool) -> NetworkConfig:
     )
 
 
+def _mfax_path(key: str) -> list[str]:
+    """A flattened published parameter name -> its path in mfax's ``params``."""
+    scope, rest = key.split("/", 1)
+    if scope not in ("encoder", "policy", "params"):
+        raise KeyError(f"unexpected published parameter {key!r}")
+    table = _ENCODER if scope == "encoder" else _POLICY
+    for src, dst in table.items():
+        if rest.startswith(src + "/"):
+            return [dst] + rest[len(src) + 1 :].split("/")
+    raise KeyError(f"no mfax counterpart for published parameter {key!r}")
+
+
 def convert(flat: dict[str, np.ndarray]) -> dict:
     """Flattened published parameters -> mfax ``{"params": {...}}``.
 
@@ -73,21 +85,23 @@ def convert(flat: dict[str, np.ndarray]) -> dict:
     state part first, then observation part."""
     tree: dict = {}
     for key, value in flat.items():
-        scope, rest = key.split("/", 1)
-        table = _ENCODER if scope == "encoder" else _POLICY
-        if scope not in ("encoder", "policy", "params"):
-            raise KeyError(f"unexpected published parameter {key!r}")
-        for src, dst in table.items():
-            if rest.startswith(src + "/"):
-                path = [dst] + rest[len(src) + 1 :].split("/")
-                break
-        else:
-            raise KeyError(f"no mfax counterpart for published parameter {key!r}")
+        path = _mfax_path(key)
         node = tree
         for p in path[:-1]:
             node = node.setdefault(p, {})
         node[path[-1]] = jnp.asarray(value)
     return {"params": tree}
+
+
+def to_published(params: dict, names) -> dict[str, np.ndarray]:
+    """The inverse of `convert`: mfax ``params`` under the flattened published ``names``."""
+    out = {}
+    for key in names:
+        node = params["params"]
+        for p in _mfax_path(key):
+            node = node[p]
+        out[key] = np.asarray(node)
+    return out
 
 
 def check_tree(params, reference) -> None:
