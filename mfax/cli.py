@@ -53,8 +53,15 @@ def solve(
         8, "--num-envs", min=1, help="Environments for the uniform policy's score."
     ),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX),
+    noise: str = typer.Option(
+        "none",
+        "--noise",
+        help="none: the game must be deterministic; exact: solve on the enumerated "
+        "common-noise tree (finite noise; exact adapted exploitability).",
+    ),
 ) -> None:
-    """Score the uniform policy, then solve a deterministic game with a tabular algorithm."""
+    """Score the uniform policy, then solve a deterministic game with a tabular algorithm
+    (or, with --noise exact, a game with finite common noise on its noise tree)."""
     import jax
 
     from mfax.evaluation import evaluate_policy
@@ -67,19 +74,24 @@ def solve(
         raise typer.BadParameter(str(err), param_hint="--algo") from None
     settings = parse_assignments(setting, "--setting")
     g = make_game_from_cli(game, param)
+    if noise not in ("none", "exact"):
+        raise typer.BadParameter(f"{noise!r}; expected none or exact", param_hint="--noise")
+    exact = dict(noise="exact", best_response="adapted") if noise == "exact" else {}
     try:
-        uni = evaluate_policy(g, uniform_policy(g), jax.random.PRNGKey(seed), num_envs, gamma)
+        uni = evaluate_policy(
+            g, uniform_policy(g), jax.random.PRNGKey(seed), num_envs, gamma, **exact
+        )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     typer.echo(
         f"{g.name}: uniform policy exploitability {float(uni.exploitability):.6g} "
         f"(return {float(uni.policy_return):.6g}, best response {float(uni.best_response_return):.6g})"
     )
-    if g.has_random_reset:
+    if g.has_random_reset and noise == "none":
         typer.echo(f"tabular solver skipped: {deterministic_error(g)}")
         return
     try:
-        sol = solve_tabular(g, iterations, algo, gamma=gamma, **settings)
+        sol = solve_tabular(g, iterations, algo, gamma=gamma, noise=noise, **settings)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     marks = sorted({0, 1, min(10, iterations), min(100, iterations), iterations})

@@ -167,14 +167,21 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, num_agents: i
 
 
 def policy_step(
-    game: Game, policy: MeanFieldPolicy, params: Any, agg: Any, mu: jax.Array, carry: Any
+    game: Game,
+    policy: MeanFieldPolicy,
+    params: Any,
+    agg: Any,
+    mu: jax.Array,
+    carry: Any,
+    params_axis: int | None = None,
 ) -> tuple:
     """What every rollout step starts with, for a batch of environments: the normalised
     and raw observations, the policy's probabilities ``[E, S, A]`` and new carry, and the
-    kernel rows ``idx, prob [E, S, A, K]``."""
+    kernel rows ``idx, prob [E, S, A, K]``.  ``params_axis=0``: ``params`` has one entry
+    per environment on its leading axis (the tabular solvers' per-path tables)."""
     obs = jax.vmap(game.observation)(agg, mu)
     raw_obs = jax.vmap(game.raw_observation)(agg, mu)
-    pi, carry = jax.vmap(policy.apply, (None, 0, 0, 0))(params, carry, obs, agg.t)
+    pi, carry = jax.vmap(policy.apply, (params_axis, 0, 0, 0))(params, carry, obs, agg.t)
     idx, prob = jax.vmap(game.kernel)(agg, mu)
     return obs, raw_obs, pi, carry, idx, prob
 

@@ -153,10 +153,13 @@ def node_mean(x: jax.Array, node: jax.Array, weight: jax.Array, axis: int) -> ja
     return jnp.moveaxis(total[node] / norm[node].reshape(w.shape), 0, axis)
 
 
-def paths_rollout_fn(game: Game, policy: MeanFieldPolicy, num_paths: int):
+def paths_rollout_fn(
+    game: Game, policy: MeanFieldPolicy, num_paths: int, per_path_params: bool = False
+):
     """A pure, jit-able ``(params, values) -> Trajectory``: the push-forward rollout of
     `mfax.dynamics.rollout_fn` with one environment per path, its noise set to the path's
-    values (``values``: field -> ``[P]``) instead of sampled."""
+    values (``values``: field -> ``[P]``) instead of sampled.  With ``per_path_params``
+    every leaf of ``params`` has a leading ``[P]`` axis: path ``p`` plays ``params[p]``."""
     noise = game.noise
     reset_fields = [d.field for d in noise.reset_draws]
     key0 = jax.random.PRNGKey(0)  # next_aggregate's own draws are overwritten by set_later
@@ -170,7 +173,9 @@ def paths_rollout_fn(game: Game, policy: MeanFieldPolicy, num_paths: int):
 
         def step(state, _):
             agg, mu, carry = state
-            obs, raw_obs, pi, carry, idx, prob = policy_step(game, policy, params, agg, mu, carry)
+            obs, raw_obs, pi, carry, idx, prob = policy_step(
+                game, policy, params, agg, mu, carry, 0 if per_path_params else None
+            )
             agg_next = jax.vmap(lambda a, v: noise.set_later(game.next_aggregate(key0, a), v))(
                 agg, later
             )

@@ -12,8 +12,14 @@ then has a leading axis of that length.  Several swept settings must have the
 same length (they are zipped, not crossed); integer settings cannot be swept.
 
 A ``[T, S, A]`` table has no input with which to react to random draws, so
-the game must be deterministic (no common noise; `GameParams.deterministic_hint`
-says what to set).
+by default the game must be deterministic (no common noise;
+`GameParams.deterministic_hint` says what to set).  **Common noise.** With
+``noise="exact"`` a game whose common noise is finite is solved on its enumerated
+noise tree (`mfax.noise_tree`): the policy is a ``[T, P, S, A]`` table, one
+``[T, S, A]`` per noise path, equal on the paths that share the draws known at
+``t`` (it reacts to the noise history, never to later draws), and the
+exploitability is the exact adapted one (`mfax.evaluate_policy(noise="exact",
+best_response="adapted")`).  `TabularSolution.paths` says which path is which.
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from mfax.games import check_game_size
 from mfax.games.base import Game
+from mfax.noise_tree import (
+    DEFAULT_MAX_PATHS,
+    NoisePaths,
+    count_paths,
+    describe_paths,
+    enumerate_paths,
+)
 from mfax.solvers._core import Context, Setting, Solver
 from mfax.solvers.boltzmann import BOLTZMANN, BOLTZMANN_DAMPED
 from mfax.solvers.fictitious_play import FP, FP_DAMPED
@@ -42,9 +56,12 @@ _REGISTRY: dict[str, Solver] = {
 
 
 class TabularSolution(NamedTuple):
-    policy: jax.Array  # [T, S, A] the policy after the last iteration
+    policy: jax.Array  # [T, S, A] the policy after the last iteration ([T, P, S, A] on a tree)
     exploitability: jax.Array  # [num_iterations + 1]; entry k is after k updates (0: uniform)
     policy_return: jax.Array  # [num_iterations + 1]
+    #: with noise="exact": the enumerated noise paths (values, weight, node) that the
+    #: policy's axis P follows; None otherwise
+    paths: NoisePaths | None = None
 
 
 def list_solvers() -> list[str]:
@@ -62,14 +79,47 @@ def solver_settings(name: str) -> dict[str, float]:
     return {st.name: st.default for st in get_solver(name).settings}
 
 
+NOISE_MODES = ("none", "exact")
+
+
 def deterministic_error(game: Game) -> ValueError:
     hint = game.params.deterministic_hint()
     now = ", ".join(f"{k}={getattr(game.params, k)!r}" for k in hint)
     fix = ", ".join(f"{k}={v}" for k, v in hint.items())
+    noise = game.noise
+    if noise.finite:
+        tree = (
+            f", or solve it on its exact noise tree with noise='exact' ({count_paths(game)} "
+            f"paths: {describe_paths(game)}; the policy then reacts to the noise drawn so far)"
+        )
+    else:
+        tree = f" (its common noise cannot be enumerated, so noise='exact' is not possible: {noise.continuous})"
     return ValueError(
         f"solve_tabular needs a deterministic game, but {game.name!r} has random resets or "
-        f"steps ({now or 'see its parameters'})" + (f"; make the game with {fix}" if fix else "")
+        f"steps ({now or 'see its parameters'})"
+        + (f"; make the game with {fix}" if fix else "")
+        + tree
     )
+
+
+def _check_tree(game: Game, max_paths: int) -> None:
+    """Clear errors for ``noise="exact"`` on a game whose noise tree cannot be used."""
+    hint = game.params.deterministic_hint()
+    fix = ", ".join(f"{k}={v}" for k, v in hint.items())
+    instead = f"make the game deterministic ({fix}) and use noise='none'" if fix else ""
+    if not game.noise.finite:
+        raise ValueError(
+            f"solve_tabular(noise='exact') is not possible for {game.name!r}: its common noise "
+            f"cannot be enumerated ({game.noise.continuous})" + (f"; {instead}" if fix else "")
+        )
+    n = count_paths(game)
+    if n > max_paths:
+        raise ValueError(
+            f"solve_tabular(noise='exact'): {game.name!r} has {n} common-noise paths "
+            f"({describe_paths(game)}), more than max_paths = {max_paths}; raise max_paths "
+            f"(the tables grow as T x paths x S x A, each iteration as the paths)"
+            + (f", or {instead}" if fix else "")
+        )
 
 
 def _check_settings(solver: Solver, given: dict[str, Any]) -> tuple[dict, dict, int | None]:
@@ -128,9 +178,13 @@ def solve_tabular(
     algorithm: str = "fp",
     *,
     gamma: float | None = None,
+    noise: str = "none",
+    max_paths: int = DEFAULT_MAX_PATHS,
     **settings: Any,
 ) -> TabularSolution:
-    """Approximate the mean-field Nash equilibrium of a deterministic game.
+    """Approximate the mean-field Nash equilibrium of a deterministic game, or with
+    ``noise="exact"`` of a game with finite common noise on its noise tree (at most
+    ``max_paths`` paths; see the module docstring).
 
     ``algorithm`` is one of `list_solvers()`; ``settings`` are its settings
     (`solver_settings`), a float setting given as a 1-D array sweeps it (see the
@@ -142,8 +196,20 @@ def solve_tabular(
             f"{', '.join(list_solvers())} (the discount is the keyword gamma=)"
         )
     solver = get_solver(algorithm)
-    if game.has_random_reset:
+    if not isinstance(noise, str) or noise not in NOISE_MODES:
+        raise ValueError(
+            f"noise = {noise!r} is not allowed; expected 'none' (a deterministic game) or "
+            "'exact' (the enumerated common-noise tree)"
+        )
+    if noise == "none" and game.has_random_reset:
         raise deterministic_error(game)
+    if (not isinstance(max_paths, int) or isinstance(max_paths, bool)) or max_paths < 1:
+        raise ValueError(f"max_paths = {max_paths!r} is not allowed; expected an integer >= 1")
+    paths = None
+    if noise == "exact":
+        _check_tree(game, max_paths)
+        paths = enumerate_paths(game, max_paths)
+        check_game_size(game, paths.weight.shape[0], "the number of common-noise paths")
     if (
         not isinstance(num_iterations, (int, np.integer))
         or isinstance(num_iterations, bool)
@@ -162,15 +228,29 @@ def solve_tabular(
     static, traced, _ = _check_settings(solver, settings)
     swept = tuple(sorted(k for k, v in traced.items() if v.ndim))
     fn = _jitted_solve(
-        game, solver.name, int(num_iterations), float(gamma), tuple(sorted(static.items())), swept
+        game,
+        solver.name,
+        int(num_iterations),
+        float(gamma),
+        tuple(sorted(static.items())),
+        swept,
+        max_paths if noise == "exact" else None,
     )
-    return fn({k: jnp.asarray(v) for k, v in traced.items()})
+    return fn({k: jnp.asarray(v) for k, v in traced.items()})._replace(paths=paths)
 
 
-def solve_fn(game: Game, solver: Solver, num_iterations: int, gamma: float, static: dict[str, int]):
+def solve_fn(
+    game: Game,
+    solver: Solver,
+    num_iterations: int,
+    gamma: float,
+    static: dict[str, int],
+    paths: NoisePaths | None = None,
+):
     """The pure ``settings -> TabularSolution`` (float settings as traced scalars): jit it,
-    vmap it over a setting, or call it inside a larger program."""
-    ctx = Context(game, gamma)
+    vmap it over a setting, or call it inside a larger program.  ``paths``
+    (`mfax.noise_tree.enumerate_paths`): solve on that noise tree."""
+    ctx = Context(game, gamma, paths)
 
     def solve(traced):
         s = {**traced, **static}
@@ -198,8 +278,9 @@ def solve_fn(game: Game, solver: Solver, num_iterations: int, gamma: float, stat
 
 
 @functools.lru_cache(maxsize=32)
-def _jitted_solve(game, name, num_iterations, gamma, static, swept):
-    solve = solve_fn(game, _REGISTRY[name], num_iterations, gamma, dict(static))
+def _jitted_solve(game, name, num_iterations, gamma, static, swept, max_paths):
+    paths = None if max_paths is None else enumerate_paths(game, max_paths)
+    solve = solve_fn(game, _REGISTRY[name], num_iterations, gamma, dict(static), paths)
     if swept:
 
         def axes(traced):

@@ -17,15 +17,13 @@ from mfax.solvers._core import Setting, Solver, normalise_joint, tied_best_respo
 def _init_empty(ctx, s):
     # nothing averaged yet: iteration 0 plays the uniform policy and its best
     # response becomes the first member of the average
-    import jax.numpy as jnp
-
-    return jnp.zeros((ctx.T, ctx.S, ctx.A), jnp.float32)
+    return ctx.zeros()
 
 
 def _init_uniform(ctx, s):
     # the uniform policy's occupancy, so the first update already mixes at rate `damping`
     ev = ctx.evaluate(ctx.uniform())
-    return ev.traj.mu[:, 0, :, None] * ctx.uniform()
+    return ctx.per_env(ev.traj.mu)[..., None] * ctx.uniform()
 
 
 def _policy(ctx, joint, s):

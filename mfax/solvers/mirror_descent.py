@@ -11,13 +11,12 @@ and on monotone games its iterates themselves (not an average) converge.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from mfax.solvers._core import Setting, Solver
 
 
 def _init(ctx, s):
-    return jnp.zeros((ctx.T, ctx.S, ctx.A), jnp.float32)
+    return ctx.zeros()
 
 
 def _policy(ctx, y, s):

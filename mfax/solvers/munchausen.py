@@ -23,7 +23,7 @@ from mfax.solvers._core import Setting, Solver
 
 
 def _init(ctx, s):
-    return jnp.zeros((ctx.T, ctx.S, ctx.A), jnp.float32)  # logits of pi_k
+    return ctx.zeros()  # logits of pi_k
 
 
 def _policy(ctx, logits, s):
@@ -40,7 +40,7 @@ def _update(ctx, logits, ev, k, s):
         q = reward + alpha * tau * log_pi_t + gamma * expect(v_next)
         return jnp.sum(pi_t * (q - tau * log_pi_t), -1), q
 
-    _, q = ctx.backward(ev.traj, step, jnp.zeros((ctx.S,), jnp.float32), (log_pi, pi))
+    _, q = ctx.backward(ev.traj, step, jnp.zeros(ctx.value_shape, jnp.float32), (log_pi, pi))
     return q / tau
 
 

@@ -21,7 +21,7 @@ from mfax.solvers._core import Setting, Solver
 
 
 def _init(ctx, s):
-    zeros = jnp.zeros((ctx.T, ctx.S, ctx.A), jnp.float32)
+    zeros = ctx.zeros()
     return zeros, zeros  # logits of the prior and of the policy
 
 
@@ -38,7 +38,7 @@ def _update(ctx, state, ev, k, s):
         logits = log_q + (reward + gamma * expect(v_next)) / tau
         return tau * jax.nn.logsumexp(logits, -1), logits
 
-    _, logits = ctx.backward(ev.traj, step, jnp.zeros((ctx.S,), jnp.float32), log_prior)
+    _, logits = ctx.backward(ev.traj, step, jnp.zeros(ctx.value_shape, jnp.float32), log_prior)
     move = (k + 1) % s["prior_update_every"] == 0
     return jnp.where(move, logits, prior), logits
 
