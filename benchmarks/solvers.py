@@ -10,6 +10,8 @@ iteration; '-' if never).  Usage:
 
     python benchmarks/solvers.py [--games crowd_ring:100,crowd_ring:1000,beach_bar_1d:101]
         [--algos fp,omd,...] [--iterations 1000]
+
+A game without a size (``susceptible_infected``: two states) is named alone.
 """
 
 from __future__ import annotations
@@ -43,12 +45,21 @@ SWEEPS = {
     "prior_descent": ("temperature", [0.1, 1.0]),
 }
 
-#: a game per name, at a number of states S
+#: extra sweeps on one game (its best settings differ from the others')
+GAME_SWEEPS = {
+    "susceptible_infected": {
+        "fp_damped": ("damping", [0.1, 0.3, 0.5]),
+        "boltzmann": ("temperature", [0.1, 0.3]),
+    },
+}
+
+#: a game per name, at a number of states S (None: the game's only size)
 GAMES = {
     "crowd_ring": lambda S: mfax.make_game("crowd_ring", num_states=S),
     "beach_bar_1d": lambda S: mfax.make_game(
         "beach_bar_1d", num_states=S, common_noise=False, bar_location=S // 2, crowd_aversion=1.0
     ),
+    "susceptible_infected": lambda S: mfax.make_game("susceptible_infected"),
 }
 
 
@@ -99,7 +110,9 @@ def _row(e, compile_s, per_it, iterations) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--games", default="crowd_ring:100,crowd_ring:1000,beach_bar_1d:101")
+    parser.add_argument(
+        "--games", default="crowd_ring:100,crowd_ring:1000,beach_bar_1d:101,susceptible_infected"
+    )
     parser.add_argument("--algos", default=",".join(list_solvers()))
     parser.add_argument("--iterations", type=int, default=1000)
     args = parser.parse_args()
@@ -110,8 +123,8 @@ def main() -> None:
         flush=True,
     )
     for spec in args.games.split(","):
-        name, S = spec.split(":")
-        game = GAMES[name](int(S))
+        name, _, S = spec.partition(":")
+        game = GAMES[name](int(S) if S else None)
         print(
             f"## {name}: S = {game.num_states}, A = {game.num_actions}, K = "
             f"{game.kernel_size}, T = {game.horizon}, gamma = {game.default_discount}",
@@ -119,7 +132,10 @@ def main() -> None:
         )
         rows = []
         for algo in args.algos.split(","):
-            for sweep in [None] + ([SWEEPS[algo]] if algo in SWEEPS else []):
+            sweeps = [SWEEPS[algo]] if algo in SWEEPS else []
+            if algo in GAME_SWEEPS.get(name, {}):
+                sweeps.append(GAME_SWEEPS[name][algo])
+            for sweep in [None] + sweeps:
                 for used, row in run(game, algo, args.iterations, sweep):
                     settings = ", ".join(f"{k}={v:g}" for k, v in used.items())
                     rows.append(
