@@ -32,6 +32,7 @@ from mfax.noise_tree import (
     sample_paths,
 )
 from mfax.policies import MeanFieldPolicy, as_policy
+from mfax.xla import compiler_options
 
 NOISE_MODES = {
     "sampled": "a Monte-Carlo mean over num_envs sampled common-noise paths",
@@ -174,12 +175,15 @@ def evaluate_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, gamma: float
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted_evaluate(game, apply, initial_carry, num_envs, gamma):
-    return jax.jit(evaluate_fn(game, MeanFieldPolicy(apply, None, initial_carry), num_envs, gamma))
+def _jitted_evaluate(game, apply, initial_carry, num_envs, gamma, fast_compile):
+    return jax.jit(
+        evaluate_fn(game, MeanFieldPolicy(apply, None, initial_carry), num_envs, gamma),
+        compiler_options=compiler_options(fast_compile),
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _jitted_paths(game, apply, initial_carry, num_paths, gamma, adapted):
+def _jitted_paths(game, apply, initial_carry, num_paths, gamma, adapted, fast_compile):
     """``(params, values, weight, node) -> EvalResult`` on the given noise paths."""
     run = paths_rollout_fn(game, MeanFieldPolicy(apply, None, initial_carry), num_paths)
 
@@ -188,7 +192,7 @@ def _jitted_paths(game, apply, initial_carry, num_paths, gamma, adapted):
             game, run(params, values), gamma, weight=weight, node=node if adapted else None
         )
 
-    return jax.jit(evaluate)
+    return jax.jit(evaluate, compiler_options=compiler_options(fast_compile))
 
 
 class NonFiniteResultError(ValueError):
@@ -250,6 +254,7 @@ def evaluate_policy(
     best_response: str = "hindsight",
     max_paths: int = DEFAULT_MAX_PATHS,
     fit_paths: int | None = None,
+    fast_compile: bool = False,
 ) -> EvalResult:
     """Exploitability of ``policy`` on push-forward environments.
 
@@ -280,7 +285,9 @@ def evaluate_policy(
     ``gamma`` defaults to the game's published discount (0.99, macro 0.95).
     With ``check_finite`` (the default), a policy whose action probabilities
     are NaN or infinite, or a non-finite score, is a `NonFiniteResultError`
-    (a ValueError) rather than ``exploitability = nan``.
+    (a ValueError) rather than ``exploitability = nan``.  ``fast_compile``: compile
+    without XLA's backend optimisation (`mfax.xla.compiler_options`; the same numbers up to
+    float rounding).
     """
     _choice("noise", noise, NOISE_MODES)
     _choice("best_response", best_response, BEST_RESPONSES)
@@ -293,7 +300,7 @@ def evaluate_policy(
         raise ValueError(f"gamma = {gamma!r} is not allowed; expected a finite number in (0, 1]")
     pol = as_policy(policy, game)
     if noise == "sampled" and best_response == "adapted" and not game.noise.finite:
-        result, b = bracket(game, pol, key, num_envs, gamma, fit_paths)
+        result, b = bracket(game, pol, key, num_envs, gamma, fit_paths, fast_compile)
         result = result._replace(
             noise=noise,
             best_response="hindsight",
@@ -306,9 +313,9 @@ def evaluate_policy(
         return check_finite_result(result) if check_finite else result
     if noise == "sampled" and best_response == "hindsight":
         check_game_size(game, num_envs, "num_envs")
-        result = _jitted_evaluate(game, pol.apply, pol.initial_carry, num_envs, gamma)(
-            pol.params, key
-        )
+        result = _jitted_evaluate(
+            game, pol.apply, pol.initial_carry, num_envs, gamma, fast_compile
+        )(pol.params, key)
         weight = jnp.full((num_envs,), 1.0 / num_envs, jnp.float32)
     else:
         paths = (
@@ -323,7 +330,13 @@ def evaluate_policy(
             "num_envs" if noise == "sampled" else "the number of common-noise paths",
         )  # one environment each
         run = _jitted_paths(
-            game, pol.apply, pol.initial_carry, num_paths, gamma, best_response == "adapted"
+            game,
+            pol.apply,
+            pol.initial_carry,
+            num_paths,
+            gamma,
+            best_response == "adapted",
+            fast_compile,
         )
         weight = jnp.asarray(paths.weight)
         result = run(

@@ -133,7 +133,12 @@ def train_seeds(
     )
     # one compiled program (run eagerly, the initialisers compile op by op: most of a
     # small job's time)
-    state = jax.jit(jax.vmap(trainer.init))(keys) if resume is None else resume.state
+    options = config.compiler_options()  # fast_compile: XLA without LLVM optimisation
+    state = (
+        jax.jit(jax.vmap(trainer.init), compiler_options=options)(keys)
+        if resume is None
+        else resume.state
+    )
     state = replicate(state)  # several devices: on all of them
     hook = (
         None
@@ -146,9 +151,11 @@ def train_seeds(
         advance = (
             jax.jit(jax.vmap(trainer.advance, (0, None)))
             .lower(state, jax.ShapeDtypeStruct((), jnp.int32))
-            .compile()
+            .compile(compiler_options=options)
         )
-        evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state).compile()
+        evaluate = (
+            jax.jit(jax.vmap(trainer.evaluate)).lower(state).compile(compiler_options=options)
+        )
         compile_seconds = time.perf_counter() - t0
 
         run = drive(
@@ -194,7 +201,9 @@ def train_seeds(
             )
             for i, seed in enumerate(seeds)
         ]
-    all_params = jax.device_get(jax.jit(jax.vmap(trainer.mf_params))(run.eval_state))
+    all_params = jax.device_get(
+        jax.jit(jax.vmap(trainer.mf_params), compiler_options=options)(run.eval_state)
+    )
     results = []
     for i, seed in enumerate(seeds):
         params = jax.tree_util.tree_map(lambda x, i=i: x[i], all_params)

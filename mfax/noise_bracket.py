@@ -27,6 +27,7 @@ from mfax.dynamics import Trajectory, expectation, rollout_fn
 from mfax.games import check_game_size
 from mfax.games.base import Game
 from mfax.policies import MeanFieldPolicy
+from mfax.xla import compiler_options
 
 #: ridge penalty on the standardised features (relative to the number of fit paths): keeps
 #: the regression well posed when features are collinear (z and the prices)
@@ -158,7 +159,7 @@ def reward_reads_next_noise(game: Game, traj: Trajectory) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=32)
-def _jitted_bracket(game, apply, initial_carry, num_envs, fit_paths, gamma):
+def _jitted_bracket(game, apply, initial_carry, num_envs, fit_paths, gamma, fast_compile):
     from mfax.evaluation import exploitability_of  # evaluation imports this module
 
     policy = MeanFieldPolicy(apply, None, initial_carry)
@@ -176,7 +177,7 @@ def _jitted_bracket(game, apply, initial_carry, num_envs, fit_paths, gamma):
             reward_reads_next_noise(game, fit_traj),
         )
 
-    return jax.jit(evaluate)
+    return jax.jit(evaluate, compiler_options=compiler_options(fast_compile))
 
 
 def _mean_se(x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -197,11 +198,13 @@ def bracket(
     num_envs: int,
     gamma: float,
     fit_paths: int | None = None,
+    fast_compile: bool = False,
 ):
     """``(hindsight EvalResult, Bracket)`` of ``policy`` on ``num_envs`` >= 2 evaluation
     paths drawn from ``key`` (the paths of the default ``evaluate_policy`` call with that
     key) and ``fit_paths`` independent ones (default `default_fit_paths`) to build the
-    response.  Discounted values only (the response is greedy for ``gamma``)."""
+    response.  Discounted values only (the response is greedy for ``gamma``).
+    ``fast_compile``: see `mfax.xla.compiler_options`."""
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 2:
         raise ValueError(
             f"num_envs = {num_envs!r} is not allowed for the exploitability "
@@ -217,7 +220,7 @@ def bracket(
     # both rollouts are held at once (the fitted response is played on the evaluation paths)
     check_game_size(game, num_envs + fit_paths, "num_envs + fit_paths")
     run = _jitted_bracket(
-        game, policy.apply, policy.initial_carry, num_envs, fit_paths, float(gamma)
+        game, policy.apply, policy.initial_carry, num_envs, fit_paths, float(gamma), fast_compile
     )
     hindsight, gain, actions, leak = run(policy.params, key)
     if float(leak) > REWARD_LEAK:

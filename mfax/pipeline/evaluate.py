@@ -75,7 +75,7 @@ ADAPTED_KEYS = (
 )
 
 
-def _adapted(evaluate_policy, agent, key, num_envs: int) -> dict[str, float | None]:
+def _adapted(evaluate_policy, agent, key, num_envs: int, fast: bool) -> dict[str, float | None]:
     """The adapted exploitability of one agent: exact over the enumerated noise tree, or the
     bracket of `mfax.noise_bracket` for continuous noise; None (with the reason) when the
     tree is too large."""
@@ -91,6 +91,7 @@ def _adapted(evaluate_policy, agent, key, num_envs: int) -> dict[str, float | No
                 gamma=agent.gamma,
                 noise="exact" if finite else "sampled",
                 best_response="adapted",
+                fast_compile=fast,
             )
             if finite:
                 out["exploitability_exact_adapted"] = float(np.asarray(r.exploitability))
@@ -145,9 +146,16 @@ def evaluate_run(
     if timer is not None:
         timer.lap("load")
     key = jax.random.key(int(seed))
-    results = [evaluate_policy(a.game, a, key, num_envs, gamma=a.gamma) for _, a in agents]
-    uniform = evaluate_policy(game, uniform_policy(game), key, num_envs, gamma=gamma)
-    adapted = [_adapted(evaluate_policy, a, key, num_envs) for _, a in agents]
+    # compiled as the agents were trained (fast_compile: the tiny preset)
+    fast = any((a.description.get("training") or {}).get("fast_compile") for _, a in agents)
+    results = [
+        evaluate_policy(a.game, a, key, num_envs, gamma=a.gamma, fast_compile=fast)
+        for _, a in agents
+    ]
+    uniform = evaluate_policy(
+        game, uniform_policy(game), key, num_envs, gamma=gamma, fast_compile=fast
+    )
+    adapted = [_adapted(evaluate_policy, a, key, num_envs, fast) for _, a in agents]
 
     f = lambda x: float(np.asarray(x))  # noqa: E731
     expl = [f(r.exploitability) for r in results]

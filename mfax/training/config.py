@@ -28,6 +28,7 @@ import numpy as np
 from mfax.algorithms import list_algorithms
 from mfax.games import canonical_name, make_game, make_params
 from mfax.network_config import HEADS, NetworkConfig, check_network_settings
+from mfax.xla import compiler_options
 
 if TYPE_CHECKING:
     from mfax.games.base import Game
@@ -174,6 +175,9 @@ class BaseTrainConfig(MappingConfig):
     head: str = "auto"
     activation: str = NetworkConfig.activation
     factored: bool = NetworkConfig.factored
+    #: compile with XLA's backend optimisation off (LLVM -O0): about half the compile
+    #: time, iterations 2-3x slower; for smoke tests where compiling is the whole job
+    fast_compile: bool = False
 
     def _bad(self, name: str, value: Any, allowed: str) -> ValueError:
         return ValueError(
@@ -225,6 +229,8 @@ class BaseTrainConfig(MappingConfig):
             raise bad("lr_end_fraction", self.lr_end_fraction, "a number in [0, 1]")
         if not _is_num(self.max_grad_norm) or not self.max_grad_norm > 0:
             raise bad("max_grad_norm", self.max_grad_norm, "a number > 0")
+        if not isinstance(self.fast_compile, bool):
+            raise bad("fast_compile", self.fast_compile, "true or false")
         network = check_network_settings(
             self._PREFIX, {k: getattr(self, k) for k in NETWORK_KEYS}, heads=HEAD_CHOICES
         )
@@ -256,6 +262,10 @@ class BaseTrainConfig(MappingConfig):
 
     def resolved_gamma(self, game: Game) -> float:
         return float(game.default_discount if self.gamma is None else self.gamma)
+
+    def compiler_options(self) -> dict[str, Any] | None:
+        """XLA options for every program the trainer compiles (`jax.jit(compiler_options=)`)."""
+        return compiler_options(self.fast_compile)
 
     def _beta_allowed(self) -> bool:
         """Whether ``head: auto`` may pick a beta head (games with actions in (0, 1))."""

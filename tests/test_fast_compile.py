@@ -1,0 +1,90 @@
+"""`fast_compile`: every program a trainer compiles gets XLA's backend optimisation off,
+and the numbers stay those of the optimised build (float rounding apart)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from test_resume import rl_config, spg_config
+
+import mfax
+from mfax.multiseed import train_seeds
+from mfax.training import TrainConfig, run_training
+
+FAST = {"xla_backend_optimization_level": 0}
+
+
+@pytest.fixture
+def compile_options(monkeypatch):
+    """The compiler options of every `jax.jit(...)` call and AOT `.compile()` made."""
+    seen = []
+    jit, compile_ = jax.jit, jax.stages.Lowered.compile
+
+    def spy_jit(fun, *args, **kwargs):
+        seen.append(kwargs.get("compiler_options"))
+        return jit(fun, *args, **kwargs)
+
+    def spy_compile(self, compiler_options=None, **kwargs):
+        seen.append(compiler_options)
+        return compile_(self, compiler_options, **kwargs)
+
+    monkeypatch.setattr(jax, "jit", spy_jit)
+    monkeypatch.setattr(jax.stages.Lowered, "compile", spy_compile)
+    return seen
+
+
+def test_every_training_program_compiles_fast(compile_options):
+    # the two drivers, each with one algorithm family (the options come from the config)
+    cfg = spg_config(fast_compile=True, num_iterations=2, eval_every=2)
+    train_seeds(cfg, [0, 1], progress=False)
+    assert compile_options.count(FAST) >= 4, compile_options  # init, advance, evaluate, params
+    compile_options.clear()
+    cfg = rl_config("ippo", fast_compile=True, num_iterations=2, eval_every=2)
+    run_training(cfg, seed=5, progress=False)
+    assert compile_options.count(FAST) >= 4, compile_options
+
+
+def test_fast_compile_learns_the_same(compile_options):
+    cfg = {"num_iterations": 4, "eval_every": 2}
+    base = run_training(spg_config(**cfg), seed=2, progress=False)
+    assert FAST not in compile_options  # off by default
+    fast = run_training(spg_config(**cfg, fast_compile=True), seed=2, progress=False)
+    np.testing.assert_allclose(fast.losses, base.losses, rtol=1e-4)
+    for a, b in zip(fast.curve, base.curve):
+        assert a["exploitability"] == pytest.approx(b["exploitability"], rel=1e-4)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_fast_compile_must_be_a_bool(value):
+    with pytest.raises(ValueError, match=r"'fast_compile' = .* expected true or false"):
+        TrainConfig(fast_compile=value)
+
+
+@pytest.mark.parametrize(
+    ("game", "modes"),
+    [
+        ("beach_bar_1d", [("sampled", "hindsight"), ("exact", "adapted")]),
+        ("macro", [("sampled", "adapted")]),  # the bracket
+    ],
+)
+def test_evaluation_compiles_fast_with_the_same_numbers(game, modes, compile_options):
+    from mfax.games import make_game
+    from mfax.policies import uniform_policy
+
+    small = {
+        "beach_bar_1d": {"num_states": 11, "horizon": 6},
+        "macro": {"num_wealth": 6, "num_income": 3, "num_actions": 4, "horizon": 4},
+    }[game]
+    g = make_game(game, **small)
+    key = jax.random.key(3)
+    for noise, response in modes:
+        kw = {"noise": noise, "best_response": response}
+        base = mfax.evaluate_policy(g, uniform_policy(g), key, 4, **kw)
+        compile_options.clear()
+        fast = mfax.evaluate_policy(g, uniform_policy(g), key, 4, **kw, fast_compile=True)
+        assert FAST in compile_options, (noise, response)
+        for field in ("exploitability", "exploitability_lower"):
+            a, b = getattr(fast, field), getattr(base, field)
+            if b is not None:
+                assert float(a) == pytest.approx(float(b), rel=1e-5), field
