@@ -11,7 +11,7 @@ iteration; '-' if never).  Usage:
     python benchmarks/solvers.py [--games crowd_ring:100,crowd_ring:1000,beach_bar_1d:101]
         [--algos fp,omd,...] [--iterations 1000]
 
-A game without a size (``susceptible_infected``: two states) is named alone.
+A game without a size (``susceptible_infected``, ``rock_paper_scissors``) is named alone.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ GAME_SWEEPS = {
         "fp_damped": ("damping", [0.1, 0.3, 0.5]),
         "boltzmann": ("temperature", [0.1, 0.3]),
     },
+    "rock_paper_scissors": {"omd": ("learning_rate", [0.03, 0.1])},
 }
 
 #: a game per name, at a number of states S (None: the game's only size)
@@ -60,6 +61,7 @@ GAMES = {
         "beach_bar_1d", num_states=S, common_noise=False, bar_location=S // 2, crowd_aversion=1.0
     ),
     "susceptible_infected": lambda S: mfax.make_game("susceptible_infected"),
+    "rock_paper_scissors": lambda S: mfax.make_game("rock_paper_scissors"),
 }
 
 
@@ -111,7 +113,9 @@ def _row(e, compile_s, per_it, iterations) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--games", default="crowd_ring:100,crowd_ring:1000,beach_bar_1d:101,susceptible_infected"
+        "--games",
+        default="crowd_ring:100,crowd_ring:1000,beach_bar_1d:101,susceptible_infected,"
+        "rock_paper_scissors",
     )
     parser.add_argument("--algos", default=",".join(list_solvers()))
     parser.add_argument("--iterations", type=int, default=1000)

@@ -656,6 +656,7 @@ def test_alias_endogenous_and_overrides():
         "macro",
         "crowd_ring",
         "susceptible_infected",
+        "rock_paper_scissors",
     }
     # every published parameter name exists and can be overridden
     for name, kw in {

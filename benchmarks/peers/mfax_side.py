@@ -1,7 +1,7 @@
 """Side-by-side with MFGLib, the mfax side: the arrays `mfglib_side.py` exported, as a
 `make_tabular_game`, solved by mfax's algorithms (run after it, with the project's venv).
 
-`python benchmarks/peers/mfax_side.py [100,1000,sis]`: the games to run (default all).
+`python benchmarks/peers/mfax_side.py [100,1000,sis,rps]`: the games to run (default all).
 For ``sis`` mfax's own `susceptible_infected` game is first checked against MFGLib's
 exported transition and reward tables, and MFGLib's final policies are scored by mfax.
 """
@@ -21,7 +21,7 @@ from mfax.solvers import get_solver, solve_fn
 DIR = os.environ.get("PEERBENCH_DIR", "/tmp/peerbench")  # shared by the two sides
 
 peer = json.load(open(f"{DIR}/mfglib.json"))
-games = sys.argv[1].split(",") if len(sys.argv) > 1 else ["100", "1000", "sis"]
+games = sys.argv[1].split(",") if len(sys.argv) > 1 else ["100", "1000", "sis", "rps"]
 rows = []
 
 
@@ -102,6 +102,32 @@ if "sis" in games:
         ("boltzmann", dict(temperature=0.1)),
     ):
         bench(sis, "sis", algo, settings, 1000)
+
+if "rps" in games:
+    import mfax
+
+    rps = mfax.make_game("rock_paper_scissors")
+    for name in ("fp", "omd", "omd_0.1"):
+        got = peer.get(f"rps/{name}")
+        if got:
+            pol = jnp.asarray(got["policy"])  # [T + 1, S, A]
+            ev = mfax.evaluate_policy(rps, pol, jax.random.PRNGKey(0))
+            e = np.asarray(got["expls"])
+            print(
+                f"MFGLib {name}: {len(e) - 1} iterations, {got['wall'] / (len(e) - 1):.3g} s/it, "
+                f"relative @1 {e[1] / e[0]:.3g} @10 {e[10] / e[0]:.3g} @100 {e[100] / e[0]:.3g} "
+                f"last {e[-1] / e[0]:.3g}; t(1e-2) "
+                + (f"{np.argmax(e / e[0] <= 1e-2)} it." if (e / e[0] <= 1e-2).any() else "-")
+                + f"; final shares {np.round(np.asarray(got['policy'])[0, 0], 4)}, scored by "
+                f"mfax: {float(ev.exploitability):.6g} (MFGLib: {e[-1]:.6g})",
+                flush=True,
+            )
+    for algo, settings in (
+        ("fp", {}),
+        ("omd", dict(learning_rate=1.0)),
+        ("omd", dict(learning_rate=0.1)),
+    ):
+        bench(rps, "rps", algo, settings, 1000)
 
 for n, iters in ((100, 1000), (1000, 1000)):
     if str(n) not in games:

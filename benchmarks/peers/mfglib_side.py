@@ -7,7 +7,8 @@ $PEERBENCH_DIR (default /tmp/peerbench) and runs its solvers there for the given
 (first two arguments; 0 skips a size).  The third argument (default 0: skipped) runs them on
 its susceptible-infected game (T = 50) and exports its transition and reward tables at a few
 mean fields, which `mfax_side.py` checks against mfax's `susceptible_infected`; the fourth
-(comma-separated names of ALGS, default all) picks the algorithms for that game.
+(comma-separated names of ALGS, default all) picks the algorithms for that game.  The fifth
+(default 0: skipped) runs fp, omd and omd_0.1 on its rock-paper-scissors game (T = 1).
 """
 
 import json
@@ -30,6 +31,7 @@ ALGS = {
     "prior_descent": lambda: PriorDescent(eta=1.0),
     "fp_damped_0.1": lambda: FictitiousPlay(alpha=0.1),  # fixed rate, as mfax's fp_damped
     "fp_damped_0.5": lambda: FictitiousPlay(alpha=0.5),
+    "omd_0.1": lambda: OnlineMirrorDescent(alpha=0.1),
 }
 sis_iters = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 out = json.load(open(f"{DIR}/mfglib.json")) if os.path.exists(f"{DIR}/mfglib.json") else {}
@@ -42,7 +44,7 @@ def run(env, key, name, iters):
         expls=[float(e) for e in expls],
         rts=[float(r) for r in rts],
         wall=time.time() - t,
-        policy=pis[-1].numpy().tolist() if key == "sis" else None,
+        policy=pis[-1].numpy().tolist() if key in ("sis", "rps") else None,
     )
     json.dump(out, open(f"{DIR}/mfglib.json", "w"))
     print(
@@ -67,8 +69,14 @@ if sis_iters:
         mu0=env.mu0.numpy(),
         T=env.T,
     )
-    for name in sys.argv[4].split(",") if len(sys.argv) > 4 else ALGS:
+    for name in sys.argv[4].split(",") if len(sys.argv) > 4 and sys.argv[4] else ALGS:
         run(env, "sis", name, sis_iters)
+
+rps_iters = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+if rps_iters:
+    env = Environment.rock_paper_scissors()
+    for name in ("fp", "omd", "omd_0.1"):
+        run(env, "rps", name, rps_iters)
 
 for n, iters, algs in (
     (100, int(sys.argv[1]), ("fp", "omd", "prior_descent")),

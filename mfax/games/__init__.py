@@ -17,6 +17,7 @@ from mfax.games.params import (
     GameParams,
     LinearQuadraticParams,
     MacroParams,
+    RockPaperScissorsParams,
     SusceptibleInfectedParams,
 )
 
@@ -33,9 +34,13 @@ _REGISTRY: dict[str, tuple[type[GameParams], str]] = {
         SusceptibleInfectedParams,
         "mfax.games.susceptible_infected:SusceptibleInfected",
     ),
+    "rock_paper_scissors": (
+        RockPaperScissorsParams,
+        "mfax.games.rock_paper_scissors:RockPaperScissors",
+    ),
 }
 #: other accepted names (the seed calls the macro game "endogenous")
-ALIASES = {"endogenous": "macro", "sis": "susceptible_infected"}
+ALIASES = {"endogenous": "macro", "sis": "susceptible_infected", "rps": "rock_paper_scissors"}
 
 
 def list_games() -> list[str]:

@@ -3,7 +3,7 @@ input and know the array sizes they imply (docs/games.md).
 
 They live apart from the games' JAX code so that the pipeline (params.yaml
 loading, `mfax configure`, Snakefile parsing) can check every game setting
-and size without importing JAX.  About 470 lines because it holds one class per
+and size without importing JAX.  About 500 lines because it holds one class per
 game (their fields and checks) besides the shared coercion and size limits.
 """
 
@@ -465,3 +465,34 @@ class SusceptibleInfectedParams(GameParams):
                 self.fail(name, "a number >= 0")
         if self.common_noise:
             self.fail("common_noise", "false (the epidemic has no common noise)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RockPaperScissorsParams(GameParams):
+    """Generalised rock-paper-scissors after Shapley (1964), MFGLib's ``rock_paper_scissors``
+    (docs/games.md#rock_paper_scissors)."""
+
+    game_name = "rock_paper_scissors"
+    size_params = ("horizon",)
+
+    #: decision steps t = 0..T-1 (MFGLib's T = 1 counts t = 0, 1: 2 steps)
+    horizon: int = 2
+    #: mu_0 over (start, rock, paper, scissors)
+    initial_distribution: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
+    #: the game has no aggregate randomness (kept as a field so every game has it)
+    common_noise: bool = False
+
+    def deterministic_hint(self) -> dict[str, str]:
+        return {}
+
+    def sizes(self) -> tuple[int, int, int]:
+        return (4, 3, 1)
+
+    def validate(self) -> None:
+        if self.horizon < 1:
+            self.fail("horizon", "an integer >= 1")
+        mu = self.initial_distribution
+        if len(mu) != 4 or min(mu) < 0 or abs(sum(mu) - 1.0) > 1e-6:
+            self.fail("initial_distribution", "4 non-negative numbers that sum to 1")
+        if self.common_noise:
+            self.fail("common_noise", "false (the game has no common noise)")
