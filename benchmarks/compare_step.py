@@ -178,6 +178,13 @@ def run_forced(a, game, cfg, policy, opt, data, gamma, report):
         else make_train(mfax_config(a)).init(jax.random.key(init_k)).params
     )
     check_tree(init, pub_init)
+    if a.perturb:  # a rounding-size change of the initial parameters: how chaotic is the run?
+        leaves, tree = jax.tree_util.tree_flatten(init)
+        keys = jax.random.split(jax.random.key(a.perturb_key), len(leaves))
+        init = jax.tree_util.tree_unflatten(
+            tree,
+            [x * (1 + a.perturb * jax.random.normal(k, x.shape)) for x, k in zip(leaves, keys)],
+        )
     if batch_side == "published":
         noise = _noise_at(game, data, "run")
     else:
@@ -205,6 +212,8 @@ def run_forced(a, game, cfg, policy, opt, data, gamma, report):
             curve.append((i + 1, score(a, game, cfg, gamma, params)))
             print(f"  mfax, iteration {i + 1}: {_fmt(curve[-1][1])}", flush=True)
     label = f"mfax learner, init {a.init}, batches {a.batches}"
+    if a.perturb:
+        label += f", init x (1 + {a.perturb:g} N(0, 1)) (key {a.perturb_key})"
     rows = {label: score(a, game, cfg, gamma, params)}
     pub = convert(_sub(data, "run/params"))
     if init_side == "published" and batch_side == "published":
@@ -225,6 +234,7 @@ def run_forced(a, game, cfg, policy, opt, data, gamma, report):
         iterations=n,
         init=a.init,
         batches=a.batches,
+        perturb=[a.perturb, a.perturb_key],
         exploitability=rows,
         curve=curve,
         batch_noise_mean={f: float(np.mean(noise[f])) for f in fields},
@@ -274,6 +284,14 @@ def main(argv=None):
     )
     ap.add_argument("--init", default="published", help="published or mfax:K (mfax's seed K)")
     ap.add_argument("--batches", default="published", help="published or mfax:K")
+    ap.add_argument(
+        "--perturb",
+        type=float,
+        default=0.0,
+        help="multiply mfax's initial parameters by 1 + PERTURB N(0, 1) (a control for how "
+        "far float rounding alone moves a run)",
+    )
+    ap.add_argument("--perturb-key", type=int, default=0)
     ap.add_argument("--exact", action="store_true", help="also score exactly over the noise")
     ap.add_argument("--eval-envs", type=int, default=1024, help="0: no sampled evaluation")
     ap.add_argument("--curve-every", type=int, default=0)
