@@ -11,7 +11,9 @@ iteration; '-' if never).  Usage:
     python benchmarks/solvers.py [--games crowd_ring:100,crowd_ring:1000,beach_bar_1d:101]
         [--algos fp,omd,...] [--iterations 1000]
 
-A game without a size (``susceptible_infected``, ``rock_paper_scissors``) is named alone.
+A game without a size (``susceptible_infected``, ``rock_paper_scissors``) is named alone;
+``beach_bar_noise:S`` keeps the beach bar's common noise and is solved on its exact noise
+tree (``solve_tabular(..., noise="exact")``; about ``S / 2`` times 2 paths, slow).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from _common import print_table
 
 import mfax
+from mfax.noise_tree import count_paths, enumerate_paths
 from mfax.solvers import get_solver, list_solvers, solve_fn
 
 #: the settings used for each algorithm (the defaults where none are listed)
@@ -60,6 +63,8 @@ GAMES = {
     "beach_bar_1d": lambda S: mfax.make_game(
         "beach_bar_1d", num_states=S, common_noise=False, bar_location=S // 2, crowd_aversion=1.0
     ),
+    # with its common noise (random bar, closure coin): solved on the noise tree
+    "beach_bar_noise": lambda S: mfax.make_game("beach_bar_1d", num_states=S, crowd_aversion=1.0),
     "susceptible_infected": lambda S: mfax.make_game("susceptible_infected"),
     "rock_paper_scissors": lambda S: mfax.make_game("rock_paper_scissors"),
 }
@@ -71,7 +76,9 @@ def run(game, algorithm: str, iterations: int, sweep=None) -> list[tuple[dict, d
     settings = {**{s.name: s.default for s in solver.settings}, **SETTINGS.get(algorithm, {})}
     static = {s.name: int(settings[s.name]) for s in solver.settings if s.integer}
     traced = {k: np.float32(v) for k, v in settings.items() if k not in static}
-    solve = solve_fn(game, solver, iterations, game.default_discount, static)
+    # a game with (finite) common noise is solved on its exact noise tree
+    paths = enumerate_paths(game) if game.has_random_reset else None
+    solve = solve_fn(game, solver, iterations, game.default_discount, static, paths)
     n = 1
     if sweep:
         name, values = sweep
@@ -131,7 +138,8 @@ def main() -> None:
         game = GAMES[name](int(S) if S else None)
         print(
             f"## {name}: S = {game.num_states}, A = {game.num_actions}, K = "
-            f"{game.kernel_size}, T = {game.horizon}, gamma = {game.default_discount}",
+            f"{game.kernel_size}, T = {game.horizon}, gamma = {game.default_discount}"
+            + (f", {count_paths(game)} noise paths" if game.has_random_reset else ""),
             flush=True,
         )
         rows = []
