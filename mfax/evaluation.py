@@ -291,6 +291,8 @@ def evaluate_policy(
     """
     _choice("noise", noise, NOISE_MODES)
     _choice("best_response", best_response, BEST_RESPONSES)
+    if not isinstance(fast_compile, bool):
+        raise ValueError(f"fast_compile = {fast_compile!r} is not allowed; expected True or False")
     if (not isinstance(max_paths, int) or isinstance(max_paths, bool)) or max_paths < 1:
         raise ValueError(f"max_paths = {max_paths!r} is not allowed; expected an integer >= 1")
     if noise == "sampled":

@@ -88,3 +88,12 @@ def test_evaluation_compiles_fast_with_the_same_numbers(game, modes, compile_opt
             a, b = getattr(fast, field), getattr(base, field)
             if b is not None:
                 assert float(a) == pytest.approx(float(b), rel=1e-5), field
+
+
+def test_evaluation_fast_compile_must_be_a_bool():
+    from mfax.games import make_game
+    from mfax.policies import uniform_policy
+
+    g = make_game("linear_quadratic", num_states=9, horizon=5)
+    with pytest.raises(ValueError, match=r"fast_compile = 'yes' is not allowed"):
+        mfax.evaluate_policy(g, uniform_policy(g), jax.random.key(0), 2, fast_compile="yes")
