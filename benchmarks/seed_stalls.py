@@ -1,4 +1,4 @@
-"""How often RSPG stalls, per side: mfax's own seeds against the published code's seeds,
+"""How often SPG / RSPG stalls, per side: mfax's own seeds against the published code's seeds,
 every final policy scored by the same evaluator (mfax's, exactly over the common noise).
 
 - mfax: `mfax.multiseed.train_seeds` (the trainer itself, seed ``s`` from
@@ -6,9 +6,11 @@ every final policy scored by the same evaluator (mfax's, exactly over the common
   1e-3 annealed to 10%, 8 environments, published network layout), then
   `mfax.evaluate_policy(noise="exact")` on each final policy;
 - published: the ``--json`` reports of ``compare_step.py --game linear_quadratic --run N
-  --exact`` (the published script's run replayed bit for bit from its own key chain, its
-  final parameters converted into mfax's network, and mfax trained on the same batches
-  from the same initial parameters), one per published seed.
+  --exact`` (RSPG: the published script's run replayed bit for bit from its own key chain,
+  its final parameters converted into mfax's network, and mfax trained on the same batches
+  from the same initial parameters), or of ``cross_evaluate.py`` (SPG or RSPG: the
+  published script run unchanged; the mean over z = +-1 of mfax's evaluator, its
+  ``exact_expectation``), one per published seed.
 
 Printed: per seed final exploitability, median and mean per side, stall counts
 (exploitability above ``--stall``), Fisher's exact test on the stall counts and an exact
@@ -18,6 +20,8 @@ medians.
 Usage::
 
     python benchmarks/seed_stalls.py --mfax-seeds 0-7 --json-glob '/tmp/lqcmp/json/s*_pub_pub.json'
+    python benchmarks/seed_stalls.py --algo spg --iterations 1000 --mfax-seeds 0-4 \
+        --json-glob '/tmp/spgxe/json/spg_s*.json'
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def _seeds(spec: str) -> list[int]:
 def mfax_side(a) -> dict[int, float]:
     config = TrainConfig(
         game="linear_quadratic",
-        algo="rspg",
+        algo=a.algo,
         lr=a.lr,
         num_iterations=a.iterations,
         eval_every=a.eval_every,
@@ -102,6 +106,10 @@ def published_side(pattern: str):
     pub, forced = {}, {}
     for path in sorted(glob.glob(pattern)):
         rep = json.loads(Path(path).read_text())
+        if isinstance(rep, list):  # cross_evaluate.py: the published run, scored by mfax
+            for r in rep:
+                pub[r["seed"]] = r["exact_expectation"]["mfax"]
+            continue
         run = rep["run"]
         if (
             run["init"] != "published"
@@ -129,6 +137,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mfax-seeds", default="0-7")
     ap.add_argument("--json-glob", default=None, help="compare_step.py --json reports")
+    ap.add_argument("--algo", default="rspg", choices=["rspg", "spg"])
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--iterations", type=int, default=400)
     ap.add_argument("--eval-every", type=int, default=200)
@@ -146,7 +155,8 @@ def main(argv=None):
     if a.json_glob:
         pub, forced = published_side(a.json_glob)
         sides["published (own seeds)"] = pub
-        sides["mfax on the published batches"] = forced
+        if forced:
+            sides["mfax on the published batches"] = forced
     for name, vals in sides.items():
         print(_summary(name, vals, a.stall), flush=True)
     if a.json_glob and sides["published (own seeds)"]:
