@@ -24,7 +24,11 @@ def _policy(ctx, y, s):
 
 
 def _update(ctx, y, ev, k, s):
-    return y + s["learning_rate"] * ev.q_policy()
+    # Shift each state's sum by its largest entry (softmax is unchanged): the raw sum grows
+    # like k * Q, and in float32 its differences, which are all the policy reads, drown in
+    # rounding after a few thousand iterations (the exploitability then climbs back).
+    y = y + s["learning_rate"] * ev.q_policy()
+    return y - jax.lax.stop_gradient(y.max(-1, keepdims=True))
 
 
 OMD = Solver(
