@@ -12,13 +12,25 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mfax.games.params import GameParams
+
+
+class ClockAggregate(NamedTuple):
+    """The aggregate state of a game without common noise: the time step, and ``z`` kept
+    at 0 so that every aggregate has the field (`ClockAggregate.start` at reset)."""
+
+    t: jax.Array  # int32
+    z: jax.Array  # float32, always 0
+
+    @classmethod
+    def start(cls) -> ClockAggregate:
+        return cls(t=jnp.zeros((), jnp.int32), z=jnp.zeros((), jnp.float32))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,18 +9,11 @@ their own rates: a benchmark game for them.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import jax
 import jax.numpy as jnp
 
+from mfax.games.base import ClockAggregate
 from mfax.games.grid1d import Grid1DGame
 from mfax.games.params import CrowdRingParams
-
-
-class RingAggregate(NamedTuple):
-    t: jax.Array  # int32
-    z: jax.Array  # float32, always 0 (no common noise)
 
 
 class CrowdRing(Grid1DGame):
@@ -37,7 +30,7 @@ class CrowdRing(Grid1DGame):
 
     def reset(self, key):
         S = self.params.num_states
-        agg = RingAggregate(t=jnp.zeros((), jnp.int32), z=jnp.zeros((), jnp.float32))
+        agg = ClockAggregate.start()
         return agg, jnp.full((S,), 1.0 / S, jnp.float32)
 
     def kernel(self, agg, mu):

@@ -12,13 +12,10 @@ a benchmark game the tabular solvers share with MFGLib.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfax.games.base import Game
+from mfax.games.base import ClockAggregate, Game
 from mfax.games.params import RockPaperScissorsParams
 
 #: PAYOFF[i, j]: what hand i earns per unit of mass playing hand j (rock, paper, scissors)
@@ -33,11 +30,6 @@ def equilibrium_shares() -> np.ndarray:
     return np.linalg.solve(A, [0.0, 0.0, 0.0, 1.0])[:3]
 
 
-class HandsAggregate(NamedTuple):
-    t: jax.Array  # int32
-    z: jax.Array  # float32, always 0 (no common noise)
-
-
 class RockPaperScissors(Game):
     name = "rock_paper_scissors"
     default_discount = 1.0  # MFGLib's games are undiscounted
@@ -49,7 +41,7 @@ class RockPaperScissors(Game):
         self.obs_dim = 1
 
     def reset(self, key):
-        agg = HandsAggregate(t=jnp.zeros((), jnp.int32), z=jnp.zeros((), jnp.float32))
+        agg = ClockAggregate.start()
         return agg, jnp.asarray(self.params.initial_distribution, jnp.float32)
 
     def kernel(self, agg, mu):

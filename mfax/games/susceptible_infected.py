@@ -15,22 +15,14 @@ share with MFGLib.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfax.games.base import Game
+from mfax.games.base import ClockAggregate, Game
 from mfax.games.params import SusceptibleInfectedParams
 
 SUSCEPTIBLE, INFECTED = 0, 1
 GO_OUT, DISTANCE = 0, 1
-
-
-class EpidemicAggregate(NamedTuple):
-    t: jax.Array  # int32
-    z: jax.Array  # float32, always 0 (no common noise)
 
 
 class SusceptibleInfected(Game):
@@ -44,7 +36,7 @@ class SusceptibleInfected(Game):
         self.obs_dim = 1
 
     def reset(self, key):
-        agg = EpidemicAggregate(t=jnp.zeros((), jnp.int32), z=jnp.zeros((), jnp.float32))
+        agg = ClockAggregate.start()
         i0 = self.params.initial_infected
         return agg, jnp.asarray([1.0 - i0, i0], jnp.float32)
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfax.games.base import Game
+from mfax.games.base import ClockAggregate, Game
 from mfax.games.params import (
     MAX_KERNEL_ENTRIES,
     GameParams,
@@ -91,11 +91,6 @@ class TabularParams(GameParams):
             )
 
 
-class TabularAggregate(NamedTuple):
-    t: jax.Array  # int32
-    z: jax.Array  # float32, always 0 (no common noise)
-
-
 class TabularGame(Game):
     """A game from user arrays; build it with `make_tabular_game`."""
 
@@ -110,7 +105,7 @@ class TabularGame(Game):
         self.obs_dim = 1
 
     def reset(self, key):
-        agg = TabularAggregate(t=jnp.zeros((), jnp.int32), z=jnp.zeros((), jnp.float32))
+        agg = ClockAggregate.start()
         return agg, jnp.asarray(self.params.mu0)
 
     def kernel(self, agg, mu):
