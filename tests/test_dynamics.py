@@ -8,15 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import GAMES, agg_at, dense_kernel, np_random_policy, small_game
 
 import mfax
 from mfax.policies import random_policy
-
-try:
-    from conftest import GAMES, agg_at, dense_kernel, np_random_policy, small_game
-except ImportError:  # pragma: no cover - tests collected as a package
-    from tests.conftest import GAMES, agg_at, dense_kernel, np_random_policy, small_game
-
 
 # --------------------------------------------------------------------------
 # mass conservation

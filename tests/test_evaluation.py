@@ -7,14 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import GAMES, np_random_policy, ref_rollout_and_evaluate, small_game
 
 import mfax
 from mfax.policies import random_policy
-
-try:
-    from conftest import GAMES, np_random_policy, ref_rollout_and_evaluate, small_game
-except ImportError:  # pragma: no cover - tests collected as a package
-    from tests.conftest import GAMES, np_random_policy, ref_rollout_and_evaluate, small_game
 
 
 @pytest.mark.parametrize("gamma", [None, 1.0], ids=["published_gamma", "gamma1"])

@@ -8,14 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import np_random_policy, ref_bb_kernel, ref_bb_reward
 
 import mfax
 from mfax.noise_tree import enumerate_paths
-
-try:
-    from conftest import np_random_policy, ref_bb_kernel, ref_bb_reward
-except ImportError:  # pragma: no cover - tests collected as a package
-    from tests.conftest import np_random_policy, ref_bb_kernel, ref_bb_reward
 
 KEY = jax.random.PRNGKey(0)
 #: most tests share this game (and so their compiled evaluations): bars 2..6 x open/closed

@@ -7,43 +7,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import (
+    bar_agg,
+    dense_kernel,
+    lq_agg,
+    macro_agg,
+    ref_bb_kernel,
+    ref_bb_reward,
+    ref_grid,
+    ref_legal,
+    ref_lq_kernel,
+    ref_lq_reward,
+    ref_macro_kernel,
+    ref_macro_parts,
+    ref_macro_reward,
+)
 
 import mfax
 from mfax.games.macro import MacroAggregate
 from mfax.policies import random_policy
-
-try:
-    from conftest import (
-        bar_agg,
-        dense_kernel,
-        lq_agg,
-        macro_agg,
-        ref_bb_kernel,
-        ref_bb_reward,
-        ref_grid,
-        ref_legal,
-        ref_lq_kernel,
-        ref_lq_reward,
-        ref_macro_kernel,
-        ref_macro_parts,
-        ref_macro_reward,
-    )
-except ImportError:  # pragma: no cover - tests collected as a package
-    from tests.conftest import (
-        bar_agg,
-        dense_kernel,
-        lq_agg,
-        macro_agg,
-        ref_bb_kernel,
-        ref_bb_reward,
-        ref_grid,
-        ref_legal,
-        ref_lq_kernel,
-        ref_lq_reward,
-        ref_macro_kernel,
-        ref_macro_parts,
-        ref_macro_reward,
-    )
 
 GAMES = ["linear_quadratic", "beach_bar_1d", "macro"]
 
