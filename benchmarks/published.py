@@ -93,12 +93,13 @@ def published_command(
 
 
 def parse_curve(text):
-    """``[(iteration, exploitability)]`` and the last printed train time from the output."""
-    curve, train = [], None
+    """``[(iteration, exploitability)]`` and ``[(iteration, train time)]`` from the output
+    (the train time: the script's cumulative training seconds, compilation included)."""
+    curve, times = [], []
     for m in _LINE.finditer(text):
         curve.append((int(m.group(1)), float(m.group(3))))
-        train = float(m.group(2))
-    return curve, train
+        times.append((int(m.group(1)), float(m.group(2))))
+    return curve, times
 
 
 def run_published(
@@ -118,7 +119,8 @@ def run_published(
     """Train with the published code; returns ``dict(curve=[(iteration, exploitability)],
     seconds=wall-clock of the whole run (start-up, compile, training and evaluation),
     train_seconds=the published script's own training time (compile included, evaluation
-    excluded), command=[...])``. ``env`` adds environment variables (e.g. JAX_PLATFORMS).
+    excluded), times=[(iteration, that training time at each evaluation)],
+    command=[...])``. ``env`` adds environment variables (e.g. JAX_PLATFORMS).
     With ``workdir``, the run happens there and saves its trained agent (the published
     ``--save``: ``workdir/runs/<task>/hsm_<algo>/mf_agent_wrapper.pkl``, returned as
     ``agent``); otherwise in a temporary directory, saving nothing."""
@@ -145,13 +147,13 @@ def run_published(
             cmd, cwd=cwd, env=run_env, capture_output=True, text=True, timeout=timeout
         )
         seconds = time.perf_counter() - start
-    curve, train = parse_curve(proc.stdout)
+    curve, times = parse_curve(proc.stdout)
     if proc.returncode != 0 or not curve:
         tail = (proc.stdout + proc.stderr)[-3000:]
         raise RuntimeError(
             f"published run failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}"
         )
-    res = dict(curve=curve, seconds=seconds, train_seconds=train, command=cmd)
+    res = dict(curve=curve, times=times, seconds=seconds, train_seconds=times[-1][1], command=cmd)
     if workdir is not None:
         task = PUBLISHED_GAMES[game][0]
         res["agent"] = str(Path(workdir) / "runs" / task / f"hsm_{algo}" / "mf_agent_wrapper.pkl")

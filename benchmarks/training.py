@@ -29,6 +29,9 @@ Sections (``--sections``, comma-separated):
   (``XLA_FLAGS=--xla_force_host_platform_device_count``, each in its own
   process): the environments of a batch are split over the devices
   (`mfax.sharding`); on a GPU machine, the devices it has.
+- ``time``: exploitability after 30, 100 and 300 s of training for SPG and RSPG on
+  the three games, 3 seeds, mfax and (given its environment) the published code
+  (`time_to_eq.py`, which documents how the runs are planned and timed).
 - ``tabular``: without common noise, SPG against `mfax.solve_tabular`
   (fictitious play); skipped if `mfax.solvers` is missing.
 """
@@ -445,9 +448,18 @@ def tabular(games, iterations, num_envs, lr, hidden, out):
     print_table(["game", "uniform", "SPG", "fictitious play"], rows)
 
 
+def _published_pair(ap, args):
+    """``(python, repo)`` of the published code's environment, or None."""
+    if not (args.published_python or args.published_repo):
+        return None
+    if not (args.published_python and args.published_repo):
+        ap.error("--published-python and --published-repo go together")
+    return (args.published_python, args.published_repo)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sections", default="timing,devices,factored,quality,tabular")
+    ap.add_argument("--sections", default="timing,devices,factored,quality,time,tabular")
     ap.add_argument("--games", default="linear_quadratic,beach_bar_1d,macro")
     ap.add_argument("--timing-iterations", type=int, default=10)
     ap.add_argument(
@@ -496,11 +508,7 @@ def main(argv=None):
     if "factored" in sections:
         factored(games, out)
     if "quality" in sections:
-        published = None
-        if args.published_python or args.published_repo:
-            if not (args.published_python and args.published_repo):
-                ap.error("--published-python and --published-repo go together")
-            published = (args.published_python, args.published_repo)
+        published = _published_pair(ap, args)
         quality(
             games,
             args.algos.split(","),
@@ -510,6 +518,18 @@ def main(argv=None):
             hidden,
             published,
             out,
+        )
+    if "time" in sections:
+        from time_to_eq import time_to_equilibrium
+
+        time_to_equilibrium(
+            games,
+            args.algos.split(","),
+            [int(x) for x in args.seeds.split(",")],
+            [30.0, 100.0, 300.0],
+            _published_pair(ap, args),
+            out,
+            args.lr,
         )
     if "tabular" in sections:
         tabular(games, args.iterations, args.num_envs, args.lr, hidden, out)
