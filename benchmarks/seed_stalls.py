@@ -55,17 +55,27 @@ def fisher_two_sided(a: int, n1: int, b: int, n2: int) -> float:
     return min(1.0, sum(prob(x) for x in range(lo, hi + 1) if prob(x) <= p0 * (1 + 1e-9)))
 
 
-def permutation_p(x, y, stat) -> float:
-    """Exact two-sided permutation test of ``|stat(x) - stat(y)|`` over all splits."""
+def permutation_p(x, y, stat, max_exact: int = 200_000, draws: int = 100_000) -> float:
+    """Two-sided permutation test of ``|stat(x) - stat(y)|``: exact over all splits when
+    there are at most ``max_exact`` of them, else over ``draws`` random splits (fixed
+    seed; the Monte Carlo p-value counts the observed split, so it is never 0)."""
     pooled = np.concatenate([x, y])
-    obs = abs(stat(x) - stat(y))
-    idx = np.arange(pooled.size)
+    obs = abs(stat(x) - stat(y)) - 1e-9
+
+    def hit(mask):
+        return abs(stat(pooled[mask]) - stat(pooled[~mask])) >= obs
+
+    if math.comb(pooled.size, len(x)) > max_exact:
+        rng = np.random.default_rng(0)
+        base = np.arange(pooled.size) < len(x)
+        hits = sum(hit(rng.permutation(base)) for _ in range(draws))
+        return (hits + 1) / (draws + 1)
     hits = total = 0
-    for chosen in itertools.combinations(idx, len(x)):
+    for chosen in itertools.combinations(range(pooled.size), len(x)):
         mask = np.zeros(pooled.size, bool)
         mask[list(chosen)] = True
         total += 1
-        hits += abs(stat(pooled[mask]) - stat(pooled[~mask])) >= obs - 1e-9
+        hits += hit(mask)
     return hits / total
 
 
@@ -102,9 +112,11 @@ def mfax_side(a) -> dict[int, float]:
     return out
 
 
-def published_side(pattern: str):
+def published_side(patterns: str):
+    """Per-seed values from the reports matching ``patterns`` (comma-separated globs)."""
     pub, forced = {}, {}
-    for path in sorted(glob.glob(pattern)):
+    paths = sorted({p for pattern in patterns.split(",") for p in glob.glob(pattern)})
+    for path in paths:
         rep = json.loads(Path(path).read_text())
         if isinstance(rep, list):  # cross_evaluate.py: the published run, scored by mfax
             for r in rep:
@@ -136,17 +148,26 @@ def _summary(name, vals: dict[int, float], stall: float) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mfax-seeds", default="0-7")
-    ap.add_argument("--json-glob", default=None, help="compare_step.py --json reports")
+    ap.add_argument(
+        "--json-glob",
+        default=None,
+        help="compare_step.py / cross_evaluate.py --json reports (comma-separated globs)",
+    )
     ap.add_argument("--algo", default="rspg", choices=["rspg", "spg"])
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--iterations", type=int, default=400)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--num-envs", type=int, default=8)
     ap.add_argument("--stall", type=float, default=100.0)
-    ap.add_argument("--mfax-json", default=None, help="reuse / write mfax's per-seed values")
+    ap.add_argument(
+        "--mfax-json",
+        default=None,
+        help="reuse / write mfax's per-seed values (reuse: several files, comma-separated)",
+    )
     a = ap.parse_args(argv)
-    if a.mfax_json and Path(a.mfax_json).is_file():
-        ours = {int(k): v for k, v in json.loads(Path(a.mfax_json).read_text()).items()}
+    saved = a.mfax_json.split(",") if a.mfax_json else []
+    if saved and all(Path(f).is_file() for f in saved):
+        ours = {int(k): v for f in saved for k, v in json.loads(Path(f).read_text()).items()}
     else:
         ours = mfax_side(a)
         if a.mfax_json:
