@@ -94,7 +94,10 @@ class Macro(Game):
         grid = jnp.asarray(self.wealth_grid)
         a = jnp.asarray(self.action_values())
         saved = jnp.clip(self.cash_on_hand(agg, mu)[:, None] * (1 - a)[None, :], grid[0], grid[-1])
-        lo = jnp.clip(jnp.searchsorted(grid, saved, side="right") - 1, 0, p.num_wealth - 2)
+        # the same indices as the default method="scan" (a binary search of
+        # log2(num_wealth) steps), unrolled: ~3x faster on CPU at the published size
+        below = jnp.searchsorted(grid, saved, side="right", method="scan_unrolled")
+        lo = jnp.clip(below - 1, 0, p.num_wealth - 2)
         w_hi = jnp.clip((saved - grid[lo]) / (grid[lo + 1] - grid[lo]), 0.0, 1.0)
         return jnp.stack([lo, lo + 1], -1), jnp.stack([1 - w_hi, w_hi], -1)
 
