@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mfax.dynamics import expectation, policy_step, push_forward, rollout_fn
+from mfax.dynamics import policy_step, rollout_fn
 from mfax.evaluation import expected_return, policy_value
 from mfax.networks import network_policy
 from mfax.training import TrainConfig, make_train
@@ -63,7 +63,7 @@ def main(argv=None) -> None:
     traj = jax.jit(run)(state.params, key)
     agg, mu = jax.tree_util.tree_map(lambda x: x[0], traj.aggregate), traj.mu[0]
     carry = jax.vmap(lambda _: policy.initial_carry())(jnp.arange(E))
-    idx, prob = jax.vmap(game.kernel)(agg, mu)
+    rows = jax.vmap(game.kernel_rows)(agg, mu)  # macro: factored (wealth rows, then income)
     pi = traj.policy[0]
 
     def value(p):
@@ -84,19 +84,19 @@ def main(argv=None) -> None:
         ),
         (
             "- kernel, T times",
-            over_time(T, lambda m: sum(jnp.sum(x) for x in jax.vmap(game.kernel)(agg, m))),
+            over_time(T, lambda m: sum(jnp.sum(x) for x in jax.vmap(game.kernel_rows)(agg, m))),
             (mu,),
         ),
         (
             "- push-forward, T times",
-            over_time(T, lambda m: push_forward(m, pi, idx, prob).sum()),
+            over_time(T, lambda m: game.kernel_push(m, pi, rows).sum()),
             (mu,),
         ),
         ("policy-value recursion, forward", value, (traj.policy,)),
         ("its gradient in the probabilities", jax.grad(value), (traj.policy,)),
         (
             "expectation of 3 value arrays, T times",
-            over_time(T, lambda m: expectation(jnp.stack([m, m, m]), idx, prob).sum()),
+            over_time(T, lambda m: game.kernel_expectation(jnp.stack([m, m, m]), rows).sum()),
             (mu,),
         ),
     ]

@@ -145,15 +145,17 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, num_agents: i
 
         def step(state, key_t):
             agg, mu, carry, states = state
-            obs, raw_obs, pi, carry, idx, prob = policy_step(game, policy, params, agg, mu, carry)
+            obs, raw_obs, pi, carry, rows = policy_step(
+                game, policy, params, agg, mu, carry, dense=sampled
+            )
             k_noise, k_agents = jax.random.split(key_t)
             agg_next = jax.vmap(game.next_aggregate)(jax.random.split(k_noise, num_envs), agg)
             frozen = lax.stop_gradient(pi)
             if sampled:
-                states, _ = sample_successors(k_agents, states, frozen, idx, prob)
+                states, _ = sample_successors(k_agents, states, frozen, *rows)
                 mu_next = empirical(states, S)
             else:
-                mu_next = push_forward(mu, frozen, idx, prob)
+                mu_next = game.kernel_push(mu, frozen, rows)
             reward = jax.vmap(game.reward)(agg, mu, agg_next, mu_next)
             record = (mu, obs, raw_obs, agg.z, agg, pi, reward)
             return (agg_next, mu_next, carry, states), record
@@ -174,16 +176,19 @@ def policy_step(
     mu: jax.Array,
     carry: Any,
     params_axis: int | None = None,
+    dense: bool = False,
 ) -> tuple:
     """What every rollout step starts with, for a batch of environments: the normalised
     and raw observations, the policy's probabilities ``[E, S, A]`` and new carry, and the
-    kernel rows ``idx, prob [E, S, A, K]``.  ``params_axis=0``: ``params`` has one entry
-    per environment on its leading axis (the tabular solvers' per-path tables)."""
+    kernel: ``game.kernel_rows`` batched ``[E, ...]`` (for ``game.kernel_push``) or, with
+    ``dense``, the rows ``(idx, prob) [E, S, A, K]`` of ``game.kernel`` (to sample agents).
+    ``params_axis=0``: ``params`` has one entry per environment on its leading axis (the
+    tabular solvers' per-path tables)."""
     obs = jax.vmap(game.observation)(agg, mu)
     raw_obs = jax.vmap(game.raw_observation)(agg, mu)
     pi, carry = jax.vmap(policy.apply, (params_axis, 0, 0, 0))(params, carry, obs, agg.t)
-    idx, prob = jax.vmap(game.kernel)(agg, mu)
-    return obs, raw_obs, pi, carry, idx, prob
+    rows = jax.vmap(game.kernel if dense else game.kernel_rows)(agg, mu)
+    return obs, raw_obs, pi, carry, rows
 
 
 def trajectory_of(rec: tuple, mu_final: jax.Array) -> Trajectory:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from mfax.dynamics import Trajectory, _check_sizes, expectation, rollout_fn
+from mfax.dynamics import Trajectory, _check_sizes, rollout_fn
 from mfax.games import check_game_size
 from mfax.games.base import Game
 from mfax.noise_bracket import bracket
@@ -80,8 +80,8 @@ def _backward(game: Game, traj: Trajectory, update, init, node=None):
 
     def body(carry, xs):
         agg, mu, reward, pi, *node_t = xs
-        idx, prob = jax.vmap(game.kernel)(agg, lax.stop_gradient(mu))
-        return update(carry, idx, prob, reward, pi, *node_t)
+        rows = jax.vmap(game.kernel_rows)(agg, lax.stop_gradient(mu))
+        return update(carry, rows, reward, pi, *node_t)
 
     xs = (traj.aggregate, traj.mu, traj.reward, traj.policy) + (() if node is None else (node,))
     return lax.scan(body, init, xs, reverse=True)
@@ -90,8 +90,8 @@ def _backward(game: Game, traj: Trajectory, update, init, node=None):
 def policy_value(game: Game, traj: Trajectory, gamma: float) -> jax.Array:
     """``V_0[E, S]`` of the recorded policy on the recorded path (differentiable in the policy)."""
 
-    def update(v, idx, prob, reward, pi):
-        v = jnp.sum(pi * (reward + gamma * expectation(v, idx, prob)), -1)
+    def update(v, rows, reward, pi):
+        v = jnp.sum(pi * (reward + gamma * game.kernel_expectation(v, rows)), -1)
         return v, None
 
     v0, _ = _backward(game, traj, update, jnp.zeros_like(traj.mu_final))
@@ -125,9 +125,9 @@ def exploitability_of(
     """
     gammas = jnp.asarray([gamma, 1.0], jnp.float32)[:, None, None, None]
 
-    def update(carry, idx, prob, reward, pi, node_t=None):
+    def update(carry, rows, reward, pi, node_t=None):
         _, _, gap = carry  # each [gamma, E, S]
-        ev, ev_star, egap = expectation(jnp.stack(carry), idx, prob)
+        ev, ev_star, egap = game.kernel_expectation(jnp.stack(carry), rows)
         q = reward + gammas * ev
         q_star = reward + gammas * ev_star
         later = gammas * egap

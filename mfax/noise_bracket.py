@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mfax.dynamics import Trajectory, expectation, rollout_fn
+from mfax.dynamics import Trajectory, rollout_fn
 from mfax.games import check_game_size
 from mfax.games.base import Game
 from mfax.policies import MeanFieldPolicy
@@ -78,8 +78,8 @@ def _continuation(fit_t, feats):
 
 def _greedy(game: Game, gamma: float, agg, mu, reward, cont):
     """Kernel rows at t and the response's action ``argmax_a r + gamma E[C]`` ``[E, S]``."""
-    idx, prob = jax.vmap(game.kernel)(agg, mu)
-    return idx, prob, jnp.argmax(reward + gamma * expectation(cont, idx, prob), -1)
+    rows = jax.vmap(game.kernel_rows)(agg, mu)
+    return rows, jnp.argmax(reward + gamma * game.kernel_expectation(cont, rows), -1)
 
 
 def _take(q, actions):
@@ -104,8 +104,8 @@ def fit_response(game: Game, traj: Trajectory, gamma: float) -> _Fit:
         gram = x.T @ x + RIDGE * num * jnp.eye(x.shape[1])
         coef = jnp.linalg.solve(gram, x.T @ (v_next - intercept))
         fit_t = (mean, scale, intercept, coef)
-        idx, prob, act = _greedy(game, gamma, agg, mu, reward, _continuation(fit_t, f))
-        v = _take(reward + gamma * expectation(v_next, idx, prob), act)
+        rows, act = _greedy(game, gamma, agg, mu, reward, _continuation(fit_t, f))
+        v = _take(reward + gamma * game.kernel_expectation(v_next, rows), act)
         return v, fit_t
 
     _, fit = lax.scan(
@@ -128,8 +128,8 @@ def response_gain(game: Game, traj: Trajectory, gamma: float, fit: _Fit):
     def step(carry, xs):
         w_next, g_next = carry
         agg, mu, reward, pi, f, fit_t = xs
-        idx, prob, act = _greedy(game, gamma, agg, mu, reward, _continuation(fit_t, f))
-        ew, eg = expectation(jnp.stack([w_next, g_next]), idx, prob)
+        rows, act = _greedy(game, gamma, agg, mu, reward, _continuation(fit_t, f))
+        ew, eg = game.kernel_expectation(jnp.stack([w_next, g_next]), rows)
         q_w = reward + gamma * ew
         w = _take(q_w, act)
         g = jnp.sum(pi * (w[..., None] - q_w + gamma * eg), -1)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from mfax.dynamics import policy_step, push_forward, trajectory_of
+from mfax.dynamics import policy_step, trajectory_of
 from mfax.games.base import Game, NoiseDraw
 from mfax.policies import MeanFieldPolicy
 
@@ -173,13 +173,13 @@ def paths_rollout_fn(
 
         def step(state, _):
             agg, mu, carry = state
-            obs, raw_obs, pi, carry, idx, prob = policy_step(
+            obs, raw_obs, pi, carry, rows = policy_step(
                 game, policy, params, agg, mu, carry, 0 if per_path_params else None
             )
             agg_next = jax.vmap(lambda a, v: noise.set_later(game.next_aggregate(key0, a), v))(
                 agg, later
             )
-            mu_next = push_forward(mu, lax.stop_gradient(pi), idx, prob)
+            mu_next = game.kernel_push(mu, lax.stop_gradient(pi), rows)
             reward = jax.vmap(game.reward)(agg, mu, agg_next, mu_next)
             return (agg_next, mu_next, carry), (mu, obs, raw_obs, agg.z, agg, pi, reward)
 

@@ -179,6 +179,29 @@ class Game(abc.ABC):
     def kernel(self, agg: Any, mu: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Kernel rows: successor indices ``int32[S, A, K]`` and probabilities ``[S, A, K]``."""
 
+    # The exact recursions (push-forward rollout, policy value, exploitability) reach the
+    # kernel only through these three, so a game whose kernel factors can skip the dense
+    # rows (`Macro`: wealth and income move independently).  The default is the dense
+    # kernel; sampling agents and the model-free learners always read `kernel`.
+    def kernel_rows(self, agg: Any, mu: jax.Array) -> Any:
+        """The kernel at ``(agg, mu)`` in whatever form `kernel_expectation` and
+        `kernel_push` read (a pytree, vmapped over environments like `kernel`)."""
+        return self.kernel(agg, mu)
+
+    def kernel_expectation(self, values: jax.Array, rows: Any) -> jax.Array:
+        """``E[values(s')]`` per (state, action) under `kernel_rows` batched ``[E, ...]``:
+        ``values[..., E, S]`` -> ``[..., E, S, A]`` (as `mfax.dynamics.expectation`)."""
+        from mfax.dynamics import expectation
+
+        return expectation(values, *rows)
+
+    def kernel_push(self, mu: jax.Array, pi: jax.Array, rows: Any) -> jax.Array:
+        """The next mean field ``[E, S]`` from ``mu[E, S]`` and ``pi[E, S, A]`` under
+        `kernel_rows` batched ``[E, ...]`` (as `mfax.dynamics.push_forward`)."""
+        from mfax.dynamics import push_forward
+
+        return push_forward(mu, pi, *rows)
+
     @abc.abstractmethod
     def next_aggregate(self, key: jax.Array, agg: Any) -> Any:
         """Advance time and common noise (the mean field is not needed by any game)."""

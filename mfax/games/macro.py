@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mfax.dynamics import expectation, push_forward
 from mfax.games.base import CommonNoise, Game
 from mfax.games.params import MacroParams
 
@@ -86,22 +87,69 @@ class Macro(Game):
             jnp.full((S,), 1.0 / S, jnp.float32),
         )
 
-    def kernel(self, agg, mu):
+    def _wealth_rows(self, agg, mu) -> tuple[jax.Array, jax.Array]:
+        """The savings' two neighbouring wealth points ``int32[S, A, 2]`` and their
+        interpolation weights ``[S, A, 2]``."""
         p = self.params
         grid = jnp.asarray(self.wealth_grid)
         a = jnp.asarray(self.action_values())
         saved = jnp.clip(self.cash_on_hand(agg, mu)[:, None] * (1 - a)[None, :], grid[0], grid[-1])
-        lo = jnp.clip(jnp.searchsorted(grid, saved, side="right") - 1, 0, p.num_wealth - 2)
+        # the same indices as the default method="scan" (a binary search of
+        # log2(num_wealth) steps), unrolled: ~3x faster on CPU at the published size
+        below = jnp.searchsorted(grid, saved, side="right", method="scan_unrolled")
+        lo = jnp.clip(below - 1, 0, p.num_wealth - 2)
         w_hi = jnp.clip((saved - grid[lo]) / (grid[lo + 1] - grid[lo]), 0.0, 1.0)
-        wealth_idx = jnp.stack([lo, lo + 1], -1)  # [S, A, 2]
-        wealth_p = jnp.stack([1 - w_hi, w_hi], -1)
-        atoms, probs = (p.income_atoms, p.income_probs) if p.idio_noise else ((0,), (1.0,))
+        return jnp.stack([lo, lo + 1], -1), jnp.stack([1 - w_hi, w_hi], -1)
+
+    def _income_shocks(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        p = self.params
+        return (p.income_atoms, p.income_probs) if p.idio_noise else ((0,), (1.0,))
+
+    def kernel(self, agg, mu):
+        p = self.params
+        wealth_idx, wealth_p = self._wealth_rows(agg, mu)
+        atoms, probs = self._income_shocks()
         y_idx = jnp.arange(self.num_states) % p.num_income
         y_next = jnp.clip(y_idx[:, None] + jnp.asarray(atoms)[None, :], 0, p.num_income - 1)
         idx = wealth_idx[:, :, :, None] * p.num_income + y_next[:, None, None, :]
         prob = wealth_p[:, :, :, None] * jnp.asarray(probs, jnp.float32)
         S, A = self.num_states, self.num_actions
         return idx.reshape(S, A, -1).astype(jnp.int32), prob.reshape(S, A, -1)
+
+    # The factored kernel: the next income depends only on the current one, the next
+    # wealth only on (state, action), so the recursions use 2 successors per (state,
+    # action) -- the wealth points at the state's own income -- and apply the income
+    # transition once on the whole [wealth, income] grid (3x fewer gathers and
+    # scatter-adds than the dense kernel's 6; docs/PERFORMANCE.md).
+    def kernel_rows(self, agg, mu):
+        wealth_idx, wealth_p = self._wealth_rows(agg, mu)
+        y = (jnp.arange(self.num_states) % self.params.num_income)[:, None, None]
+        return (wealth_idx * self.params.num_income + y).astype(jnp.int32), wealth_p
+
+    @functools.cached_property
+    def income_transition(self) -> np.ndarray:
+        """``P[y, y']``, the probability of income ``y'`` next from ``y`` now."""
+        n = self.params.num_income
+        P = np.zeros((n, n), np.float32)
+        for atom, prob in zip(*self._income_shocks()):
+            P[np.arange(n), np.clip(np.arange(n) + atom, 0, n - 1)] += prob
+        return P
+
+    def _mix_income(self, x: jax.Array, spec: str) -> jax.Array:
+        """``x[..., S]`` contracted with `income_transition` on its income axis."""
+        if not self.params.idio_noise:  # the identity
+            return x
+        n = self.params.num_income
+        grid = x.reshape(x.shape[:-1] + (-1, n))
+        return jnp.einsum(spec, grid, jnp.asarray(self.income_transition)).reshape(x.shape)
+
+    def kernel_expectation(self, values, rows):
+        # E[V(w', y') | w', y] first, then interpolate between the two wealth points
+        return expectation(self._mix_income(values, "...j,yj->...y"), *rows)
+
+    def kernel_push(self, mu, pi, rows):
+        # move wealth at the current income, then draw the next income
+        return self._mix_income(push_forward(mu, pi, *rows), "...y,yj->...j")
 
     def next_aggregate(self, key, agg):
         p = self.params

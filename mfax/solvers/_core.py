@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mfax.dynamics import expectation, push_forward, rollout_fn
+from mfax.dynamics import rollout_fn
 from mfax.evaluation import EvalResult, exploitability_of
 from mfax.games.base import Game
 from mfax.noise_tree import NoisePaths, node_mean, paths_rollout_fn
@@ -125,11 +125,10 @@ class Context:
         return x if self.paths is not None else x[:, 0]
 
     def _kernel(self, agg_t, mu_t):
-        """Kernel rows at t with the environment axis first: ``[1 or P, S, A, K]``."""
+        """``game.kernel_rows`` at t with the environment axis first (``1`` or ``P``)."""
         if self.paths is None:
-            idx, prob = self.game.kernel(agg_t, mu_t)
-            return idx[None], prob[None]
-        return jax.vmap(self.game.kernel)(agg_t, mu_t)
+            return jax.tree_util.tree_map(lambda x: x[None], self.game.kernel_rows(agg_t, mu_t))
+        return jax.vmap(self.game.kernel_rows)(agg_t, mu_t)
 
     def backward(self, traj, step, init, xs=None):
         """Reverse scan over t on the frozen path: ``step(carry, ev, reward[S, A], x_t)`` with
@@ -141,14 +140,14 @@ class Context:
 
         def body(carry, inputs):
             agg_t, mu_t, reward_t, node_t, x_t = inputs
-            idx, prob = self._kernel(agg_t, mu_t)
-            E = idx.shape[0]
+            rows = self._kernel(agg_t, mu_t)
+            E = mu_t.shape[0] if tree else 1
             if tree:
                 reward_t = node_mean(reward_t, node_t, self._weight, 0)
 
             def ev(v):
                 lead = v.shape[: v.ndim - 1 - len(self.batch)]
-                out = expectation(v.reshape((-1, E, self.S)), idx, prob)
+                out = self.game.kernel_expectation(v.reshape((-1, E, self.S)), rows)
                 if tree:
                     out = node_mean(out, node_t, self._weight, 1)
                 return out.reshape(lead + self.batch + (self.S, self.A))
@@ -172,8 +171,8 @@ class Context:
 
         def step(nu, xs):
             agg_t, mu_t, pi_t = xs
-            idx, prob = self._kernel(agg_t, mu_t)
-            nxt = push_forward(nu.reshape(flat), pi_t.reshape(flat + (self.A,)), idx, prob)
+            rows = self._kernel(agg_t, mu_t)
+            nxt = self.game.kernel_push(nu.reshape(flat), pi_t.reshape(flat + (self.A,)), rows)
             return nxt.reshape(nu.shape), nu
 
         _, nus = lax.scan(step, mus[0], (agg, mus, policy))

@@ -1,0 +1,110 @@
+"""Macro's factored kernel (wealth rows, then the income transition) against its dense
+kernel: the expectation, the push-forward, the training loss and gradient, and the
+exploitability agree to float rounding."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import macro_agg
+
+import mfax
+from mfax.dynamics import expectation, push_forward, rollout_fn
+from mfax.evaluation import evaluate_policy, expected_return
+from mfax.games.base import Game
+from mfax.games.macro import Macro
+from mfax.policies import MeanFieldPolicy, _table_apply
+
+
+class DenseMacro(Macro):
+    """Macro with the base class's dense `kernel_*` (the path before factoring)."""
+
+    kernel_rows = Game.kernel_rows
+    kernel_expectation = Game.kernel_expectation
+    kernel_push = Game.kernel_push
+
+
+def games(idio_noise: bool, **kw):
+    g = mfax.make_game(
+        "macro", num_wealth=10, num_income=3, num_actions=4, idio_noise=idio_noise, **kw
+    )
+    return g, DenseMacro(g.params)
+
+
+def batched(game, seed: int, E: int = 2):
+    """Aggregates, mean fields and kernels of ``E`` environments, with a random policy."""
+    rng = np.random.default_rng(seed)
+    S, A = game.num_states, game.num_actions
+    mu = jnp.asarray(rng.dirichlet(np.ones(S), size=E), jnp.float32)
+    pi = jnp.asarray(rng.dirichlet(np.ones(A), size=(E, S)), jnp.float32)
+    aggs = [macro_agg(3, z) for z in (-0.2, 0.25, 0.0)[:E]]
+    agg = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *aggs)
+    return agg, mu, pi, rng
+
+
+@pytest.mark.parametrize("idio_noise", [True, False])
+def test_factored_expectation_and_push_equal_dense(idio_noise):
+    game, _ = games(idio_noise)
+    agg, mu, pi, rng = batched(game, 0)
+    idx, prob = jax.vmap(game.kernel)(agg, mu)
+    rows = jax.vmap(game.kernel_rows)(agg, mu)
+    assert rows[0].shape[-1] == 2  # two wealth points, whatever the income shocks
+    for lead in ((), (3,), (2, 3)):
+        values = jnp.asarray(rng.normal(size=lead + mu.shape) * 10 + 5, jnp.float32)
+        got = game.kernel_expectation(values, rows)
+        want = expectation(values, idx, prob)
+        assert got.shape == want.shape == lead + pi.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
+    got = game.kernel_push(mu, pi, rows)
+    want = push_forward(mu, pi, idx, prob)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(jnp.sum(got, -1), 1.0, rtol=1e-6)
+
+
+def test_income_transition_is_the_kernels():
+    """`income_transition` is the income part of the dense rows (clipped at both ends)."""
+    game, _ = games(True, income_atoms=(-1, 0, 2), income_probs=(0.2, 0.5, 0.3))
+    np.testing.assert_allclose(
+        game.income_transition,
+        [[0.7, 0.0, 0.3], [0.2, 0.5, 0.3], [0.0, 0.2, 0.8]],
+        atol=1e-7,
+    )
+    agg, mu, pi, rng = batched(game, 1)
+    values = jnp.asarray(rng.normal(size=mu.shape), jnp.float32)
+    rows = jax.vmap(game.kernel_rows)(agg, mu)
+    idx, prob = jax.vmap(game.kernel)(agg, mu)
+    np.testing.assert_allclose(
+        game.kernel_expectation(values, rows), expectation(values, idx, prob), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        game.kernel_push(mu, pi, rows), push_forward(mu, pi, idx, prob), atol=1e-7
+    )
+
+
+def table_policy():
+    return MeanFieldPolicy(_table_apply)
+
+
+@pytest.mark.parametrize("idio_noise", [True, False])
+def test_training_loss_gradient_and_exploitability_equal_dense(idio_noise):
+    factored, dense = games(idio_noise, horizon=6)
+    table = mfax.policies.random_policy(factored, jax.random.PRNGKey(3))
+    key = jax.random.PRNGKey(4)
+
+    def loss(game):  # the SPG loss: the push-forward rollout then the policy value
+        run = rollout_fn(game, table_policy(), 3)
+        return jax.jit(jax.value_and_grad(lambda p: expected_return(game, run(p, key), 0.95)))
+
+    (lf, gf), (ld, gd) = loss(factored)(table), loss(dense)(table)
+    np.testing.assert_allclose(lf, ld, rtol=1e-6)
+    np.testing.assert_allclose(gf, gd, rtol=1e-5, atol=1e-6 * float(jnp.max(jnp.abs(gd))))
+
+    rf = evaluate_policy(factored, table, key, num_envs=3)
+    rd = evaluate_policy(dense, table, key, num_envs=3)
+    np.testing.assert_allclose(rf.trajectory.mu, rd.trajectory.mu, rtol=1e-5, atol=1e-8)
+    for name in ("exploitability", "policy_return", "best_response_return"):
+        np.testing.assert_allclose(getattr(rf, name), getattr(rd, name), rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(rf.policy_value, rd.policy_value, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(rf.best_response_actions, rd.best_response_actions)
