@@ -1,5 +1,6 @@
-"""`fast_compile`: every program a trainer compiles gets XLA's backend optimisation off,
-and the numbers stay those of the optimised build (float rounding apart)."""
+"""`fast_compile`: every program a trainer compiles gets XLA's backend optimisation (and
+on CPU its MLIR fusion emitters) off, and the numbers stay those of the optimised build
+(float rounding apart)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import mfax
 from mfax.multiseed import train_seeds
 from mfax.training import TrainConfig, run_training
 
-FAST = {"xla_backend_optimization_level": 0}
+FAST = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
 @pytest.fixture
