@@ -1,7 +1,8 @@
 """Published-code side of `compare_step.py`: run by the PUBLISHED code's python, never
 imported by mfax.
 
-Builds the published RSPG learner exactly as its script does (same network,
+Builds the published RSPG (``--algo rspg``, ``rspg.py``) or SPG (``--algo spg``, ``spg.py``:
+the feed-forward ``MeanFieldPolicy``) learner exactly as its script does (same network,
 initialisation from ``PRNGKey(seed)``, optimiser, ``make_train_step``) for ``--task``
 (``beach_bar_1d`` or ``linear_quadratic``), then for the first ``--steps`` iterations
 exports, per iteration:
@@ -106,7 +107,10 @@ def main():
     import jax.numpy as jnp
     import optax
     from flax.training.train_state import TrainState
-    from mfax.algos.hsm.utils.mf_policy_wrappers import RecurrentMeanFieldPolicy
+    from mfax.algos.hsm.utils.mf_policy_wrappers import (
+        MeanFieldPolicy,
+        RecurrentMeanFieldPolicy,
+    )
     from mfax.envs import make_env
 
     # the published script's module (its make_train_step), imported by path
@@ -114,8 +118,9 @@ def main():
     spec = importlib.util.spec_from_file_location(f"published_{a.algo}", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    if a.algo != "rspg":
-        raise SystemExit("only rspg is wired here")
+    if a.algo not in ("rspg", "spg"):
+        raise SystemExit(f"algo {a.algo!r} is not wired here; expected rspg or spg")
+    recurrent = a.algo == "rspg"
     if a.task not in NOISE_FIELDS:
         raise SystemExit(f"task {a.task!r} is not wired here; expected one of {list(NOISE_FIELDS)}")
     fields = NOISE_FIELDS[a.task]
@@ -135,32 +140,41 @@ def main():
     env = make_env("pushforward/" + a.task, common_noise=True)
     T = int(env.params.max_steps_in_episode)
     # --- network and initialisation: as in the published script's __main__ ---
-    net = RecurrentMeanFieldPolicy(
-        state_type=a.state_type,
-        num_states=env.n_states,
-        encoder_kwargs=dict(hidden_size=128, embed_size=128, activation="relu"),
-        policy_kwargs=dict(
-            n_actions=env.n_actions,
-            hidden_layer_sizes=(128, 128, 128),
-            activation="relu",
+    if recurrent:
+        net = RecurrentMeanFieldPolicy(
             state_type=a.state_type,
             num_states=env.n_states,
-        ),
-    )
+            encoder_kwargs=dict(hidden_size=128, embed_size=128, activation="relu"),
+            policy_kwargs=dict(
+                n_actions=env.n_actions,
+                hidden_layer_sizes=(128, 128, 128),
+                activation="relu",
+                state_type=a.state_type,
+                num_states=env.n_states,
+            ),
+        )
+    else:  # spg.py's discrete-action branch
+        net = MeanFieldPolicy(
+            state_type=a.state_type,
+            num_states=env.n_states,
+            policy_kwargs=dict(
+                n_actions=env.n_actions, hidden_layer_sizes=(128, 128, 128), activation="relu"
+            ),
+        )
     states = jnp.arange(env.n_states) if a.state_type == "indices" else env.params.states
     rng = jax.random.PRNGKey(a.seed)
     rng, rng_actor, rng_action = jax.random.split(rng, 3)
-    hidden0 = net.init_hidden(a.num_envs, 128)
+    hidden0 = net.init_hidden(a.num_envs, 128) if recurrent else None
     done0 = jnp.zeros((a.num_envs,), bool)
     init_obs = jnp.ones((a.num_envs, env.obs_dim), jnp.float32)
-    params = net.init(
-        rng_actor,
+    init_inputs = (
         env.normalize_individual_s(states, args.normalize_states),
         env.normalize_obs(init_obs, True),
-        hidden0,
-        done0,
-        rng_action,
     )
+    if recurrent:
+        params = net.init(rng_actor, *init_inputs, hidden0, done0, rng_action)
+    else:
+        params = net.init(rng_actor, *init_inputs, rng_action)
     if a.init_npz:
         given = dict(np.load(a.init_npz))
         want = flatten(params)
@@ -188,13 +202,11 @@ def main():
         for _ in range(T):
             key, rng_env, rng_next = jax.random.split(key, 3)
             nobs = env.normalize_obs(obs, True)
-            prob_a, hidden = net.dist_prob(
-                actor_params,
-                env.normalize_individual_s(states, args.normalize_states),
-                nobs,
-                hidden,
-                done,
-            )
+            s_in = env.normalize_individual_s(states, args.normalize_states)
+            if recurrent:
+                prob_a, hidden = net.dist_prob(actor_params, s_in, nobs, hidden, done)
+            else:
+                prob_a = net.dist_prob(actor_params, s_in, nobs)
             out = jax.vmap(env.mf_step)(jax.random.split(rng_env, a.num_envs), agg, prob_a)
             rec.append((nobs, agg, out[4], prob_a))
             obs, agg = out[0], out[2]
@@ -212,6 +224,7 @@ def main():
 
     out = {}
     info = dict(
+        algo=a.algo,
         task=a.task,
         seed=a.seed,
         num_envs=a.num_envs,

@@ -1,6 +1,11 @@
-"""One RSPG training step of mfax and of the published MFAX code on the SAME batch and the
-SAME initial parameters, compared piece by piece; optionally whole runs on the published
-batches (``--game beach_bar_1d`` or ``linear_quadratic``).
+"""One RSPG (or, ``--algo spg``, SPG) training step of mfax and of the published MFAX code on
+the SAME batch and the SAME initial parameters, compared piece by piece; optionally whole
+runs on the published batches (``--game beach_bar_1d`` or ``linear_quadratic``).
+
+``--algo`` (default ``rspg``) picks the published script (``rspg.py``: the recurrent
+network; ``spg.py``: the feed-forward ``MeanFieldPolicy``) and mfax's network
+(`cross_evaluate.published_config`, recurrent or not; the same parameter mapping,
+`cross_evaluate.convert`) and TrainConfig ``algo``.
 
 1. ``_published_step.py`` (published python) builds the published learner from
    ``PRNGKey(seed)``, captures the gradient its own ``_train_step`` computes, replays
@@ -34,6 +39,8 @@ Usage::
         --published-repo /tmp/published-mfax --seed 0 --out /tmp/compare-step [--reuse]
     python benchmarks/compare_step.py ... --game linear_quadratic --seed 2 --steps 1 \
         --run 400 --eval-every 200 --exact --eval-envs 0 [--init mfax:2] [--batches mfax:2]
+    python benchmarks/compare_step.py ... --algo spg --game beach_bar_1d --seed 0 --steps 2 \
+        --run 40
 """
 
 from __future__ import annotations
@@ -111,7 +118,7 @@ def mfax_config(a) -> TrainConfig:
     initialisation are rebuilt from it)."""
     return TrainConfig(
         game=a.game,
-        algo="rspg",
+        algo=a.algo,
         lr=a.lr,
         num_iterations=a.iterations,
         eval_every=a.eval_every or a.iterations,
@@ -247,6 +254,7 @@ def published_step(a, out, extra=()):
     env.setdefault("JAX_PLATFORMS", "cpu")
     task, state_type, gamma = PUBLISHED_GAMES[a.game]
     cmd = [a.published_python, str(HERE / "_published_step.py"), "--repo", a.published_repo]
+    cmd += ["--algo", a.algo]
     cmd += ["--out", str(out), "--task", task, "--state-type", state_type]
     cmd += ["--gamma", str(gamma), "--seed", str(a.seed), "--num-envs", str(a.num_envs)]
     cmd += ["--lr", repr(a.lr), "--iterations", str(a.iterations), "--steps", str(a.steps)]
@@ -258,6 +266,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--published-python", required=True)
     ap.add_argument("--published-repo", required=True)
+    ap.add_argument(
+        "--algo",
+        default="rspg",
+        choices=["rspg", "spg"],
+        help="the published script and mfax's network: rspg (recurrent) or spg (feed-forward)",
+    )
     ap.add_argument("--game", default="beach_bar_1d", choices=["beach_bar_1d", "linear_quadratic"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-envs", type=int, default=None, help="128 (beach bar), 8 (LQ)")
@@ -302,7 +316,8 @@ def main(argv=None):
     a.num_envs = a.num_envs or (8 if lq else 128)
     a.iterations = a.iterations or (400 if lq else 40)
     out = Path(a.out) / (
-        f"{a.game}_s{a.seed}_n{a.num_envs}_it{a.iterations}_run{a.run}_ev{a.eval_every or a.run}"
+        ("" if a.algo == "rspg" else f"{a.algo}_")
+        + f"{a.game}_s{a.seed}_n{a.num_envs}_it{a.iterations}_run{a.run}_ev{a.eval_every or a.run}"
     )
     if not (a.reuse and (out / "step.npz").is_file()):
         published_step(a, out)
@@ -310,11 +325,13 @@ def main(argv=None):
     data = dict(np.load(out / "step.npz"))
     game = mfax.make_game(a.game)
     gamma = game.default_discount
-    cfg = published_config(True)
+    if info.get("algo", "rspg") != a.algo:
+        raise SystemExit(f"{out}: exported for algo {info.get('algo', 'rspg')!r}, not {a.algo!r}")
+    cfg = published_config(a.algo == "rspg")
     policy = network_policy(cfg, game)
     params = convert(_sub(data, "init"))
     check_tree(params, init_params(cfg, game, jax.random.PRNGKey(0)))
-    report: dict = dict(game=a.game, seed=a.seed, steps=[])
+    report: dict = dict(algo=a.algo, game=a.game, seed=a.seed, steps=[])
     if a.run and a.init != "published":  # the published learner from mfax's initial parameters
         init = make_train(mfax_config(a)).init(jax.random.key(_source(a.init)[1])).params
         rev = out.with_name(out.name + f"_init-{a.init.replace(':', '')}")
