@@ -162,15 +162,13 @@ def main():
             ),
         )
     states = jnp.arange(env.n_states) if a.state_type == "indices" else env.params.states
+    s_in = env.normalize_individual_s(states, args.normalize_states)  # the network's state input
     rng = jax.random.PRNGKey(a.seed)
     rng, rng_actor, rng_action = jax.random.split(rng, 3)
     hidden0 = net.init_hidden(a.num_envs, 128) if recurrent else None
     done0 = jnp.zeros((a.num_envs,), bool)
     init_obs = jnp.ones((a.num_envs, env.obs_dim), jnp.float32)
-    init_inputs = (
-        env.normalize_individual_s(states, args.normalize_states),
-        env.normalize_obs(init_obs, True),
-    )
+    init_inputs = (s_in, env.normalize_obs(init_obs, True))
     if recurrent:
         params = net.init(rng_actor, *init_inputs, hidden0, done0, rng_action)
     else:
@@ -202,7 +200,6 @@ def main():
         for _ in range(T):
             key, rng_env, rng_next = jax.random.split(key, 3)
             nobs = env.normalize_obs(obs, True)
-            s_in = env.normalize_individual_s(states, args.normalize_states)
             if recurrent:
                 prob_a, hidden = net.dist_prob(actor_params, s_in, nobs, hidden, done)
             else:
