@@ -281,11 +281,11 @@ def drive(
                 }
             )
         ok = finite & ~back
-        if ok.any():
-            last_good = (
-                state if num_seeds is None or last_good is None else _select(ok, state, last_good)
-            )
-            good[ok] = True
+        if ok.all():  # the usual case: no per-seed selection (an eager program per leaf)
+            last_good = state
+        elif ok.any():
+            last_good = state if last_good is None else _select(ok, state, last_good)
+        good[ok] = True
         bar.update(int(np.max(m.iteration)), float(np.mean(m.exploitability)), train_seconds)
         eval_state = state
         return state
