@@ -204,7 +204,7 @@ def run_forced(a, game, cfg, policy, opt, data, gamma, report):
     @jax.jit
     def step(params, opt_state, values):
         values = {d.field: values[d.field].astype(d.dtype) for d in game.noise.draws}
-        loss, grads = jax.value_and_grad(lambda q: -expected_return(game, run(q, values), gamma))(
+        loss, grads = jax.value_and_grad(lambda q: -expected_return(run(q, values), gamma))(
             params
         )
         updates, opt_state = opt.update(grads, opt_state, params)
@@ -347,8 +347,8 @@ def main(argv=None):
     run = jax.jit(rollout_fn(game, policy, a.num_envs))
     traj = run(params, jax.random.key(123))
     forced = forced_rollout(game, policy, noise_of(game, traj))
-    loss_run = float(-expected_return(game, traj, gamma))
-    loss_forced = float(-expected_return(game, jax.jit(forced)(params), gamma))
+    loss_run = float(-expected_return(traj, gamma))
+    loss_forced = float(-expected_return(jax.jit(forced)(params), gamma))
     print(
         f"forced replay vs mfax rollout_fn (mfax batch): loss {loss_forced:.6f} vs {loss_run:.6f}",
         flush=True,
@@ -398,7 +398,7 @@ def main(argv=None):
         )
 
         def loss_fn(q, forced=forced):
-            return -expected_return(game, forced(q), gamma)
+            return -expected_return(forced(q), gamma)
 
         loss, grads = jax.jit(jax.value_and_grad(loss_fn))(cur)
         pub_grads = convert(_sub(data, f"{p}/grad"))

@@ -73,7 +73,7 @@ def main(argv=None) -> None:
         ("one training iteration", lambda s: trainer.iteration(s, None), (state,)),
         (
             "loss and gradient (value_and_grad)",
-            jax.value_and_grad(lambda p, k: expected_return(game, run(p, k), gamma)),
+            jax.value_and_grad(lambda p, k: expected_return(run(p, k), gamma)),
             (state.params, key),
         ),
         ("rollout, forward", lambda p, k: run(p, k).mu_final.sum(), (state.params, key)),

@@ -124,9 +124,13 @@ def empirical(states: jax.Array, num_states: int) -> jax.Array:
 def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, num_agents: int | None = None):
     """A pure, jit-able ``(params, key) -> Trajectory`` for this game and policy.
 
-    The mean-field path is held constant for differentiation (stop-gradient):
-    gradients with respect to ``params`` flow only through the recorded
-    ``policy`` probabilities, as structural policy gradients require.
+    Differentiation holds the population constant (stop-gradient): its mean field
+    enters the observations, kernels, rewards and noise as a constant, as structural
+    policy gradients require.  With the exact push-forward, ``Trajectory.mu`` itself
+    stays differentiable as the state distribution of one agent playing the policy on
+    that frozen path (equal to the population's in value), so that
+    `mfax.evaluation.discounted_returns` is the agent's return as a function of its
+    policy.
     """
     S = game.num_states
     sampled = num_agents is not None
@@ -145,18 +149,18 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, num_agents: i
 
         def step(state, key_t):
             agg, mu, carry, states = state
+            pop = lax.stop_gradient(mu)  # the population: a constant for differentiation
             obs, raw_obs, pi, carry, rows = policy_step(
-                game, policy, params, agg, mu, carry, dense=sampled
+                game, policy, params, agg, pop, carry, dense=sampled
             )
             k_noise, k_agents = jax.random.split(key_t)
             agg_next = jax.vmap(game.next_aggregate)(jax.random.split(k_noise, num_envs), agg)
-            frozen = lax.stop_gradient(pi)
             if sampled:
-                states, _ = sample_successors(k_agents, states, frozen, *rows)
+                states, _ = sample_successors(k_agents, states, lax.stop_gradient(pi), *rows)
                 mu_next = empirical(states, S)
-            else:
-                mu_next = game.kernel_push(mu, frozen, rows)
-            reward = jax.vmap(game.reward)(agg, mu, agg_next, mu_next)
+            else:  # the agent's own distribution, differentiable in pi
+                mu_next = game.kernel_push(mu, pi, rows)
+            reward = jax.vmap(game.reward)(agg, pop, agg_next, lax.stop_gradient(mu_next))
             record = (mu, obs, raw_obs, agg.z, agg, pi, reward)
             return (agg_next, mu_next, carry, states), record
 

@@ -98,9 +98,23 @@ def policy_value(game: Game, traj: Trajectory, gamma: float) -> jax.Array:
     return v0
 
 
-def expected_return(game: Game, traj: Trajectory, gamma: float) -> jax.Array:
-    """``J``: the mean over environments of ``sum_s mu_0[s] V_0[s]``."""
-    return jnp.mean(jnp.sum(traj.mu0 * policy_value(game, traj, gamma), -1))
+def discounted_returns(traj: Trajectory, gamma: float) -> jax.Array:
+    """``[E]``: each environment's ``sum_t gamma^t sum_s mu_t[s] sum_a pi_t[s, a] R_t[s, a]``.
+
+    Equal to ``sum_s mu_0[s] V_0[s]`` of `policy_value`, computed forward.  On a rollout
+    of `mfax.dynamics.rollout_fn` its gradient in the policy is also that of the
+    policy-value recursion on the frozen path (``mu_t`` is there the agent's own
+    distribution), and costs only the push-forward's transpose: no second pass over the
+    kernels (docs/algorithms.md, SPG).
+    """
+    disc = gamma ** jnp.arange(traj.mu.shape[0], dtype=jnp.float32)
+    per_step = jnp.sum(traj.mu * jnp.sum(traj.policy * traj.reward, -1), -1)  # [T, E]
+    return jnp.tensordot(disc, per_step, 1)
+
+
+def expected_return(traj: Trajectory, gamma: float) -> jax.Array:
+    """``J``: the mean over environments of `discounted_returns`."""
+    return jnp.mean(discounted_returns(traj, gamma))
 
 
 def exploitability_of(

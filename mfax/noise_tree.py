@@ -173,14 +173,15 @@ def paths_rollout_fn(
 
         def step(state, _):
             agg, mu, carry = state
+            pop = lax.stop_gradient(mu)  # differentiation as in rollout_fn
             obs, raw_obs, pi, carry, rows = policy_step(
-                game, policy, params, agg, mu, carry, 0 if per_path_params else None
+                game, policy, params, agg, pop, carry, 0 if per_path_params else None
             )
             agg_next = jax.vmap(lambda a, v: noise.set_later(game.next_aggregate(key0, a), v))(
                 agg, later
             )
-            mu_next = game.kernel_push(mu, lax.stop_gradient(pi), rows)
-            reward = jax.vmap(game.reward)(agg, mu, agg_next, mu_next)
+            mu_next = game.kernel_push(mu, pi, rows)
+            reward = jax.vmap(game.reward)(agg, pop, agg_next, lax.stop_gradient(mu_next))
             return (agg_next, mu_next, carry), (mu, obs, raw_obs, agg.z, agg, pi, reward)
 
         (_, mu_final, _), rec = lax.scan(step, (agg, mu, carry), None, length=game.horizon)

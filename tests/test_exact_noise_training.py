@@ -80,7 +80,7 @@ def test_default_noise_is_sampled_and_its_loss_unchanged():
     state, _, loss = _first_loss(trainer, jax.random.key(3))
     _, k_roll = jax.random.split(state.key)
     traj = rollout_fn(trainer.game, trainer.policy(), 4)(state.params, k_roll)
-    assert loss == pytest.approx(-float(expected_return(trainer.game, traj, 0.9)), rel=1e-6)
+    assert loss == pytest.approx(-float(expected_return(traj, 0.9)), rel=1e-6)
 
 
 @pytest.fixture(scope="module")

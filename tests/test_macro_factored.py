@@ -95,7 +95,7 @@ def test_training_loss_gradient_and_exploitability_equal_dense(idio_noise):
 
     def loss(game):  # the SPG loss: the push-forward rollout then the policy value
         run = rollout_fn(game, table_policy(), 3)
-        return jax.jit(jax.value_and_grad(lambda p: expected_return(game, run(p, key), 0.95)))
+        return jax.jit(jax.value_and_grad(lambda p: expected_return(run(p, key), 0.95)))
 
     (lf, gf), (ld, gd) = loss(factored)(table), loss(dense)(table)
     np.testing.assert_allclose(lf, ld, rtol=1e-6)

@@ -3,9 +3,11 @@
 One trainer serves both (``config.algo``; RSPG = the recurrent network).
 Every iteration rolls out ``num_envs`` push-forward environments with the
 current policy and takes an Adam step on ``-J``, where ``J`` is the expected
-return by the policy-value recursion with the mean-field path held constant
+return with the population's mean-field path held constant
 (`mfax.dynamics.rollout_fn` stops its gradient): the gradient of one agent
-improving against the current population.  With ``noise: exact`` the batch is
+improving against the current population.  ``J`` is summed forward along the
+agent's own distribution (`mfax.evaluation.discounted_returns`): the value and
+gradient of the policy-value recursion, without a second pass over the kernels.  With ``noise: exact`` the batch is
 every common-noise path of the game instead, weighted by its probability: ``J``
 is then exact and its gradient deterministic (`_exact_noise`).
 
@@ -48,7 +50,7 @@ import optax
 from jax import lax
 
 from mfax.dynamics import rollout_fn
-from mfax.evaluation import evaluate_fn, expected_return, exploitability_of, policy_value
+from mfax.evaluation import discounted_returns, evaluate_fn, expected_return, exploitability_of
 from mfax.games.base import Game
 from mfax.networks import NetworkConfig, init_params, network_policy
 from mfax.noise_tree import paths_rollout_fn
@@ -99,7 +101,7 @@ def _exact_noise(config: TrainConfig, game: Game, policy, gamma: float):
 
     def loss_fn(params, key):
         traj = run(params, values)
-        ret = jnp.sum(weight * jnp.sum(traj.mu0 * policy_value(game, traj, gamma), -1))
+        ret = jnp.sum(weight * discounted_returns(traj, gamma))
         return -ret, traj.obs[:, 0]  # obs [T, d] of path 0
 
     def evaluate(params, key):  # exact hindsight exploitability: an expectation, no key
@@ -143,7 +145,7 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> T
 
         def loss_fn(params, key):
             traj = run(params, key)
-            return -expected_return(game, traj, gamma), traj.obs[:, 0]  # obs [T, d] of env 0
+            return -expected_return(traj, gamma), traj.obs[:, 0]  # obs [T, d] of env 0
 
     schedule = optax.linear_schedule(
         config.lr, config.lr * config.lr_end_fraction, config.num_iterations
