@@ -204,9 +204,7 @@ def run_forced(a, game, cfg, policy, opt, data, gamma, report):
     @jax.jit
     def step(params, opt_state, values):
         values = {d.field: values[d.field].astype(d.dtype) for d in game.noise.draws}
-        loss, grads = jax.value_and_grad(lambda q: -expected_return(run(q, values), gamma))(
-            params
-        )
+        loss, grads = jax.value_and_grad(lambda q: -expected_return(run(q, values), gamma))(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
