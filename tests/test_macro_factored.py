@@ -93,7 +93,7 @@ def test_training_loss_gradient_and_exploitability_equal_dense(idio_noise):
     table = mfax.policies.random_policy(factored, jax.random.PRNGKey(3))
     key = jax.random.PRNGKey(4)
 
-    def loss(game):  # the SPG loss: the push-forward rollout then the policy value
+    def loss(game):  # the SPG loss: the return along the push-forward rollout
         run = rollout_fn(game, table_policy(), 3)
         return jax.jit(jax.value_and_grad(lambda p: expected_return(run(p, key), 0.95)))
 

@@ -7,9 +7,10 @@ return with the population's mean-field path held constant
 (`mfax.dynamics.rollout_fn` stops its gradient): the gradient of one agent
 improving against the current population.  ``J`` is summed forward along the
 agent's own distribution (`mfax.evaluation.discounted_returns`): the value and
-gradient of the policy-value recursion, without a second pass over the kernels.  With ``noise: exact`` the batch is
-every common-noise path of the game instead, weighted by its probability: ``J``
-is then exact and its gradient deterministic (`_exact_noise`).
+gradient of the policy-value recursion, without a second pass over the kernels.
+With ``noise: exact`` the batch is every common-noise path of the game instead,
+weighted by its probability: ``J`` is then exact and its gradient deterministic
+(`_exact_noise`).
 
 `make_train(config)` gives pure functions in the style of PureJaxRL:
 
