@@ -123,6 +123,7 @@ def mfax_config(a) -> TrainConfig:
         num_iterations=a.iterations,
         eval_every=a.eval_every or a.iterations,
         num_envs=a.num_envs,
+        ent_coef=0.0,  # the published learner has no entropy bonus
     )
 
 

@@ -94,6 +94,7 @@ def mfax_side(a) -> dict[int, float]:
         num_iterations=a.iterations,
         eval_every=a.eval_every,
         num_envs=a.num_envs,
+        **({} if a.ent_coef is None else {"ent_coef": a.ent_coef}),
     )
     start = time.perf_counter()
     results = train_seeds(config, _seeds(a.mfax_seeds), progress=False)
@@ -155,6 +156,12 @@ def main(argv=None):
     )
     ap.add_argument("--algo", default="rspg", choices=["rspg", "spg"])
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--ent-coef",
+        type=float,
+        default=None,
+        help="SPG / RSPG entropy bonus (default: mfax's default; 0: the published learner)",
+    )
     ap.add_argument("--iterations", type=int, default=400)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--num-envs", type=int, default=8)

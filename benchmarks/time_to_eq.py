@@ -36,7 +36,7 @@ ENVS = {"linear_quadratic": 8, "beach_bar_1d": 128, "macro": 8}
 CALIBRATE = {"linear_quadratic": 40, "beach_bar_1d": 4, "macro": 2}
 
 
-def _config(game, algo, lr, iterations, eval_every):
+def _config(game, algo, lr, iterations, eval_every, ent_coef=None):
     return TrainConfig(
         game=game,
         algo=algo,
@@ -46,6 +46,7 @@ def _config(game, algo, lr, iterations, eval_every):
         num_envs=ENVS[game],
         eval_num_envs=ENVS[game],
         state_input="values" if game == "macro" else "index",
+        **({} if ent_coef is None else {"ent_coef": ent_coef}),
     )
 
 
@@ -56,9 +57,9 @@ def _plan(budget, compile_s, per_iter, calibrated):
     return n - n % every, every
 
 
-def _mfax_run(game, algo, lr, seed, iterations, eval_every, stop_after=None):
+def _mfax_run(game, algo, lr, seed, iterations, eval_every, stop_after=None, ent_coef=None):
     """``(curve [(seconds, exploitability)], compile seconds, seconds per iteration)``."""
-    cfg = _config(game, algo, lr, iterations, eval_every)
+    cfg = _config(game, algo, lr, iterations, eval_every, ent_coef)
     trainer = make_train(cfg)
     t0 = time.perf_counter()
     init = jax.jit(trainer.init, compiler_options=cfg.compiler_options())
@@ -88,11 +89,13 @@ def _mfax_run(game, algo, lr, seed, iterations, eval_every, stop_after=None):
     return curve, compile_s, run.train_seconds / max(iters, 1), iters
 
 
-def mfax_side(game, algo, lr, seed, budget):
+def mfax_side(game, algo, lr, seed, budget, ent_coef=None):
     n_cal = CALIBRATE[game]
-    _, compile_s, per_iter, _ = _mfax_run(game, algo, lr, seed, n_cal, n_cal)
+    _, compile_s, per_iter, _ = _mfax_run(game, algo, lr, seed, n_cal, n_cal, ent_coef=ent_coef)
     n, every = _plan(budget, compile_s, per_iter, n_cal)
-    curve, _, per_iter, iters = _mfax_run(game, algo, lr, seed, n, every, stop_after=budget)
+    curve, _, per_iter, iters = _mfax_run(
+        game, algo, lr, seed, n, every, stop_after=budget, ent_coef=ent_coef
+    )
     return dict(curve=curve, iterations=iters, seconds_per_iteration=per_iter)
 
 
@@ -126,7 +129,7 @@ def _cell(values):
     )
 
 
-def time_to_equilibrium(games, algos, seeds, budgets, published, out, lr=1e-3):
+def time_to_equilibrium(games, algos, seeds, budgets, published, out, lr=1e-3, ent_coef=None):
     from _common import print_table
 
     budget = max(budgets)
@@ -143,7 +146,7 @@ def time_to_equilibrium(games, algos, seeds, budgets, published, out, lr=1e-3):
                 results = []
                 for seed in seeds:
                     if label == "mfax":
-                        r = mfax_side(game, algo, lr, seed, budget)
+                        r = mfax_side(game, algo, lr, seed, budget, ent_coef)
                     else:
                         r = published_side(published, game, algo, lr, seed, budget)
                     results.append(r)
@@ -175,6 +178,12 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budgets", default="30,100,300", help="seconds")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--ent-coef",
+        type=float,
+        default=None,
+        help="SPG / RSPG entropy bonus (default: mfax's default; 0: the published learner)",
+    )
     ap.add_argument("--published-python", default=None)
     ap.add_argument("--published-repo", default=None)
     ap.add_argument("--json", default=None)
@@ -194,6 +203,7 @@ def main(argv=None):
         (a.published_python, a.published_repo) if a.published_python else None,
         out,
         a.lr,
+        a.ent_coef,
     )
     if a.json:
         with open(a.json, "w") as f:

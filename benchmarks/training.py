@@ -304,7 +304,7 @@ def _spread(values):
     return f"{med:.2f} [{min(values):.2f}, {max(values):.2f}]" if len(values) > 1 else f"{med:.2f}"
 
 
-def _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden):
+def _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden, ent_coef):
     iterations = checkpoints[-1]
     every = math.gcd(*checkpoints)
     # the published code reads macro states as values, the other games' as indices
@@ -318,13 +318,14 @@ def _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden):
         eval_num_envs=envs,
         hidden=hidden,
         state_input="values" if game == "macro" else "index",
+        **({} if ent_coef is None else {"ent_coef": ent_coef}),
     )
     r = run_training(cfg, seed, progress=False)
     by_iter = {int(row["iteration"]): row["exploitability"] for row in r.curve}
     return [by_iter[c] for c in checkpoints], r.train_seconds + r.eval_seconds
 
 
-def quality(games, algos, lrs, seeds, iteration_scale, hidden, published, out):
+def quality(games, algos, lrs, seeds, iteration_scale, hidden, published, out, ent_coef=None):
     """Exploitability after fixed iteration counts: mfax and, given the published code's
     python and repository, MFAX itself, per learning rate, over seeds."""
     # as the published scripts do, evaluate on as many environments as a training batch
@@ -360,7 +361,9 @@ def quality(games, algos, lrs, seeds, iteration_scale, hidden, published, out):
                         by_iter = dict(res["curve"])
                         curve, sec = [by_iter[c] for c in checkpoints], res["seconds"]
                     else:
-                        curve, sec = _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden)
+                        curve, sec = _mfax_curve(
+                            game, algo, lr, seed, envs, checkpoints, hidden, ent_coef
+                        )
                     curves.append(curve)
                     secs.append(sec)
                     print(
@@ -478,6 +481,12 @@ def main(argv=None):
     ap.add_argument("--lrs", default="0.0001,0.001,0.01", help="quality: the learning rates")
     ap.add_argument("--seeds", default="0,1,2", help="quality: seeds")
     ap.add_argument(
+        "--ent-coef",
+        type=float,
+        default=None,
+        help="SPG / RSPG entropy bonus (default: mfax's default; 0: the published learner)",
+    )
+    ap.add_argument(
         "--iteration-scale",
         type=float,
         default=1.0,
@@ -518,6 +527,7 @@ def main(argv=None):
             hidden,
             published,
             out,
+            args.ent_coef,
         )
     if "time" in sections:
         from time_to_eq import time_to_equilibrium
@@ -530,6 +540,7 @@ def main(argv=None):
             _published_pair(ap, args),
             out,
             args.lr,
+            args.ent_coef,
         )
     if "tabular" in sections:
         tabular(games, args.iterations, args.num_envs, args.lr, hidden, out)

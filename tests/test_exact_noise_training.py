@@ -22,6 +22,7 @@ BAR = dict(
     eval_every=1,
     gamma=0.9,
     game_params={"num_states": 9, "horizon": 6, "max_action": 2, "crowd_aversion": 0.5},
+    ent_coef=0.0,  # the loss is -J (with the entropy bonus: tests/test_entropy_bonus.py)
     **TINY,
 )
 LQ = dict(
@@ -190,6 +191,7 @@ def test_unequal_path_probabilities_weight_the_loss():
         num_iterations=1,
         eval_every=1,
         game_params={"num_states": 11, "horizon": 5},
+        ent_coef=0.0,
         **TINY,
     )
     trainer = make_train(cfg, Skewed(cfg.game_parameters()))

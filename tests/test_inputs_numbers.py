@@ -104,6 +104,7 @@ def test_parse_assignments_nan_inf_are_numbers_and_bad_yaml_is_clear():
         (["--set", "lr_end_fraction=.5"], "lr_end_fraction", 0.5),
         (["--set", "max_grad_norm=5e-1"], "max_grad_norm", 0.5),
         (["--set", "gamma=9.9e-1"], "gamma", 0.99),
+        (["--set", "ent_coef=1e-2"], "ent_coef", 1e-2),
     ],
 )
 def test_cli_set_scientific_notation(tmp_path, trained, args, key, value):

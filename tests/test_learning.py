@@ -2,10 +2,11 @@
 
 On the linear-quadratic game the equilibrium depends on time and on the
 common noise revealed at t = 1, so RSPG has to read both from the GRU's
-history. With the published network layout RSPG leaves the plateau near
-exploitability 185 within 400 iterations at the published learning rate;
-mfax's former layout (one more MLP layer, activated embeddings, raw GRU
-state) stayed on it (187 and 185 for these two seeds).
+history. At the published learning rate RSPG without an entropy bonus (the
+published learner, ``ent_coef: 0``) stays on a plateau near exploitability
+185 from some draws: seeds 2 and 4 here (185.3 and 187.6 after 400
+iterations), as the published code's own seed 19 does. mfax's default entropy
+bonus (``ent_coef`` 0.1) takes both off it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mfax.training import TrainConfig
 
 
 @pytest.mark.slow
-def test_rspg_leaves_the_linear_quadratic_plateau():
+def test_rspg_leaves_the_linear_quadratic_plateau_from_the_draws_that_stall():
     config = TrainConfig(
         game="linear_quadratic",
         algo="rspg",
@@ -28,12 +29,11 @@ def test_rspg_leaves_the_linear_quadratic_plateau():
         num_envs=8,
         eval_num_envs=8,
     )
-    results = train_seeds(config, [0, 1], progress=False)
+    assert config.ent_coef > 0  # the default
+    results = train_seeds(config, [2, 4], progress=False)
     first = [r.curve[0]["exploitability"] for r in results]
     final = np.asarray([r.curve[-1]["exploitability"] for r in results])
     assert min(first) > 1000  # the untrained network is far from equilibrium
     assert np.all(final >= 0)
-    # the former layout ended at 187 and 185; one seed of the published layout may still
-    # be on the plateau after 400 iterations, so the bound is on the better seed and the mean
-    assert final.min() < 60, final
-    assert final.mean() < 120, final
+    # without the bonus both end near 185; the runs that leave the plateau end below 35
+    assert final.max() < 60, final

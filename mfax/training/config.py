@@ -313,11 +313,16 @@ class TrainConfig(BaseTrainConfig):
     #: game, weighted by its probability (`mfax.noise_tree`), so ``num_envs`` is unused and
     #: the training curve's evaluation is exact too (see `mfax.training.spg`)
     noise: str = "sampled"
+    #: weight of the policy's entropy in the return, in units of the first batch's mean
+    #: absolute reward per step, annealed linearly to 0 over the run (`mfax.training.spg`)
+    ent_coef: float = 0.1
 
     __hash__ = BaseTrainConfig.__hash__
 
     def __post_init__(self):
         super().__post_init__()
+        if not _is_num(self.ent_coef) or self.ent_coef < 0:
+            raise self._bad("ent_coef", self.ent_coef, "a number >= 0")
         if not isinstance(self.noise, str) or self.noise not in NOISE_CHOICES:
             raise self._bad(
                 "noise", self.noise, " or ".join(f"{k!r} ({v})" for k, v in NOISE_CHOICES.items())

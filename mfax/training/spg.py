@@ -3,7 +3,8 @@
 One trainer serves both (``config.algo``; RSPG = the recurrent network).
 Every iteration rolls out ``num_envs`` push-forward environments with the
 current policy and takes an Adam step on ``-J``, where ``J`` is the expected
-return with the population's mean-field path held constant
+return (by default with an annealed entropy bonus, ``ent_coef``: `with_entropy`)
+with the population's mean-field path held constant
 (`mfax.dynamics.rollout_fn` stops its gradient): the gradient of one agent
 improving against the current population.  ``J`` is summed forward along the
 agent's own distribution (`mfax.evaluation.discounted_returns`): the value and
@@ -50,7 +51,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from mfax.dynamics import rollout_fn
+from mfax.dynamics import Trajectory, rollout_fn
 from mfax.evaluation import discounted_returns, evaluate_fn, expected_return, exploitability_of
 from mfax.games.base import Game
 from mfax.networks import NetworkConfig, init_params, network_policy
@@ -67,6 +68,9 @@ class TrainState(NamedTuple):
     eval_key: jax.Array  # the same evaluation environments at every evaluation
     step: jax.Array  # int32: iterations run so far (applied or skipped)
     failed_at: jax.Array  # int32: first non-finite iteration, -1 while all is well
+    #: float32: the reward scale of the entropy bonus, set by the first iteration
+    #: (`reward_scale`); 0 before it and without the bonus
+    ent_scale: jax.Array
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -100,15 +104,31 @@ def _exact_noise(config: TrainConfig, game: Game, policy, gamma: float):
     values = {f: jnp.asarray(v) for f, v in paths.values.items()}
     weight = jnp.asarray(paths.weight)
 
-    def loss_fn(params, key):
-        traj = run(params, values)
-        ret = jnp.sum(weight * discounted_returns(traj, gamma))
-        return -ret, traj.obs[:, 0]  # obs [T, d] of path 0
+    def rollout(params, key):
+        return run(params, values)
+
+    def returns(traj):
+        return jnp.sum(weight * discounted_returns(traj, gamma))
 
     def evaluate(params, key):  # exact hindsight exploitability: an expectation, no key
         return exploitability_of(game, run(params, values), gamma, weight=weight)
 
-    return loss_fn, num_paths, evaluate
+    return rollout, returns, weight, num_paths, evaluate
+
+
+def reward_scale(traj: Trajectory, weight: jax.Array) -> jax.Array:
+    """``E|R|``: the mean absolute reward per step of the rollout, over the visited
+    states and the actions taken (weighted by ``mu_t pi_t``) and the environments
+    (``weight[E]``); the unit of the entropy bonus."""
+    per_env = jnp.sum(traj.mu[..., None] * traj.policy * jnp.abs(traj.reward), (0, 2, 3))
+    return jnp.sum(weight * per_env) / traj.mu.shape[0]
+
+
+def with_entropy(traj: Trajectory, beta: jax.Array) -> Trajectory:
+    """``traj`` with ``-beta log pi`` added to every reward: its discounted return is
+    ``sum_t gamma^t <mu_t, sum_a pi_t R_t + beta H(pi_t)>``, the entropy-regularised one."""
+    log_pi = jnp.log(jnp.maximum(traj.policy, jnp.finfo(jnp.float32).tiny))
+    return traj._replace(reward=traj.reward - beta * log_pi)
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -139,14 +159,28 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> T
     gamma = config.resolved_gamma(game)
     policy = network_policy(network, game)
     if config.noise == "exact":
-        loss_fn, num_envs, evaluate_exact = _exact_noise(config, game, policy, gamma)
+        rollout, returns, weight, num_envs, evaluate_exact = _exact_noise(
+            config, game, policy, gamma
+        )
     else:
-        run = rollout_fn(game, policy, num_envs)
+        rollout = rollout_fn(game, policy, num_envs)
         evaluate_exact = evaluate_fn(game, policy, eval_envs, gamma)
+        weight = jnp.full((num_envs,), 1.0 / num_envs, jnp.float32)
 
-        def loss_fn(params, key):
-            traj = run(params, key)
-            return -expected_return(traj, gamma), traj.obs[:, 0]  # obs [T, d] of env 0
+        def returns(traj):
+            return expected_return(traj, gamma)
+
+    def loss_fn(params, key, step, scale):
+        """``-J`` (with the entropy bonus: ``-J_beta``), the observations of the first
+        environment ``[T, d]`` and the bonus's reward scale."""
+        traj = rollout(params, key)
+        if config.ent_coef:
+            # the first batch's scale, then fixed: one ent_coef is as strong relative to
+            # the rewards in every game
+            scale = jnp.where(step == 0, lax.stop_gradient(reward_scale(traj, weight)), scale)
+            anneal = 1.0 - step.astype(jnp.float32) / config.num_iterations
+            traj = with_entropy(traj, config.ent_coef * anneal * scale)
+        return -returns(traj), (traj.obs[:, 0], scale)
 
     schedule = optax.linear_schedule(
         config.lr, config.lr * config.lr_end_fraction, config.num_iterations
@@ -163,11 +197,14 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> T
             k_eval,
             jnp.zeros((), jnp.int32),
             jnp.full((), -1, jnp.int32),
+            jnp.zeros((), jnp.float32),
         )
 
     def iteration(state: TrainState, _):
         key, k_roll = jax.random.split(state.key)
-        (loss, probe_obs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, k_roll)
+        (loss, (probe_obs, ent_scale)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, k_roll, state.step, state.ent_scale
+        )
         if inject_nan_at is not None:
             grads = jax.tree_util.tree_map(
                 lambda g: jnp.where(state.step == inject_nan_at, jnp.nan, g), grads
@@ -187,6 +224,7 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> T
             state.eval_key,
             state.step + 1,
             failed_at,
+            ent_scale,
         )
         return new, loss
 
