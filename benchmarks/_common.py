@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: reduced game sizes and table printing."""
+"""Shared by the benchmark scripts: reduced game sizes, table printing, the entropy-bonus
+option."""
 
 #: reduced game sizes (the `quick` preset's scale) for learning benchmarks
 QUICK = {
@@ -16,3 +17,18 @@ def print_table(headers, rows):
     for r in rows:
         print(line(r))
     print(flush=True)
+
+
+def add_ent_coef(ap):
+    """``--ent-coef`` on an argparse parser (None: `mfax.training.TrainConfig`'s default)."""
+    ap.add_argument(
+        "--ent-coef",
+        type=float,
+        default=None,
+        help="SPG / RSPG entropy bonus (default: mfax's default; 0: the published learner)",
+    )
+
+
+def ent_kwargs(ent_coef):
+    """TrainConfig keyword arguments for ``--ent-coef``: none when it was not given."""
+    return {} if ent_coef is None else {"ent_coef": ent_coef}

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from _common import add_ent_coef, ent_kwargs
 
 import mfax
 from mfax.multiseed import train_seeds
@@ -94,7 +95,7 @@ def mfax_side(a) -> dict[int, float]:
         num_iterations=a.iterations,
         eval_every=a.eval_every,
         num_envs=a.num_envs,
-        **({} if a.ent_coef is None else {"ent_coef": a.ent_coef}),
+        **ent_kwargs(a.ent_coef),
     )
     start = time.perf_counter()
     results = train_seeds(config, _seeds(a.mfax_seeds), progress=False)
@@ -156,12 +157,7 @@ def main(argv=None):
     )
     ap.add_argument("--algo", default="rspg", choices=["rspg", "spg"])
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument(
-        "--ent-coef",
-        type=float,
-        default=None,
-        help="SPG / RSPG entropy bonus (default: mfax's default; 0: the published learner)",
-    )
+    add_ent_coef(ap)
     ap.add_argument("--iterations", type=int, default=400)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--num-envs", type=int, default=8)

@@ -26,6 +26,7 @@ import time
 
 import jax
 import numpy as np
+from _common import add_ent_coef, ent_kwargs
 
 from mfax.training import TrainConfig, make_train
 from mfax.training.driver import compiled, drive
@@ -46,7 +47,7 @@ def _config(game, algo, lr, iterations, eval_every, ent_coef=None):
         num_envs=ENVS[game],
         eval_num_envs=ENVS[game],
         state_input="values" if game == "macro" else "index",
-        **({} if ent_coef is None else {"ent_coef": ent_coef}),
+        **ent_kwargs(ent_coef),
     )
 
 
@@ -178,12 +179,7 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budgets", default="30,100,300", help="seconds")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument(
-        "--ent-coef",
-        type=float,
-        default=None,
-        help="SPG / RSPG entropy bonus (default: mfax's default; 0: the published learner)",
-    )
+    add_ent_coef(ap)
     ap.add_argument("--published-python", default=None)
     ap.add_argument("--published-repo", default=None)
     ap.add_argument("--json", default=None)

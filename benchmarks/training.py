@@ -48,7 +48,7 @@ import time
 
 import jax
 import jax.numpy as jnp
-from _common import QUICK, print_table
+from _common import QUICK, add_ent_coef, ent_kwargs, print_table
 
 import mfax
 from mfax.networks import NetworkApply, NetworkConfig, init_params
@@ -318,7 +318,7 @@ def _mfax_curve(game, algo, lr, seed, envs, checkpoints, hidden, ent_coef):
         eval_num_envs=envs,
         hidden=hidden,
         state_input="values" if game == "macro" else "index",
-        **({} if ent_coef is None else {"ent_coef": ent_coef}),
+        **ent_kwargs(ent_coef),
     )
     r = run_training(cfg, seed, progress=False)
     by_iter = {int(row["iteration"]): row["exploitability"] for row in r.curve}
@@ -480,12 +480,7 @@ def main(argv=None):
     ap.add_argument("--algos", default="spg,rspg", help="quality: spg, rspg or both")
     ap.add_argument("--lrs", default="0.0001,0.001,0.01", help="quality: the learning rates")
     ap.add_argument("--seeds", default="0,1,2", help="quality: seeds")
-    ap.add_argument(
-        "--ent-coef",
-        type=float,
-        default=None,
-        help="SPG / RSPG entropy bonus (default: mfax's default; 0: the published learner)",
-    )
+    add_ent_coef(ap)
     ap.add_argument(
         "--iteration-scale",
         type=float,
