@@ -7,33 +7,62 @@ published learner, ``ent_coef: 0``) stays on a plateau near exploitability
 185 from some draws: seeds 2 and 4 here (185.3 and 187.6 after 400
 iterations), as the published code's own seed 19 does. mfax's default entropy
 bonus (``ent_coef`` 0.1) takes both off it.
+
+The training runs in a child process with a time limit: jaxlib's CPU runtime
+has been seen to wedge for good on this vmapped run (every thread idle, the
+caller waiting on a result; twice in about thirty runs on 2026-11-30, once
+with XLA's single-threaded Eigen pool that tests/conftest.py sets). A wedged
+child is killed and the run repeated once, so that a runtime hang cannot hold
+the suite until CI's limit; the assertions are on the values either way.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+TRAIN = """
+import json
 from mfax.multiseed import train_seeds
 from mfax.training import TrainConfig
+config = TrainConfig(game="linear_quadratic", algo="rspg", lr=1e-3, num_iterations=400,
+                     eval_every=200, num_envs=8, eval_num_envs=8)
+assert config.ent_coef > 0  # the default
+results = train_seeds(config, [2, 4], progress=False)
+print(json.dumps([[row["exploitability"] for row in r.curve] for r in results]))
+"""
+#: a normal run takes 100-180 s on a 2-core CPU (under load)
+LIMIT_S = 900
+
+
+def _curves() -> list[list[float]]:
+    for _ in range(2):
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", TRAIN],
+                capture_output=True,
+                text=True,
+                timeout=LIMIT_S,
+                env=os.environ.copy(),
+            )
+        except subprocess.TimeoutExpired:
+            continue
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    pytest.fail(f"the training hung twice (no result within {LIMIT_S} s)")
 
 
 @pytest.mark.slow
 def test_rspg_leaves_the_linear_quadratic_plateau_from_the_draws_that_stall():
-    config = TrainConfig(
-        game="linear_quadratic",
-        algo="rspg",
-        lr=1e-3,
-        num_iterations=400,
-        eval_every=200,
-        num_envs=8,
-        eval_num_envs=8,
-    )
-    assert config.ent_coef > 0  # the default
-    results = train_seeds(config, [2, 4], progress=False)
-    first = [r.curve[0]["exploitability"] for r in results]
-    final = np.asarray([r.curve[-1]["exploitability"] for r in results])
-    assert min(first) > 1000  # the untrained network is far from equilibrium
+    curves = _curves()
+    first = [c[0] for c in curves]
+    final = np.asarray([c[-1] for c in curves])
+    assert len(curves) == 2 and min(first) > 1000  # the untrained network is far from equilibrium
     assert np.all(final >= 0)
     # without the bonus both end near 185; the runs that leave the plateau end below 35
     assert final.max() < 60, final
