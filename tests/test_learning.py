@@ -10,7 +10,7 @@ bonus (``ent_coef`` 0.1) takes both off it.
 
 The training runs in a child process with a time limit: jaxlib's CPU runtime
 has been seen to wedge for good on this vmapped run (every thread idle, the
-caller waiting on a result; twice in about thirty runs on 2026-11-30, once
+caller waiting on a result; twice in about forty runs on 2026-11-30, once
 with XLA's single-threaded Eigen pool that tests/conftest.py sets). A wedged
 child is killed and the run repeated once, so that a runtime hang cannot hold
 the suite until CI's limit; the assertions are on the values either way.
