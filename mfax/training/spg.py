@@ -170,6 +170,9 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> T
         def returns(traj):
             return expected_return(traj, gamma)
 
+    # the bonus's weight in reward units, annealed linearly to 0 over the run
+    ent_schedule = optax.linear_schedule(config.ent_coef, 0.0, config.num_iterations)
+
     def loss_fn(params, key, step, scale):
         """``-J`` (with the entropy bonus: ``-J_beta``), the observations of the first
         environment ``[T, d]`` and the bonus's reward scale."""
@@ -178,8 +181,7 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> T
             # the first batch's scale, then fixed: one ent_coef is as strong relative to
             # the rewards in every game
             scale = jnp.where(step == 0, lax.stop_gradient(reward_scale(traj, weight)), scale)
-            anneal = 1.0 - step.astype(jnp.float32) / config.num_iterations
-            traj = with_entropy(traj, config.ent_coef * anneal * scale)
+            traj = with_entropy(traj, ent_schedule(step) * scale)
         return -returns(traj), (traj.obs[:, 0], scale)
 
     schedule = optax.linear_schedule(
