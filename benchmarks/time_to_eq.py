@@ -14,7 +14,13 @@ evaluations excluded, as the published script's own "Train Time" counts -- is at
 ``b`` (iteration 0 counts at time 0).  Exploitability as the published scripts report
 it: on as many sampled environments as a training batch, hindsight best response.
 Settings per game as the quality section (`QUALITY_RUNS`): published network, Adam,
-clipping 1.0, lr 1e-3.
+clipping 1.0, lr 1e-3 unless ``--lr``.
+
+To compare the two codes at one load, run one side per process, side by side, e.g. the
+published code planned for 300 s and mfax planned for 100 s (``--budgets 30,100``):
+
+    python benchmarks/time_to_eq.py --sides published --budgets 30,100,300 ... &
+    python benchmarks/time_to_eq.py --sides mfax --budgets 30,100 --lr 1e-2
 """
 
 from __future__ import annotations
@@ -130,7 +136,9 @@ def _cell(values):
     )
 
 
-def time_to_equilibrium(games, algos, seeds, budgets, published, out, lr=1e-3, ent_coef=None):
+def time_to_equilibrium(
+    games, algos, seeds, budgets, published, out, lr=1e-3, ent_coef=None, sides=None
+):
     from _common import print_table
 
     budget = max(budgets)
@@ -142,8 +150,7 @@ def time_to_equilibrium(games, algos, seeds, budgets, published, out, lr=1e-3, e
     rows = []
     for game in games:
         for algo in algos:
-            sides = ["mfax"] + (["MFAX (published)"] if published else [])
-            for label in sides:
+            for label in sides or (["mfax"] + (["MFAX (published)"] if published else [])):
                 results = []
                 for seed in seeds:
                     if label == "mfax":
@@ -182,10 +189,25 @@ def main(argv=None):
     add_ent_coef(ap)
     ap.add_argument("--published-python", default=None)
     ap.add_argument("--published-repo", default=None)
+    ap.add_argument(
+        "--sides",
+        default=None,
+        help="mfax, published or both (default: mfax, and the published code when given); "
+        "one side per process lets two processes run the two codes at the same load",
+    )
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     if bool(a.published_python) != bool(a.published_repo):
         ap.error("--published-python and --published-repo go together")
+    sides = None
+    if a.sides is not None:
+        names = {"mfax": "mfax", "published": "MFAX (published)"}
+        chosen = a.sides.split(",")
+        if not chosen or any(c not in names for c in chosen):
+            ap.error(f"--sides {a.sides!r}: a comma-separated subset of mfax, published")
+        if "published" in chosen and not a.published_python:
+            ap.error("--sides published needs --published-python and --published-repo")
+        sides = [names[c] for c in chosen]
     print(
         f"# time to equilibrium (jax {jax.__version__}, {jax.devices()[0].platform}, "
         f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})"
@@ -200,6 +222,7 @@ def main(argv=None):
         out,
         a.lr,
         a.ent_coef,
+        sides,
     )
     if a.json:
         with open(a.json, "w") as f:
