@@ -1,0 +1,108 @@
+"""Where one compiled training iteration spends its time, XLA operation by operation.
+
+    python benchmarks/profile_step.py --game macro --algo spg --num-envs 8 [--top 30]
+    python benchmarks/profile_step.py ... --compiler-option xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT
+
+Runs one iteration (`trainer.iteration`, the game at its published size)
+under `jax.profiler.trace`, sums the runtime's per-operation events over the
+iteration and prints the costliest operations with the JAX source operation each
+came from (the HLO instruction's ``op_name``: ``jvp(...)`` is the forward pass,
+``transpose(jvp(...))`` the gradient) and how many times it ran (128 = once per
+step of a 128-step scan). On CPU every event is one XLA thunk, so the seconds add
+up to the iteration's. ``--compiler-option KEY=VALUE`` (repeatable) compiles with
+an XLA option, to compare. docs/PERFORMANCE.md, "Where a macro iteration goes".
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import re
+import tempfile
+import time
+
+import jax
+
+from mfax.training import TrainConfig, make_train
+
+#: events that time the runtime itself, not an operation
+_RUNTIME = ("$", "ThunkExecutor", "SlinkyThreadPool", "PjitFunction")
+
+
+def _op_names(hlo_text: str) -> dict[str, tuple[str, str]]:
+    """``instruction name -> (result shape, op_name)`` from the compiled HLO's text."""
+    pattern = r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+) [^\n]*?op_name=\"([^\"]+)\""
+    names: dict[str, tuple[str, str]] = {}
+    for m in re.finditer(pattern, hlo_text, re.M):
+        names.setdefault(m.group(1), (m.group(2), m.group(3)))
+    return names
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--compiler-option {text!r}: expected KEY=VALUE")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
+
+
+def profile(config: TrainConfig, options: dict | None, top: int) -> None:
+    trainer = make_train(config)
+    state = trainer.init(jax.random.key(0))
+    step = jax.jit(trainer.iteration).lower(state, None).compile(compiler_options=options)
+    jax.block_until_ready(step(state, None))
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(state, None))
+    seconds = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as folder:
+        with jax.profiler.trace(folder, create_perfetto_trace=True):
+            jax.block_until_ready(step(state, None))
+        (trace,) = glob.glob(f"{folder}/**/perfetto_trace.json.gz", recursive=True)
+        with gzip.open(trace) as f:
+            events = json.load(f)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    total, calls = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and not e["name"].startswith(_RUNTIME):
+            total[e["name"]] += e.get("dur", 0) / 1e6
+            calls[e["name"]] += 1
+    names = _op_names(step.as_text())
+    print(
+        f"# {config.game} {config.algo}, {trainer.num_envs} environments: one iteration "
+        f"{seconds:.3f} s untraced; operations traced {sum(total.values()):.3f} s "
+        f"(jax {jax.__version__}, {jax.devices()[0].device_kind})"
+    )
+    print(f"{'seconds':>8} {'share':>6} {'calls':>6}  {'operation':32} {'shape':26} from")
+    whole = sum(total.values()) or 1.0
+    for name, secs in total.most_common(top):
+        shape, op = names.get(name, ("", ""))
+        op = op.replace("jit(iteration)/", "").replace("while/body/closed_call/", "")
+        print(
+            f"{secs:8.3f} {secs / whole:6.1%} {calls[name]:6d}  {name[:32]:32} "
+            f"{shape[:26]:26} {op[-100:]}"
+        )
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--game", default="macro")
+    ap.add_argument("--algo", default="spg")
+    ap.add_argument("--num-envs", type=int, default=8)
+    ap.add_argument("--state-input", default=None, help="e.g. values (macro's quality runs)")
+    ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--compiler-option", type=_option, action="append", default=[])
+    a = ap.parse_args(argv)
+    extra = {"state_input": a.state_input} if a.state_input else {}
+    config = TrainConfig(game=a.game, algo=a.algo, num_envs=a.num_envs, **extra)
+    profile(config, dict(a.compiler_option) or None, a.top)
+
+
+if __name__ == "__main__":
+    main()
