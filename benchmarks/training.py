@@ -12,9 +12,10 @@ Sections (``--sections``, comma-separated):
   macro; published game sizes) and at a small "quick" size: compile seconds
   (AOT) and seconds per training iteration (median over chunks, after compile);
   the matmul FLOPs of one iteration (counted on its jaxpr, every scan step
-  included: XLA's cost analysis counts a loop's body once), the GFLOP/s achieved, and a roofline measured in the same run (an fp32 matmul of
-  the network's row count, envs x states x horizon, and its first width) with
-  the ratio.
+  included: XLA's cost analysis counts a loop's body once), the GFLOP/s
+  achieved, and a roofline measured in the same run (an fp32 matmul of the
+  network's row count, envs x states x horizon, and its first width) with the
+  ratio.
 - ``factored``: the network's forward + backward pass over all (env, state)
   pairs, naive first layer (concat per pair) vs factored (W_s state once per
   state + W_o obs once per env, broadcast add), at published sizes.
