@@ -38,6 +38,8 @@ from mfax.training import TrainConfig, make_train
 from mfax.training.driver import compiled, drive
 from mfax.training.interrupt import interrupt_guard
 
+#: ``--sides`` name -> the code's label in the table
+SIDES = {"mfax": "mfax", "published": "MFAX (published)"}
 #: environments per iteration and calibration iterations per game
 ENVS = {"linear_quadratic": 8, "beach_bar_1d": 128, "macro": 8}
 CALIBRATE = {"linear_quadratic": 40, "beach_bar_1d": 4, "macro": 2}
@@ -150,10 +152,11 @@ def time_to_equilibrium(
     rows = []
     for game in games:
         for algo in algos:
-            for label in sides or (["mfax"] + (["MFAX (published)"] if published else [])):
+            default = [SIDES["mfax"]] + ([SIDES["published"]] if published else [])
+            for label in sides or default:
                 results = []
                 for seed in seeds:
-                    if label == "mfax":
+                    if label == SIDES["mfax"]:
                         r = mfax_side(game, algo, lr, seed, budget, ent_coef)
                     else:
                         r = published_side(published, game, algo, lr, seed, budget)
@@ -201,13 +204,12 @@ def main(argv=None):
         ap.error("--published-python and --published-repo go together")
     sides = None
     if a.sides is not None:
-        names = {"mfax": "mfax", "published": "MFAX (published)"}
         chosen = a.sides.split(",")
-        if not chosen or any(c not in names for c in chosen):
+        if any(c not in SIDES for c in chosen):
             ap.error(f"--sides {a.sides!r}: a comma-separated subset of mfax, published")
         if "published" in chosen and not a.published_python:
             ap.error("--sides published needs --published-python and --published-repo")
-        sides = [names[c] for c in chosen]
+        sides = [SIDES[c] for c in chosen]
     print(
         f"# time to equilibrium (jax {jax.__version__}, {jax.devices()[0].platform}, "
         f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})"
