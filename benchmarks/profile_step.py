@@ -2,8 +2,10 @@
 
     python benchmarks/profile_step.py --game macro --algo spg --num-envs 8 [--top 30]
     python benchmarks/profile_step.py ... --compiler-option xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT
+    python benchmarks/profile_step.py --game macro --algo rippo --config data/macro/rippo/config.yaml
 
-Runs one iteration (`trainer.iteration`, the game at its published size)
+Runs one iteration (`trainer.iteration`, the game at its published size, or the
+run config of ``--config``: any algorithm)
 under `jax.profiler.trace`, sums the runtime's per-operation events over the
 iteration and prints the costliest operations with the JAX source operation each
 came from (the HLO instruction's ``op_name``: ``jvp(...)`` is the forward pass,
@@ -26,7 +28,9 @@ import time
 
 import jax
 
-from mfax.training import TrainConfig, make_train
+from mfax.algorithms import get_algorithm
+from mfax.io import read_yaml
+from mfax.training import TrainConfig
 
 #: events that time the runtime itself, not an operation
 _RUNTIME = ("$", "ThunkExecutor", "SlinkyThreadPool", "PjitFunction")
@@ -53,8 +57,8 @@ def _option(text: str) -> tuple[str, object]:
     return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
-def profile(config: TrainConfig, options: dict | None, top: int) -> None:
-    trainer = make_train(config)
+def profile(config, options: dict | None, top: int) -> None:
+    trainer = get_algorithm(config.algo).make_train(config)
     state = trainer.init(jax.random.key(0))
     step = jax.jit(trainer.iteration).lower(state, None).compile(compiler_options=options)
     jax.block_until_ready(step(state, None))
@@ -96,11 +100,19 @@ def main(argv=None) -> None:
     ap.add_argument("--algo", default="spg")
     ap.add_argument("--num-envs", type=int, default=8)
     ap.add_argument("--state-input", default=None, help="e.g. values (macro's quality runs)")
+    ap.add_argument("--config", default=None, help="a run's config file (data/<game>/<run>/config.yaml)")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--compiler-option", type=_option, action="append", default=[])
     a = ap.parse_args(argv)
-    extra = {"state_input": a.state_input} if a.state_input else {}
-    config = TrainConfig(game=a.game, algo=a.algo, num_envs=a.num_envs, **extra)
+    if a.config:
+        data = read_yaml(a.config, "--config")
+        data.pop("seeds", None)  # the pipeline's, not a training key
+        config = get_algorithm(a.algo).config_class.from_mapping(
+            data, game=a.game, algo=a.algo, source=a.config
+        )
+    else:
+        extra = {"state_input": a.state_input} if a.state_input else {}
+        config = TrainConfig(game=a.game, algo=a.algo, num_envs=a.num_envs, **extra)
     profile(config, dict(a.compiler_option) or None, a.top)
 
 
