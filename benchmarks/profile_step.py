@@ -100,7 +100,9 @@ def main(argv=None) -> None:
     ap.add_argument("--algo", default="spg")
     ap.add_argument("--num-envs", type=int, default=8)
     ap.add_argument("--state-input", default=None, help="e.g. values (macro's quality runs)")
-    ap.add_argument("--config", default=None, help="a run's config file (data/<game>/<run>/config.yaml)")
+    ap.add_argument(
+        "--config", default=None, help="a run's config file (data/<game>/<run>/config.yaml)"
+    )
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--compiler-option", type=_option, action="append", default=[])
     a = ap.parse_args(argv)
