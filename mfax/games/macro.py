@@ -31,6 +31,57 @@ def normalise_log(v: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     return (np.log((v + p) / (lo + p)) / math.log((hi + p) / (lo + p))).astype(np.float32)
 
 
+class LogBracket(NamedTuple):
+    """Where a value falls on a `log_grid`, found by arithmetic instead of a binary search.
+
+    ``floor(log((v + p) / (lo + p)) * scale)`` is the grid interval of ``v`` up to float
+    rounding (at most one interval off); ``table[i]`` holds the grid points ``i - 1 .. i + 2``
+    so one gather gives every point the correction and the interpolation need.  The
+    intervals found are exactly `jnp.searchsorted`'s (tests/test_macro_bracket.py).
+    """
+
+    offset: float  # p
+    base: float  # lo + p
+    scale: float  # (n - 1) / log((hi + p) / (lo + p))
+    table: np.ndarray  # [n - 1, 4] float32
+
+    @classmethod
+    def of(cls, grid: np.ndarray, bounds: tuple[float, float]) -> LogBracket | None:
+        """The bracket of ``grid = log_grid(bounds, len(grid))``; None when float32 rounding
+        could put the estimate more than one interval off (then search the grid)."""
+        lo, hi = bounds
+        n, p = len(grid), _pivot(lo)
+        if n < 2 or not np.all(np.diff(grid) > 0):
+            return None
+        bracket = cls(p, lo + p, (n - 1) / math.log((hi + p) / (lo + p)), grid[_neighbours(n)])
+        probes = np.concatenate([grid, np.nextafter(grid, -np.inf), np.nextafter(grid, np.inf)])
+        probes = np.clip(probes, grid[0], grid[-1]).astype(np.float32)
+        true = np.clip(np.searchsorted(grid, probes, side="right") - 1, 0, n - 2)
+        guess = bracket.estimate(np, probes)
+        return bracket if np.max(np.abs(guess - true)) <= 1 else None
+
+    def estimate(self, xp, v):
+        """The interval ``i`` of ``v`` before correction (numpy or jax.numpy ``xp``)."""
+        x = xp.log((v + self.offset) * np.float32(1.0 / self.base)) * np.float32(self.scale)
+        return xp.clip(xp.floor(x).astype(np.int32), 0, len(self.table) - 1)
+
+    def rows(self, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``v`` (within the grid) -> the interval's lower index and the weight of its upper
+        point, exactly as from ``searchsorted(grid, v, side="right") - 1``."""
+        i = self.estimate(jnp, v)
+        t = jnp.asarray(self.table)[i]  # [..., 4]: grid[i - 1], grid[i], grid[i + 1], grid[i + 2]
+        lo = jnp.clip(i - (v < t[..., 1]) + (v >= t[..., 2]), 0, len(self.table) - 1)
+        step = lo - i  # -1, 0 or 1
+        g_lo = jnp.where(step < 0, t[..., 0], jnp.where(step > 0, t[..., 2], t[..., 1]))
+        g_hi = jnp.where(step < 0, t[..., 1], jnp.where(step > 0, t[..., 3], t[..., 2]))
+        return lo, jnp.clip((v - g_lo) / (g_hi - g_lo), 0.0, 1.0)
+
+
+def _neighbours(n: int) -> np.ndarray:
+    """``[n - 1, 4]`` indices ``i - 1 .. i + 2`` of every interval ``i``, clipped to the grid."""
+    return np.clip(np.arange(n - 1)[:, None] + np.arange(-1, 3)[None, :], 0, n - 1)
+
+
 class MacroAggregate(NamedTuple):
     t: jax.Array  # int32
     z: jax.Array  # float32 log productivity shock
@@ -47,6 +98,7 @@ class Macro(Game):
         self.obs_dim = 2
         self.wealth_grid = log_grid(params.wealth_bounds, params.num_wealth)
         self.income_grid = log_grid(params.income_bounds, params.num_income)
+        self.wealth_bracket = LogBracket.of(self.wealth_grid, params.wealth_bounds)
 
     def _state_values(self) -> tuple[np.ndarray, np.ndarray]:
         """Wealth and income of each flat state (index = wealth_index * num_income + income_index)."""
@@ -94,11 +146,12 @@ class Macro(Game):
         grid = jnp.asarray(self.wealth_grid)
         a = jnp.asarray(self.action_values())
         saved = jnp.clip(self.cash_on_hand(agg, mu)[:, None] * (1 - a)[None, :], grid[0], grid[-1])
-        # the same indices as the default method="scan" (a binary search of
-        # log2(num_wealth) steps), unrolled: ~3x faster on CPU at the published size
-        below = jnp.searchsorted(grid, saved, side="right", method="scan_unrolled")
-        lo = jnp.clip(below - 1, 0, p.num_wealth - 2)
-        w_hi = jnp.clip((saved - grid[lo]) / (grid[lo + 1] - grid[lo]), 0.0, 1.0)
+        if self.wealth_bracket is not None:  # one gather instead of a search: 2.9x faster
+            lo, w_hi = self.wealth_bracket.rows(saved)
+        else:
+            below = jnp.searchsorted(grid, saved, side="right", method="scan_unrolled")
+            lo = jnp.clip(below - 1, 0, p.num_wealth - 2)
+            w_hi = jnp.clip((saved - grid[lo]) / (grid[lo + 1] - grid[lo]), 0.0, 1.0)
         return jnp.stack([lo, lo + 1], -1), jnp.stack([1 - w_hi, w_hi], -1)
 
     def _income_shocks(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
