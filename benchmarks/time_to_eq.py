@@ -45,14 +45,15 @@ ENVS = {"linear_quadratic": 8, "beach_bar_1d": 128, "macro": 8}
 CALIBRATE = {"linear_quadratic": 40, "beach_bar_1d": 4, "macro": 2}
 
 
-def _config(game, algo, lr, iterations, eval_every, ent_coef=None):
+def _config(game, algo, lr, iterations, eval_every, ent_coef=None, num_envs=None):
+    # the training batch may change (--num-envs); the evaluation stays the published one's
     return TrainConfig(
         game=game,
         algo=algo,
         lr=lr,
         num_iterations=iterations,
         eval_every=eval_every,
-        num_envs=ENVS[game],
+        num_envs=num_envs or ENVS[game],
         eval_num_envs=ENVS[game],
         state_input="values" if game == "macro" else "index",
         **ent_kwargs(ent_coef),
@@ -66,9 +67,11 @@ def _plan(budget, compile_s, per_iter, calibrated):
     return n - n % every, every
 
 
-def _mfax_run(game, algo, lr, seed, iterations, eval_every, stop_after=None, ent_coef=None):
+def _mfax_run(
+    game, algo, lr, seed, iterations, eval_every, stop_after=None, ent_coef=None, num_envs=None
+):
     """``(curve [(seconds, exploitability)], compile seconds, seconds per iteration)``."""
-    cfg = _config(game, algo, lr, iterations, eval_every, ent_coef)
+    cfg = _config(game, algo, lr, iterations, eval_every, ent_coef, num_envs)
     trainer = make_train(cfg)
     t0 = time.perf_counter()
     init = jax.jit(trainer.init, compiler_options=cfg.compiler_options())
@@ -98,12 +101,13 @@ def _mfax_run(game, algo, lr, seed, iterations, eval_every, stop_after=None, ent
     return curve, compile_s, run.train_seconds / max(iters, 1), iters
 
 
-def mfax_side(game, algo, lr, seed, budget, ent_coef=None):
+def mfax_side(game, algo, lr, seed, budget, ent_coef=None, num_envs=None):
     n_cal = CALIBRATE[game]
-    _, compile_s, per_iter, _ = _mfax_run(game, algo, lr, seed, n_cal, n_cal, ent_coef=ent_coef)
+    batch = dict(ent_coef=ent_coef, num_envs=num_envs)
+    _, compile_s, per_iter, _ = _mfax_run(game, algo, lr, seed, n_cal, n_cal, **batch)
     n, every = _plan(budget, compile_s, per_iter, n_cal)
     curve, _, per_iter, iters = _mfax_run(
-        game, algo, lr, seed, n, every, stop_after=budget, ent_coef=ent_coef
+        game, algo, lr, seed, n, every, stop_after=budget, **batch
     )
     return dict(curve=curve, iterations=iters, seconds_per_iteration=per_iter)
 
@@ -139,7 +143,16 @@ def _cell(values):
 
 
 def time_to_equilibrium(
-    games, algos, seeds, budgets, published, out, lr=1e-3, ent_coef=None, sides=None
+    games,
+    algos,
+    seeds,
+    budgets,
+    published,
+    out,
+    lr=1e-3,
+    ent_coef=None,
+    sides=None,
+    num_envs=None,
 ):
     from _common import print_table
 
@@ -148,6 +161,7 @@ def time_to_equilibrium(
         f"## Exploitability after {', '.join(f'{b:g}' for b in budgets)} s of training "
         f"(compile + training calls, evaluations excluded), each run planned for {budget:g} s "
         f"at its own speed; median [min, max] over seeds {list(seeds)}; lr {lr:g}"
+        + (f"; mfax trains on {num_envs} environments per iteration" if num_envs else "")
     )
     rows = []
     for game in games:
@@ -157,7 +171,7 @@ def time_to_equilibrium(
                 results = []
                 for seed in seeds:
                     if label == SIDES["mfax"]:
-                        r = mfax_side(game, algo, lr, seed, budget, ent_coef)
+                        r = mfax_side(game, algo, lr, seed, budget, ent_coef, num_envs)
                     else:
                         r = published_side(published, game, algo, lr, seed, budget)
                     results.append(r)
@@ -175,6 +189,7 @@ def time_to_equilibrium(
                 )
                 out.setdefault("time", []).append(
                     dict(game=game, algo=algo, side=label, lr=lr, seeds=list(seeds), runs=results)
+                    | ({"num_envs": num_envs} if num_envs and label == SIDES["mfax"] else {})
                 )
     print_table(["game", "algo", "code"] + [f"{b:g} s" for b in budgets] + ["s / iteration"], rows)
 
@@ -189,6 +204,13 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budgets", default="30,100,300", help="seconds")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="mfax's environments per iteration (default: the published batch, ENVS); "
+        "the exploitability is still measured on the published batch's size",
+    )
     add_ent_coef(ap)
     ap.add_argument("--published-python", default=None)
     ap.add_argument("--published-repo", default=None)
@@ -225,6 +247,7 @@ def main(argv=None):
         a.lr,
         a.ent_coef,
         sides,
+        a.num_envs,
     )
     if a.json:
         with open(a.json, "w") as f:

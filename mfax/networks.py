@@ -54,6 +54,58 @@ from mfax.policies import MeanFieldPolicy
 ACTIVATION_FUNCTIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.silu}
 
 
+# The factored first layer adds an environment-free state term [S, H] to each
+# environment's observation term; under `vmap` over environments that is a broadcast,
+# whose gradient sums over the environments.  XLA:CPU runs that sum over a short
+# leading axis (macro: [8, 1000, 128] -> [1000, 128], every step of the horizon) on a
+# slow reduction path: a fifth of a macro iteration.  `_add_rows` broadcasts through
+# `_spread` instead, whose gradient adds halves elementwise when there are few
+# environments (macro SPG / RSPG 0.78-0.80x per iteration; docs/PERFORMANCE.md).
+_HALVING_MAX = 16  # above it XLA's reduction is as fast (beach bar, 128 environments)
+
+
+def _halving_sum(g: jax.Array) -> jax.Array:
+    """``g.sum(0)`` as elementwise adds of halves (the leading axis halved each time)."""
+    while g.shape[0] > 1:
+        half = g.shape[0] // 2
+        head = g[:half] + g[half : 2 * half]
+        g = jnp.concatenate([head, g[2 * half :]]) if g.shape[0] % 2 else head
+    return g[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _spread(x: jax.Array, n: int) -> jax.Array:
+    """``x`` repeated ``n`` times along a new leading axis."""
+    return jnp.broadcast_to(x, (n,) + x.shape)
+
+
+def _spread_fwd(x, n):
+    return _spread(x, n), None
+
+
+def _spread_bwd(n, _, g):
+    return (_halving_sum(g) if n <= _HALVING_MAX else g.sum(0),)
+
+
+_spread.defvjp(_spread_fwd, _spread_bwd)
+
+
+@jax.custom_batching.custom_vmap
+def _add_rows(table: jax.Array, row: jax.Array) -> jax.Array:
+    """``table[S, H] + row[H]`` for every row of the table."""
+    return table + row[None, :]
+
+
+@_add_rows.def_vmap
+def _add_rows_vmap(axis_size, in_batched, table, row):
+    table_batched, row_batched = in_batched
+    if not table_batched:
+        table = _spread(table, axis_size)
+    if not row_batched:
+        row = jnp.broadcast_to(row, (axis_size,) + row.shape)
+    return table + row[:, None, :], True
+
+
 class FirstLayer(nn.Module):
     """Dense layer on ``concat(state_part[S, Ds], obs_part[Do])``, factored or naive.
 
@@ -81,7 +133,7 @@ class FirstLayer(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (ds + do, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         if self.factored:
-            return self.state_term(state_part) + self.obs_term(obs_part)[None, :]
+            return _add_rows(self.state_term(state_part), self.obs_term(obs_part))
         tiled = jnp.broadcast_to(obs_part[None, :], (state_part.shape[0], do))
         return jnp.concatenate([state_part, tiled], axis=-1) @ kernel + bias
 

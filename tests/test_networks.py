@@ -13,6 +13,7 @@ from mfax.networks import (
     FirstLayer,
     NetworkApply,
     NetworkConfig,
+    _halving_sum,
     build_module,
     init_params,
     initial_carry_fn,
@@ -42,6 +43,37 @@ def test_first_layer_factored_equals_naive():
     ) + np.asarray(params["params"]["bias"])
     np.testing.assert_allclose(fact, naive, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fact, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9])
+def test_halving_sum_is_the_sum(n):
+    g = jnp.arange(n * 6, dtype=jnp.float32).reshape(n, 2, 3) ** 2  # integers: exact
+    np.testing.assert_array_equal(_halving_sum(g), g.sum(0))
+
+
+@pytest.mark.parametrize("envs", [1, 3, 8, 20])  # 20: above _HALVING_MAX, XLA's own sum
+def test_first_layer_gradient_over_environments(envs):
+    """The vmapped factored layer (its gradient summed by `_spread`) against the same
+    layer with the broadcast written out, values and gradients, also under a second vmap
+    (seeds)."""
+    state = jax.random.normal(jax.random.key(0), (50, 12))
+    obs = jax.random.normal(jax.random.key(1), (2, envs, 3))  # [seeds, envs, d]
+    layer = FirstLayer(32, True)
+    params = layer.init(jax.random.key(2), state, obs[0, 0])
+    weights = jax.random.normal(jax.random.key(3), (envs, 50, 32))
+
+    def loss(p, o, plain):
+        if plain:
+            k = p["params"]["kernel"]
+            out = (state @ k[:12])[None] + (o @ k[12:] + p["params"]["bias"])[:, None, :]
+        else:
+            out = jax.vmap(lambda x: layer.apply(p, state, x))(o)
+        return jnp.sum(jnp.tanh(out) * weights)
+
+    grads = jax.jit(jax.vmap(jax.value_and_grad(loss), (None, 0, None)), static_argnums=2)
+    got, ref = grads(params, obs, False), grads(params, obs, True)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
