@@ -10,7 +10,6 @@ Importing this module imports no JAX (commands import what they run).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -133,7 +132,6 @@ def main() -> None:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe (`mfax ... | head`)
             pass
-    logging.shutdown()
     os._exit(code or 0)
 
 
