@@ -21,6 +21,9 @@ published code planned for 300 s and mfax planned for 100 s (``--budgets 30,100`
 
     python benchmarks/time_to_eq.py --sides published --budgets 30,100,300 ... &
     python benchmarks/time_to_eq.py --sides mfax --budgets 30,100 --lr 1e-2
+
+``--num-envs`` changes mfax's training batch (environments per iteration); the
+exploitability is still measured on the published batch's size, so the rows compare.
 """
 
 from __future__ import annotations
@@ -103,11 +106,11 @@ def _mfax_run(
 
 def mfax_side(game, algo, lr, seed, budget, ent_coef=None, num_envs=None):
     n_cal = CALIBRATE[game]
-    batch = dict(ent_coef=ent_coef, num_envs=num_envs)
-    _, compile_s, per_iter, _ = _mfax_run(game, algo, lr, seed, n_cal, n_cal, **batch)
+    settings = dict(ent_coef=ent_coef, num_envs=num_envs)
+    _, compile_s, per_iter, _ = _mfax_run(game, algo, lr, seed, n_cal, n_cal, **settings)
     n, every = _plan(budget, compile_s, per_iter, n_cal)
     curve, _, per_iter, iters = _mfax_run(
-        game, algo, lr, seed, n, every, stop_after=budget, **batch
+        game, algo, lr, seed, n, every, stop_after=budget, **settings
     )
     return dict(curve=curve, iterations=iters, seconds_per_iteration=per_iter)
 
