@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import sys
+from pathlib import Path
 
 # XLA's multi-threaded Eigen pool on CPU can wedge for good on vmapped programs (all its
 # threads idle, the caller waiting for a result; seen once in this suite, in the vmapped
@@ -30,6 +33,13 @@ import mfax
 from mfax.games.beach_bar import BarAggregate
 from mfax.games.linear_quadratic import LQAggregate
 from mfax.games.macro import MacroAggregate
+
+
+def mfax_command() -> list[str]:
+    """The installed ``mfax`` script beside this interpreter (or ``python -m mfax.cli``)."""
+    exe = shutil.which("mfax", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "mfax.cli"]
+
 
 # --------------------------------------------------------------------------
 # aggregate-state constructors

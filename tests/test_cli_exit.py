@@ -4,27 +4,20 @@ exit status and everything it printed must come out exactly as with a normal exi
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import mfax_command
 from typer.testing import CliRunner
 
 import mfax.cli as cli
-
-
-def _mfax() -> list[str]:
-    exe = shutil.which("mfax", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "mfax.cli"]
 
 
 def test_output_redirected_to_a_file_is_complete(tmp_path):
     expected = CliRunner().invoke(cli.app, ["games"]).output
     out = tmp_path / "games.txt"
     with open(out, "w") as f:  # a file: block-buffered, so only the flush writes it
-        proc = subprocess.run(_mfax() + ["games"], stdout=f, stderr=subprocess.PIPE)
+        proc = subprocess.run(mfax_command() + ["games"], stdout=f, stderr=subprocess.PIPE)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == expected
     assert expected.count("\n") > 10
@@ -32,7 +25,7 @@ def test_output_redirected_to_a_file_is_complete(tmp_path):
 
 def test_a_usage_error_keeps_its_exit_status_and_message():
     proc = subprocess.run(
-        _mfax() + ["solve", "--game", "no_such_game"], capture_output=True, text=True
+        mfax_command() + ["solve", "--game", "no_such_game"], capture_output=True, text=True
     )
     assert proc.returncode == 2
     assert "no_such_game" in proc.stderr

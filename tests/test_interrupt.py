@@ -5,27 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from conftest import mfax_command
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
-def _mfax() -> list[str]:
-    exe = shutil.which("mfax", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "mfax"]
-
-
 def test_sigint_stops_mfax_train_quickly_and_saves(tmp_path):
     out = tmp_path / "agent"
-    cmd = _mfax() + [
+    cmd = mfax_command() + [
         "train",
         "--game",
         "linear_quadratic",
