@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import mfax.threefry  # noqa: F401  (before any program is traced: random bits unrolled on CPU)
 from mfax.games.params import GameParams
 
 
