@@ -190,6 +190,7 @@ def test_save_rejects_wrong_params(tmp_path, lq):
     assert not (tmp_path / "x" / DESCRIPTION_FILE).exists()
 
 
+@pytest.mark.slow  # ~30 s; CI runs it (test_rl.py::test_cli_train_and_evaluate stays by default)
 def test_cli_train_then_evaluate(tmp_path):
     runner = CliRunner()
     config = tmp_path / "rspg.yaml"

@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 from test_pipeline import BIN, READMES, copy_repo, git_dvc_init, job_counts, sh
 
+# a tiny pipeline run, pushed, cloned and pulled: ~50 s on the 2-core CI machine; CI runs it
+# with -m slow
+pytestmark = pytest.mark.slow
+
 GAME, ALGO, SEED = "linear_quadratic", "spg", 0
 EVAL = {"num_envs": 3, "seed": 7, "episodes": 2}
 

@@ -112,6 +112,7 @@ def test_sampled_converges_to_exact_lq_without_common_noise():
     _convergence(mfax.make_game("linear_quadratic", common_noise=False), "lq, no common noise")
 
 
+@pytest.mark.slow  # ~25 s; CI runs it (without common noise stays by default)
 def test_sampled_converges_to_exact_lq_with_common_noise():
     game = mfax.make_game("linear_quadratic")
     _convergence(game, "lq, common noise")

@@ -630,6 +630,7 @@ def test_profile_checksums_large_inputs_and_resumes_interrupted_runs(tiny_repo):
     assert snakemake_jobs(root) == {}
 
 
+@pytest.mark.slow  # ~25 s; CI runs it
 def test_corrupted_model_fails_the_pipeline_and_leaves_no_stale_report(tiny_repo):
     root = tiny_repo
     model = root / "models/linear_quadratic/spg"

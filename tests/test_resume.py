@@ -142,7 +142,7 @@ def test_finished_run_trains_further_with_a_larger_num_iterations(spg_full, tmp_
     assert more.trainer.config.num_iterations == 30
 
 
-@pytest.mark.parametrize("algo", ["ippo", "m_omd"])
+@pytest.mark.parametrize("algo", ["ippo", pytest.param("m_omd", marks=pytest.mark.slow)])
 def test_rl_interrupt_then_resume_is_bitwise(algo, tmp_path):
     cfg = rl_config(algo)
     full = rl_run_training(cfg, seed=1, progress=False)
@@ -233,6 +233,7 @@ def test_train_seeds_stops_on_the_same_interrupt():
         train_seeds(cfg, [0, 1], progress=False)  # a pipeline job fails, keeping nothing
 
 
+@pytest.mark.slow  # ~30 s; CI runs it (the single-seed and RL resumes stay in the default suite)
 def test_multiseed_checkpoint_resumes_bitwise(tmp_path):
     """A multi-seed run stopped (Ctrl-C, SIGTERM, preemption) and started again with the
     same checkpoint folder continues from its last evaluation: bitwise the run never

@@ -62,6 +62,10 @@ def _run(devices: int) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
+# two training processes of ~1 minute each on the 2-core CI machine; CI runs them with -m slow
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def runs():
     return _run(1), _run(2)
