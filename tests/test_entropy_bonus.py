@@ -88,6 +88,7 @@ def test_loss_is_the_entropy_regularised_return_with_the_first_batch_scale(algo,
     assert abs(scale - first_scale) > 1e-3 * first_scale or noise == "exact"
 
 
+@pytest.mark.slow  # ~25 s; CI runs it
 def test_without_the_bonus_the_loss_is_minus_j_and_with_it_the_step_differs():
     trainer = _trainer("rspg", ent_coef=0.0)
     with_bonus = _trainer("rspg", ent_coef=0.5)

@@ -46,6 +46,7 @@ def test_every_training_program_compiles_fast(compile_options):
     assert compile_options.count(FAST) >= 4, compile_options
 
 
+@pytest.mark.slow  # ~17 s; CI runs it (the tiny pipeline tests train with fast_compile by default)
 def test_fast_compile_learns_the_same(compile_options):
     cfg = {"num_iterations": 4, "eval_every": 2}
     base = run_training(spg_config(**cfg), seed=2, progress=False)

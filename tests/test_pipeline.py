@@ -601,6 +601,7 @@ def test_snakemake_reruns_on_content_not_mtimes(tiny_repo):
     assert snakemake_jobs(root) == {}
 
 
+@pytest.mark.slow  # ~17 s; CI runs it
 def test_profile_checksums_large_inputs_and_resumes_interrupted_runs(tiny_repo):
     """The workflow profile is in force for a plain `snakemake`: inputs over Snakemake's
     default max-checksum-file-size (1 MB) are compared by content, and a run that was

@@ -199,6 +199,7 @@ def test_huge_learning_rate_diverges_keeping_a_policy_with_finite_probabilities(
         resume_training(out)
 
 
+@pytest.mark.slow  # ~17 s; CI runs it (the SPG divergence check stays by default)
 def test_rl_huge_learning_rate_diverges_keeping_finite_probabilities(tmp_path):
     result = rl_run_training(rl_config("ippo", lr=1e12), seed=0, progress=False)
     assert result.status == "diverged"
@@ -219,6 +220,7 @@ def test_nonfinite_evaluation_goes_back_to_the_last_finite_one(monkeypatch):
     assert np.all(np.isfinite(np.asarray(traj.policy)))
 
 
+@pytest.mark.slow  # ~16 s; CI runs it (tests/test_interrupt.py stays by default)
 def test_train_seeds_stops_on_the_same_interrupt():
     """One mechanism: the vmapped multi-seed driver obeys the same guard."""
     from mfax.multiseed import train_seeds
