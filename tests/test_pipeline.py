@@ -752,3 +752,42 @@ def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overr
         assert m["exploitability_lower"] <= m["exploitability_upper"] + 1e-6
         assert m["exploitability_upper"] == pytest.approx(m["exploitability"], rel=1e-6)
         assert m["exploitability_lower_se"] >= 0 and m["exploitability_upper_se"] >= 0
+
+
+def test_evaluate_stage_refuses_a_non_finite_policy_with_continuous_noise(tmp_path):
+    """Macro's hindsight numbers come from the bracket's program: a policy whose
+    probabilities are NaN must still fail the stage (no metrics written), not pass with the
+    bracket merely marked "not computed"."""
+    from mfax.evaluation import NonFiniteResultError
+    from mfax.multiseed import save_seeds
+    from mfax.pipeline.evaluate import evaluate_run
+    from mfax.training import TrainConfig, TrainResult, make_train
+
+    cfg = TrainConfig.from_mapping(
+        {
+            "num_iterations": 1,
+            "eval_every": 1,
+            "hidden": [4],
+            "embed_dim": 2,
+            "game": {"num_wealth": 6, "num_income": 2, "num_actions": 3, "horizon": 3},
+        },
+        game="macro",
+        algo="spg",
+    )
+    trainer = make_train(cfg)
+    params = jax.tree_util.tree_map(lambda x: x * 1e30, trainer.init(jax.random.key(0)).params)
+    row = {"iteration": 0, "seconds": 0.0, "exploitability": 1.0}
+    save_seeds(
+        [TrainResult(trainer, 0, params, [row], np.zeros(0), 0.0, 0.0, 0.0)], tmp_path / "model"
+    )
+    with pytest.raises(NonFiniteResultError, match="action probabilities are not finite"):
+        evaluate_run(
+            tmp_path / "model",
+            num_envs=4,
+            seed=3,
+            episodes=1,
+            metrics_path=tmp_path / "m.json",
+            curve_path=tmp_path / "c.csv",
+            trajectory_path=tmp_path / "t.nc",
+        )
+    assert not (tmp_path / "m.json").exists()

@@ -75,32 +75,34 @@ ADAPTED_KEYS = (
 )
 
 
-def _adapted(evaluate_policy, agent, key, num_envs: int, fast: bool) -> dict[str, float | None]:
-    """The adapted exploitability of one agent: exact over the enumerated noise tree, or the
-    bracket of `mfax.noise_bracket` for continuous noise; None (with the reason) when the
-    tree is too large."""
+def _evaluate_agent(evaluate_policy, agent, key, num_envs: int, fast: bool):
+    """One agent's hindsight `EvalResult` and its adapted exploitability (a dict of
+    ``ADAPTED_KEYS``): exact over the enumerated noise tree, or the bracket of
+    `mfax.noise_bracket` for continuous noise; None (with the reason) when not computed.
+
+    The bracket's program evaluates the hindsight exploitability on the very paths of the
+    plain call (its upper bound), so with continuous noise its result is the hindsight
+    result too: one program compiled and run per agent instead of two."""
+
+    def call(**kwargs):
+        return evaluate_policy(
+            agent.game, agent, key, num_envs, gamma=agent.gamma, fast_compile=fast, **kwargs
+        )
+
     out: dict[str, float | None] = dict.fromkeys(ADAPTED_KEYS)
+    result = None
     try:
-        finite = agent.game.noise.finite
-        if finite or num_envs >= 2:  # a bracket's standard error needs two paths
-            r = evaluate_policy(
-                agent.game,
-                agent,
-                key,
-                num_envs,
-                gamma=agent.gamma,
-                noise="exact" if finite else "sampled",
-                best_response="adapted",
-                fast_compile=fast,
-            )
-            if finite:
-                out["exploitability_exact_adapted"] = float(np.asarray(r.exploitability))
-            else:
-                for k in ADAPTED_KEYS[1:]:
-                    out[k] = float(np.asarray(getattr(r, k)))
+        if agent.game.noise.finite:
+            exact = call(noise="exact", best_response="adapted")
+            out["exploitability_exact_adapted"] = float(np.asarray(exact.exploitability))
+        elif num_envs >= 2:  # a bracket's standard error needs two paths
+            result = call(best_response="adapted")
+            for k in ADAPTED_KEYS[1:]:
+                out[k] = float(np.asarray(getattr(result, k)))
     except ValueError as err:  # e.g. more common-noise paths than max_paths
         out["adapted_not_computed"] = str(err)
-    return out
+    # a policy that cannot be evaluated at all fails here, whatever the bracket said
+    return (call() if result is None else result), out
 
 
 def evaluate_run(
@@ -148,14 +150,12 @@ def evaluate_run(
     key = jax.random.key(int(seed))
     # compiled as the agents were trained (fast_compile: the tiny preset)
     fast = any((a.description.get("training") or {}).get("fast_compile") for _, a in agents)
-    results = [
-        evaluate_policy(a.game, a, key, num_envs, gamma=a.gamma, fast_compile=fast)
-        for _, a in agents
-    ]
+    results, adapted = zip(
+        *(_evaluate_agent(evaluate_policy, a, key, num_envs, fast) for _, a in agents)
+    )
     uniform = evaluate_policy(
         game, uniform_policy(game), key, num_envs, gamma=gamma, fast_compile=fast
     )
-    adapted = [_adapted(evaluate_policy, a, key, num_envs, fast) for _, a in agents]
 
     f = lambda x: float(np.asarray(x))  # noqa: E731
     expl = [f(r.exploitability) for r in results]
