@@ -686,16 +686,9 @@ def test_dvc_repro_and_metrics_diff(tiny_repo):
     sh(root, dvc, "plots", "show", "-q")  # the training curves render
 
 
-@pytest.mark.parametrize(
-    "game, overrides",
-    [
-        ("beach_bar_1d", {"num_states": 7, "horizon": 4}),  # finite noise: bar x closure coin
-        ("macro", {"num_wealth": 6, "num_income": 2, "num_actions": 3, "horizon": 3}),
-    ],
-)
-def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overrides):
-    """metrics.json keeps ``exploitability`` (hindsight, every game) and adds the adapted
-    one: exact where the noise is finite, the bracket where it is continuous."""
+def _evaluate_one_seed(tmp_path, game, overrides, scale=1.0):
+    """`evaluate_run` (4 episodes, seed 3) of an untrained one-seed SPG model of ``game``
+    whose parameters are multiplied by ``scale``; writes tmp_path/m.json, c.csv, t.nc."""
     from mfax.multiseed import save_seeds
     from mfax.pipeline.evaluate import evaluate_run
     from mfax.training import TrainConfig, TrainResult, make_train
@@ -713,7 +706,7 @@ def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overr
         algo="spg",
     )
     trainer = make_train(cfg)
-    state = trainer.init(jax.random.key(0))
+    params = jax.tree_util.tree_map(lambda x: x * scale, trainer.init(jax.random.key(0)).params)
     row = {
         "iteration": 0,
         "seconds": 0.0,
@@ -723,10 +716,9 @@ def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overr
         "exploitability_undiscounted": 1.0,
     }
     save_seeds(
-        [TrainResult(trainer, 0, state.params, [row], np.zeros(0), 0.0, 0.0, 0.0)],
-        tmp_path / "model",
+        [TrainResult(trainer, 0, params, [row], np.zeros(0), 0.0, 0.0, 0.0)], tmp_path / "model"
     )
-    m = evaluate_run(
+    return evaluate_run(
         tmp_path / "model",
         num_envs=4,
         seed=3,
@@ -735,6 +727,22 @@ def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overr
         curve_path=tmp_path / "c.csv",
         trajectory_path=tmp_path / "t.nc",
     )
+
+
+SMALL_MACRO = {"num_wealth": 6, "num_income": 2, "num_actions": 3, "horizon": 3}
+
+
+@pytest.mark.parametrize(
+    "game, overrides",
+    [
+        ("beach_bar_1d", {"num_states": 7, "horizon": 4}),  # finite noise: bar x closure coin
+        ("macro", SMALL_MACRO),
+    ],
+)
+def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overrides):
+    """metrics.json keeps ``exploitability`` (hindsight, every game) and adds the adapted
+    one: exact where the noise is finite, the bracket where it is continuous."""
+    m = _evaluate_one_seed(tmp_path, game, overrides)
     assert json.loads((tmp_path / "m.json").read_text()) == m
     agent = mfax.load_agent(tmp_path / "model" / "seed_0")
     key = jax.random.key(3)
@@ -759,35 +767,7 @@ def test_evaluate_stage_refuses_a_non_finite_policy_with_continuous_noise(tmp_pa
     probabilities are NaN must still fail the stage (no metrics written), not pass with the
     bracket merely marked "not computed"."""
     from mfax.evaluation import NonFiniteResultError
-    from mfax.multiseed import save_seeds
-    from mfax.pipeline.evaluate import evaluate_run
-    from mfax.training import TrainConfig, TrainResult, make_train
 
-    cfg = TrainConfig.from_mapping(
-        {
-            "num_iterations": 1,
-            "eval_every": 1,
-            "hidden": [4],
-            "embed_dim": 2,
-            "game": {"num_wealth": 6, "num_income": 2, "num_actions": 3, "horizon": 3},
-        },
-        game="macro",
-        algo="spg",
-    )
-    trainer = make_train(cfg)
-    params = jax.tree_util.tree_map(lambda x: x * 1e30, trainer.init(jax.random.key(0)).params)
-    row = {"iteration": 0, "seconds": 0.0, "exploitability": 1.0}
-    save_seeds(
-        [TrainResult(trainer, 0, params, [row], np.zeros(0), 0.0, 0.0, 0.0)], tmp_path / "model"
-    )
     with pytest.raises(NonFiniteResultError, match="action probabilities are not finite"):
-        evaluate_run(
-            tmp_path / "model",
-            num_envs=4,
-            seed=3,
-            episodes=1,
-            metrics_path=tmp_path / "m.json",
-            curve_path=tmp_path / "c.csv",
-            trajectory_path=tmp_path / "t.nc",
-        )
+        _evaluate_one_seed(tmp_path, "macro", SMALL_MACRO, scale=1e30)
     assert not (tmp_path / "m.json").exists()
