@@ -87,7 +87,10 @@ def table_policy():
     return MeanFieldPolicy(_table_apply)
 
 
-@pytest.mark.parametrize("idio_noise", [True, False])
+@pytest.mark.parametrize(
+    "idio_noise",
+    [pytest.param(True, marks=pytest.mark.slow), False],  # True: ~14 s; CI runs it
+)
 def test_training_loss_gradient_and_exploitability_equal_dense(idio_noise):
     factored, dense = games(idio_noise, horizon=6)
     table = mfax.policies.random_policy(factored, jax.random.PRNGKey(3))

@@ -762,6 +762,7 @@ def test_evaluate_stage_reports_the_adapted_exploitability(tmp_path, game, overr
         assert m["exploitability_lower_se"] >= 0 and m["exploitability_upper_se"] >= 0
 
 
+@pytest.mark.slow  # ~15 s; CI runs it
 def test_evaluate_stage_refuses_a_non_finite_policy_with_continuous_noise(tmp_path):
     """Macro's hindsight numbers come from the bracket's program: a policy whose
     probabilities are NaN must still fail the stage (no metrics written), not pass with the

@@ -53,7 +53,7 @@ def _assert_same(forward, recursion, params):
         ("linear_quadratic", "spg"),
         pytest.param("beach_bar_1d", "rspg", marks=pytest.mark.slow),  # ~16 s; CI runs it
         ("macro", "spg"),
-        ("macro", "rspg"),
+        pytest.param("macro", "rspg", marks=pytest.mark.slow),  # ~16 s; CI runs it
     ],
 )
 def test_forward_return_is_the_policy_value_recursion_sampled_noise(game_name, algo):
