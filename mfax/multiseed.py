@@ -135,7 +135,7 @@ def train_seeds(
     # small job's time)
     options = config.compiler_options()  # fast_compile: XLA without LLVM optimisation
     state = (
-        jax.jit(jax.vmap(trainer.init), compiler_options=options)(keys)
+        jax.jit(jax.vmap(trainer.init), compiler_options=config.init_compiler_options())(keys)
         if resume is None
         else resume.state
     )

@@ -1,18 +1,23 @@
 """`fast_compile`: every program a trainer compiles gets XLA's backend optimisation (and
 on CPU its MLIR fusion emitters) off, and the numbers stay those of the optimised build
-(float rounding apart)."""
+(float rounding apart). Without it a trainer's one-off `init` alone gets XLA's older
+CPU emitters (`mfax.xla.INIT_OPTIONS`), which must give the very same bits."""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_resume import rl_config, spg_config
 
 import mfax
+from mfax.algorithms import get_algorithm
 from mfax.multiseed import train_seeds
 from mfax.training import TrainConfig, run_training
+from mfax.xla import INIT_OPTIONS
 
+MACRO = {"num_wealth": 6, "num_income": 3, "num_actions": 4, "horizon": 4}
 FAST = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
@@ -46,6 +51,43 @@ def test_every_training_program_compiles_fast(compile_options):
     assert compile_options.count(FAST) >= 4, compile_options
 
 
+def test_only_init_gets_its_options_by_default(compile_options):
+    train_seeds(spg_config(num_iterations=2, eval_every=2), [0, 1], progress=False)
+    assert compile_options.count(INIT_OPTIONS) == 1, compile_options
+    assert FAST not in compile_options
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # the GRU's orthogonal initialiser, a macro game; the RL learners' critic and buffer
+        lambda: TrainConfig(
+            algo="rspg", game="macro", game_params=MACRO, hidden=(16,), embed_dim=8, gru_hidden=8
+        ),
+        lambda: rl_config("ippo"),
+        lambda: rl_config("m_omd"),
+    ],
+    ids=["rspg-macro", "ippo", "m_omd"],
+)
+def test_init_options_give_the_same_bits(config):
+    cfg = config()
+    trainer = get_algorithm(cfg.algo).make_train(cfg)
+    keys = jax.vmap(jax.random.key)(jnp.arange(3, dtype=jnp.uint32))
+    base = jax.jit(jax.vmap(trainer.init))(keys)
+    init = jax.jit(jax.vmap(trainer.init), compiler_options=INIT_OPTIONS)(keys)
+
+    def bits(tree):
+        return [
+            np.asarray(
+                jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+            )
+            for x in jax.tree_util.tree_leaves(tree)
+        ]
+
+    for a, b in zip(bits(base), bits(init), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.slow  # ~17 s; CI runs it (the tiny pipeline tests train with fast_compile by default)
 def test_fast_compile_learns_the_same(compile_options):
     cfg = {"num_iterations": 4, "eval_every": 2}
@@ -76,7 +118,7 @@ def test_evaluation_compiles_fast_with_the_same_numbers(game, modes, compile_opt
 
     small = {
         "beach_bar_1d": {"num_states": 11, "horizon": 6},
-        "macro": {"num_wealth": 6, "num_income": 3, "num_actions": 4, "horizon": 4},
+        "macro": MACRO,
     }[game]
     g = make_game(game, **small)
     key = jax.random.key(3)
