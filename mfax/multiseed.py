@@ -135,7 +135,9 @@ def train_seeds(
     # small job's time)
     options = config.compiler_options()  # fast_compile: XLA without LLVM optimisation
     state = (
-        jax.jit(jax.vmap(trainer.init), compiler_options=config.init_compiler_options())(keys)
+        jax.jit(
+            jax.vmap(trainer.init), compiler_options=config.compiler_options(old_emitters=True)
+        )(keys)
         if resume is None
         else resume.state
     )
@@ -154,7 +156,9 @@ def train_seeds(
             .compile(compiler_options=options)
         )
         evaluate = (
-            jax.jit(jax.vmap(trainer.evaluate)).lower(state).compile(compiler_options=options)
+            jax.jit(jax.vmap(trainer.evaluate))
+            .lower(state)
+            .compile(compiler_options=config.compiler_options(old_emitters=True))
         )
         compile_seconds = time.perf_counter() - t0
 

@@ -18,18 +18,21 @@ FAST_COMPILE_OPTIONS: dict[str, Any] = {
 }
 
 
-# What a trainer's `init` (initialisers, optimiser state, first rollout keys) is compiled
-# with when not `fast_compile`: it runs once, so its compile time is all it costs. On CPU
-# XLA's older emitters compile it in 30-60% less time and give the same bits
-# (tests/test_fast_compile.py); other backends ignore the option.
-INIT_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+# XLA's older CPU emitters (its direct LLVM emitters instead of the MLIR fusion
+# emitters), for the programs they suit (docs/PERFORMANCE.md, "XLA's older emitters"):
+# - a trainer's `init`, which runs once: 30-60% less compile, the same bits
+#   (tests/test_fast_compile.py);
+# - the evaluations (exploitability, best responses): about half the compile, and at
+#   the published sizes they run in 0.7-0.95x the time; values equal up to float
+#   rounding.
+# Not the training iteration, which they slow (quick beach-bar SPG 1.3x). Other
+# backends ignore the option.
+OLD_EMITTERS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 
 
-def compiler_options(fast: bool) -> dict[str, Any] | None:
-    """``jax.jit(compiler_options=...)`` for a program compiled with ``fast_compile``."""
-    return dict(FAST_COMPILE_OPTIONS) if fast else None
-
-
-def init_compiler_options(fast: bool) -> dict[str, Any]:
-    """``jax.jit(compiler_options=...)`` for a trainer's one-off `init` program."""
-    return dict(FAST_COMPILE_OPTIONS) if fast else dict(INIT_OPTIONS)
+def compiler_options(fast: bool, *, old_emitters: bool = False) -> dict[str, Any] | None:
+    """``jax.jit(compiler_options=...)``: `FAST_COMPILE_OPTIONS` for a program compiled
+    with ``fast_compile``, otherwise `OLD_EMITTERS` where asked for, else XLA's defaults."""
+    if fast:
+        return dict(FAST_COMPILE_OPTIONS)
+    return dict(OLD_EMITTERS) if old_emitters else None

@@ -1,7 +1,8 @@
 """`fast_compile`: every program a trainer compiles gets XLA's backend optimisation (and
 on CPU its MLIR fusion emitters) off, and the numbers stay those of the optimised build
-(float rounding apart). Without it a trainer's one-off `init` alone gets XLA's older
-CPU emitters (`mfax.xla.INIT_OPTIONS`), which must give the very same bits."""
+(float rounding apart). Without it a trainer's one-off `init` and its evaluations get
+XLA's older CPU emitters (`mfax.xla.OLD_EMITTERS`); for `init` they must give the very
+same bits."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import mfax
 from mfax.algorithms import get_algorithm
 from mfax.multiseed import train_seeds
 from mfax.training import TrainConfig, run_training
-from mfax.xla import INIT_OPTIONS
+from mfax.xla import OLD_EMITTERS
 
 MACRO = {"num_wealth": 6, "num_income": 3, "num_actions": 4, "horizon": 4}
 FAST = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
@@ -51,9 +52,13 @@ def test_every_training_program_compiles_fast(compile_options):
     assert compile_options.count(FAST) >= 4, compile_options
 
 
-def test_only_init_gets_its_options_by_default(compile_options):
+def test_init_and_evaluations_get_the_old_emitters_by_default(compile_options):
+    # init and evaluate with them; advance, the parameters' conversion, eager calls without
     train_seeds(spg_config(num_iterations=2, eval_every=2), [0, 1], progress=False)
-    assert compile_options.count(INIT_OPTIONS) == 1, compile_options
+    assert compile_options.count(OLD_EMITTERS) == 2, compile_options
+    compile_options.clear()
+    run_training(rl_config("ippo", num_iterations=2, eval_every=2), seed=5, progress=False)
+    assert compile_options.count(OLD_EMITTERS) == 2, compile_options
     assert FAST not in compile_options
 
 
@@ -74,7 +79,7 @@ def test_init_options_give_the_same_bits(config):
     trainer = get_algorithm(cfg.algo).make_train(cfg)
     keys = jax.vmap(jax.random.key)(jnp.arange(3, dtype=jnp.uint32))
     base = jax.jit(jax.vmap(trainer.init))(keys)
-    init = jax.jit(jax.vmap(trainer.init), compiler_options=INIT_OPTIONS)(keys)
+    init = jax.jit(jax.vmap(trainer.init), compiler_options=OLD_EMITTERS)(keys)
 
     def bits(tree):
         return [
@@ -141,3 +146,24 @@ def test_evaluation_fast_compile_must_be_a_bool():
     g = make_game("linear_quadratic", num_states=9, horizon=5)
     with pytest.raises(ValueError, match=r"fast_compile = 'yes' is not allowed"):
         mfax.evaluate_policy(g, uniform_policy(g), jax.random.key(0), 2, fast_compile="yes")
+
+
+def test_evaluations_take_the_old_emitters_with_the_same_numbers(monkeypatch, compile_options):
+    import mfax.evaluation
+    from mfax.games import make_game
+    from mfax.policies import uniform_policy
+
+    g = make_game("beach_bar_1d", num_states=11, horizon=6)
+    kw = {"noise": "exact", "best_response": "adapted"}
+    mfax.evaluation._jitted_paths.cache_clear()  # jitted by an earlier test
+    old = mfax.evaluate_policy(g, uniform_policy(g), jax.random.key(3), 4, **kw)
+    assert compile_options == [OLD_EMITTERS]
+    # the same program with XLA's defaults
+    monkeypatch.setattr(mfax.evaluation, "compiler_options", lambda fast, old_emitters: None)
+    mfax.evaluation._jitted_paths.cache_clear()
+    default = mfax.evaluate_policy(g, uniform_policy(g), jax.random.key(3), 4, **kw)
+    assert compile_options[-1] is None
+    assert float(old.exploitability) == pytest.approx(float(default.exploitability), rel=1e-6)
+    np.testing.assert_allclose(
+        old.per_state_exploitability, default.per_state_exploitability, rtol=1e-5, atol=1e-5
+    )

@@ -28,7 +28,7 @@ import numpy as np
 from mfax.algorithms import list_algorithms
 from mfax.games import canonical_name, make_game, make_params
 from mfax.network_config import HEADS, NetworkConfig, check_network_settings
-from mfax.xla import compiler_options, init_compiler_options
+from mfax.xla import compiler_options
 
 if TYPE_CHECKING:
     from mfax.games.base import Game
@@ -263,13 +263,10 @@ class BaseTrainConfig(MappingConfig):
     def resolved_gamma(self, game: Game) -> float:
         return float(game.default_discount if self.gamma is None else self.gamma)
 
-    def compiler_options(self) -> dict[str, Any] | None:
-        """XLA options for every program the trainer compiles (`jax.jit(compiler_options=)`)."""
-        return compiler_options(self.fast_compile)
-
-    def init_compiler_options(self) -> dict[str, Any]:
-        """XLA options for the trainer's `init`, which runs once (`mfax.xla.INIT_OPTIONS`)."""
-        return init_compiler_options(self.fast_compile)
+    def compiler_options(self, *, old_emitters: bool = False) -> dict[str, Any] | None:
+        """XLA options for a program the trainer compiles (`jax.jit(compiler_options=)`);
+        ``old_emitters`` for its `init` and `evaluate` (`mfax.xla.OLD_EMITTERS`)."""
+        return compiler_options(self.fast_compile, old_emitters=old_emitters)
 
     def _beta_allowed(self) -> bool:
         """Whether ``head: auto`` may pick a beta head (games with actions in (0, 1))."""

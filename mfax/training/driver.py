@@ -118,11 +118,10 @@ def policy_probs_finite(policy: Any, params: Any, obs: jax.Array) -> jax.Array:
 def _compiled_for(trainer: Any, shapes: Any, names: tuple[str, ...]):
     state = jax.tree_util.tree_unflatten(shapes[0], shapes[1])
     n = jax.ShapeDtypeStruct((), jnp.int32)
-    options = trainer.config.compiler_options()
     return tuple(
         jax.jit(getattr(trainer, name))
         .lower(*((state, n) if name == "advance" else (state,)))
-        .compile(compiler_options=options)
+        .compile(compiler_options=trainer.config.compiler_options(old_emitters=name == "evaluate"))
         for name in names
     )
 
