@@ -236,13 +236,17 @@ def test_reproducible_and_exact_ignores_key_and_num_envs():
     )
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         assert np.array_equal(np.asarray(x), np.asarray(y))
-    # the default keeps its meaning: the legacy jitted evaluation, bit for bit
+    # the default keeps its meaning: the legacy jitted evaluation (compiled with the
+    # evaluations' XLA options), bit for bit
     from mfax.evaluation import evaluate_fn
     from mfax.policies import as_policy
+    from mfax.xla import OLD_EMITTERS
 
     default = mfax.evaluate_policy(game, pol, jax.random.PRNGKey(3), 4)
     p = as_policy(pol, game)
-    legacy = jax.jit(evaluate_fn(game, p, 4, 0.99))(p.params, jax.random.PRNGKey(3))
+    legacy = jax.jit(evaluate_fn(game, p, 4, 0.99), compiler_options=OLD_EMITTERS)(
+        p.params, jax.random.PRNGKey(3)
+    )
     assert (default.noise, default.best_response) == ("sampled", "hindsight")
     for x, y in zip(
         jax.tree_util.tree_leaves(default[:12]), jax.tree_util.tree_leaves(legacy[:12])
