@@ -77,7 +77,7 @@ def _mfax_run(
     cfg = _config(game, algo, lr, iterations, eval_every, ent_coef, num_envs)
     trainer = make_train(cfg)
     t0 = time.perf_counter()
-    init = jax.jit(trainer.init, compiler_options=cfg.compiler_options("init"))
+    init = jax.jit(trainer.init, compiler_options=cfg.compiler_options())
     state = init(jax.random.key(seed))
     advance, evaluate = compiled(trainer, state)
     compile_s = time.perf_counter() - t0

@@ -192,7 +192,7 @@ def evaluate_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, gamma: float
 def _jitted_evaluate(game, apply, initial_carry, num_envs, gamma, fast_compile):
     return jax.jit(
         evaluate_fn(game, MeanFieldPolicy(apply, None, initial_carry), num_envs, gamma),
-        compiler_options=compiler_options(fast_compile, "evaluate"),
+        compiler_options=compiler_options(fast_compile, old_emitters=True),
     )
 
 
@@ -206,7 +206,7 @@ def _jitted_paths(game, apply, initial_carry, num_paths, gamma, adapted, fast_co
             game, run(params, values), gamma, weight=weight, node=node if adapted else None
         )
 
-    return jax.jit(evaluate, compiler_options=compiler_options(fast_compile, "evaluate"))
+    return jax.jit(evaluate, compiler_options=compiler_options(fast_compile, old_emitters=True))
 
 
 class NonFiniteResultError(ValueError):

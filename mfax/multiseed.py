@@ -133,8 +133,11 @@ def train_seeds(
     )
     # one compiled program (run eagerly, the initialisers compile op by op: most of a
     # small job's time)
+    options = config.compiler_options()  # fast_compile: XLA without LLVM optimisation
     state = (
-        jax.jit(jax.vmap(trainer.init), compiler_options=config.compiler_options("init"))(keys)
+        jax.jit(
+            jax.vmap(trainer.init), compiler_options=config.compiler_options(old_emitters=True)
+        )(keys)
         if resume is None
         else resume.state
     )
@@ -150,12 +153,12 @@ def train_seeds(
         advance = (
             jax.jit(jax.vmap(trainer.advance, (0, None)))
             .lower(state, jax.ShapeDtypeStruct((), jnp.int32))
-            .compile(compiler_options=config.compiler_options("advance"))
+            .compile(compiler_options=options)
         )
         evaluate = (
             jax.jit(jax.vmap(trainer.evaluate))
             .lower(state)
-            .compile(compiler_options=config.compiler_options("evaluate"))
+            .compile(compiler_options=config.compiler_options(old_emitters=True))
         )
         compile_seconds = time.perf_counter() - t0
 
@@ -203,9 +206,7 @@ def train_seeds(
             for i, seed in enumerate(seeds)
         ]
     all_params = jax.device_get(
-        jax.jit(jax.vmap(trainer.mf_params), compiler_options=config.compiler_options("mf_params"))(
-            run.eval_state
-        )
+        jax.jit(jax.vmap(trainer.mf_params), compiler_options=options)(run.eval_state)
     )
     results = []
     for i, seed in enumerate(seeds):

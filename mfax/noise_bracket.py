@@ -177,7 +177,7 @@ def _jitted_bracket(game, apply, initial_carry, num_envs, fit_paths, gamma, fast
             reward_reads_next_noise(game, fit_traj),
         )
 
-    return jax.jit(evaluate, compiler_options=compiler_options(fast_compile, "evaluate"))
+    return jax.jit(evaluate, compiler_options=compiler_options(fast_compile, old_emitters=True))
 
 
 def _mean_se(x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -25,17 +25,14 @@ FAST_COMPILE_OPTIONS: dict[str, Any] = {
 # - the evaluations (exploitability, best responses): about half the compile, and at
 #   the published sizes they run in 0.7-0.95x the time; values equal up to float
 #   rounding.
-# Not the training iteration (`advance`), which they slow (quick beach-bar SPG 1.3x).
-# Other backends ignore the option.
+# Not the training iteration, which they slow (quick beach-bar SPG 1.3x). Other
+# backends ignore the option.
 OLD_EMITTERS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
-OLD_EMITTER_PROGRAMS = frozenset({"init", "evaluate"})
 
 
-def compiler_options(fast: bool, program: str) -> dict[str, Any] | None:
-    """``jax.jit(compiler_options=...)`` for ``program`` (a trainer's ``init``, ``advance``,
-    ``evaluate``, ...; every evaluation is ``evaluate``): `FAST_COMPILE_OPTIONS` with
-    ``fast_compile``, otherwise `OLD_EMITTERS` for `OLD_EMITTER_PROGRAMS`, else XLA's
-    defaults."""
+def compiler_options(fast: bool, *, old_emitters: bool = False) -> dict[str, Any] | None:
+    """``jax.jit(compiler_options=...)``: `FAST_COMPILE_OPTIONS` for a program compiled
+    with ``fast_compile``, otherwise `OLD_EMITTERS` where asked for, else XLA's defaults."""
     if fast:
         return dict(FAST_COMPILE_OPTIONS)
-    return dict(OLD_EMITTERS) if program in OLD_EMITTER_PROGRAMS else None
+    return dict(OLD_EMITTERS) if old_emitters else None

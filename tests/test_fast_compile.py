@@ -159,7 +159,7 @@ def test_evaluations_take_the_old_emitters_with_the_same_numbers(monkeypatch, co
     old = mfax.evaluate_policy(g, uniform_policy(g), jax.random.key(3), 4, **kw)
     assert compile_options == [OLD_EMITTERS]
     # the same program with XLA's defaults
-    monkeypatch.setattr(mfax.evaluation, "compiler_options", lambda fast, program: None)
+    monkeypatch.setattr(mfax.evaluation, "compiler_options", lambda fast, old_emitters: None)
     mfax.evaluation._jitted_paths.cache_clear()
     default = mfax.evaluate_policy(g, uniform_policy(g), jax.random.key(3), 4, **kw)
     assert compile_options[-1] is None

@@ -263,10 +263,10 @@ class BaseTrainConfig(MappingConfig):
     def resolved_gamma(self, game: Game) -> float:
         return float(game.default_discount if self.gamma is None else self.gamma)
 
-    def compiler_options(self, program: str) -> dict[str, Any] | None:
-        """XLA options for the trainer's ``program`` (its method's name;
-        `mfax.xla.compiler_options`)."""
-        return compiler_options(self.fast_compile, program)
+    def compiler_options(self, *, old_emitters: bool = False) -> dict[str, Any] | None:
+        """XLA options for a program the trainer compiles (`jax.jit(compiler_options=)`);
+        ``old_emitters`` for its `init` and `evaluate` (`mfax.xla.OLD_EMITTERS`)."""
+        return compiler_options(self.fast_compile, old_emitters=old_emitters)
 
     def _beta_allowed(self) -> bool:
         """Whether ``head: auto`` may pick a beta head (games with actions in (0, 1))."""

@@ -121,7 +121,7 @@ def _compiled_for(trainer: Any, shapes: Any, names: tuple[str, ...]):
     return tuple(
         jax.jit(getattr(trainer, name))
         .lower(*((state, n) if name == "advance" else (state,)))
-        .compile(compiler_options=trainer.config.compiler_options(name))
+        .compile(compiler_options=trainer.config.compiler_options(old_emitters=name == "evaluate"))
         for name in names
     )
 

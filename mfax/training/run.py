@@ -166,7 +166,9 @@ def finish(
 
 @functools.lru_cache(maxsize=16)
 def _jitted_init(trainer: Any) -> Callable:
-    return jax.jit(trainer.init, compiler_options=trainer.config.compiler_options("init"))
+    return jax.jit(
+        trainer.init, compiler_options=trainer.config.compiler_options(old_emitters=True)
+    )
 
 
 def run_training(
