@@ -46,6 +46,20 @@ def _stack(trees: list) -> object:
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
 
+def init_seeds(trainer):
+    """``keys[N] -> state[N]``: every seed's initial state, one seed after another.
+
+    Not vmapped, on purpose. Vmapped, an orthogonal initialiser (the GRU's recurrent
+    kernels) becomes a *batched* LAPACK QR, and jaxlib 0.10's CPU kernels split a batch
+    across XLA's intra-op thread pool and then block that pool thread until the pieces
+    finish: two such calls running at once on a 2-thread pool wait on each other for ever
+    (docs/ERRORS.md, "A JAX job that hangs at 0% CPU"). ``lax.map`` keeps each QR to one
+    matrix and gives the same bits; ``init`` runs once, so the lost vectorisation is
+    negligible.
+    """
+    return lambda keys: jax.lax.map(trainer.init, keys)
+
+
 def _load_checkpoints(checkpoint: Path, trainer, config, seeds: list[int]) -> Progress | None:
     """The saved progress of every seed, stacked; None (start afresh) when any is missing,
     unreadable, from another config, or at another iteration."""
@@ -135,9 +149,9 @@ def train_seeds(
     # small job's time)
     options = config.compiler_options()  # fast_compile: XLA without LLVM optimisation
     state = (
-        jax.jit(
-            jax.vmap(trainer.init), compiler_options=config.compiler_options(old_emitters=True)
-        )(keys)
+        jax.jit(init_seeds(trainer), compiler_options=config.compiler_options(old_emitters=True))(
+            keys
+        )
         if resume is None
         else resume.state
     )

@@ -9,20 +9,9 @@ references can disagree with the code when the code is wrong.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import sys
 from pathlib import Path
-
-# XLA's multi-threaded Eigen pool on CPU can wedge for good on vmapped programs (all its
-# threads idle, the caller waiting for a result; seen once in this suite, in the vmapped
-# seeds of test_learning, and reported elsewhere for jaxlib's CPU runtime). A
-# single-threaded pool avoids it; it is set before JAX creates its CPU client, and the
-# pipelines and CLIs that tests start inherit it.
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    ).strip()
 
 import jax
 import jax.numpy as jnp

@@ -14,7 +14,7 @@ from test_resume import rl_config, spg_config
 
 import mfax
 from mfax.algorithms import get_algorithm
-from mfax.multiseed import train_seeds
+from mfax.multiseed import init_seeds, train_seeds
 from mfax.training import TrainConfig, run_training
 from mfax.xla import OLD_EMITTERS
 
@@ -78,8 +78,8 @@ def test_init_options_give_the_same_bits(config):
     cfg = config()
     trainer = get_algorithm(cfg.algo).make_train(cfg)
     keys = jax.vmap(jax.random.key)(jnp.arange(3, dtype=jnp.uint32))
-    base = jax.jit(jax.vmap(trainer.init))(keys)
-    init = jax.jit(jax.vmap(trainer.init), compiler_options=OLD_EMITTERS)(keys)
+    base = jax.jit(init_seeds(trainer))(keys)
+    init = jax.jit(init_seeds(trainer), compiler_options=OLD_EMITTERS)(keys)
 
     def bits(tree):
         return [
