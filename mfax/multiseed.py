@@ -57,7 +57,11 @@ def init_seeds(trainer):
     matrix and gives the same bits; ``init`` runs once, so the lost vectorisation is
     negligible.
     """
-    return lambda keys: jax.lax.map(trainer.init, keys)
+
+    def init(keys):
+        return jax.lax.map(trainer.init, keys)
+
+    return init
 
 
 def _load_checkpoints(checkpoint: Path, trainer, config, seeds: list[int]) -> Progress | None:
