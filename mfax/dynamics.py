@@ -190,7 +190,11 @@ def policy_step(
     tabular solvers' per-path tables)."""
     obs = jax.vmap(game.observation)(agg, mu)
     raw_obs = jax.vmap(game.raw_observation)(agg, mu)
-    pi, carry = jax.vmap(policy.apply, (params_axis, 0, 0, 0))(params, carry, obs, agg.t)
+    # under jax.checkpoint the backward pass recomputes the network's activations instead
+    # of the rollout scan storing them for every step ([T, E, S, width] floats per layer):
+    # macro SPG's iteration 0.8x (docs/PERFORMANCE.md); no effect without a gradient
+    apply = jax.checkpoint(jax.vmap(policy.apply, (params_axis, 0, 0, 0)))
+    pi, carry = apply(params, carry, obs, agg.t)
     rows = jax.vmap(game.kernel if dense else game.kernel_rows)(agg, mu)
     return obs, raw_obs, pi, carry, rows
 
