@@ -96,11 +96,8 @@ def test_init_seeds_is_each_seeds_own_init():
 
 REPEAT = """
 import jax, jax.numpy as jnp
-import mfax
 from mfax.algorithms import get_algorithm
 from mfax.multiseed import init_seeds
-from mfax.noise_bracket import _jitted_bracket
-from mfax.policies import as_policy
 A = get_algorithm("rspg")
 trainer = A.make_train(A.config_class.from_mapping({}, game="linear_quadratic", algo="rspg"))
 keys = jax.vmap(jax.random.key)(jnp.arange(4, dtype=jnp.uint32))
