@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from training import matmul_flops
+from training import iteration_flops, matmul_flops
+
+from mfax.training import TrainConfig, make_train
 
 
 def _scanned(x, w):
@@ -59,3 +61,15 @@ def test_xla_cost_analysis_counts_a_loop_once():
     if not cost or "flops" not in cost:
         pytest.skip("no cost analysis on this backend")
     assert cost["flops"] < 0.2 * matmul_flops(jax.make_jaxpr(_scanned)(*args))
+
+
+def test_iteration_flops_count_the_networks_forward_once():
+    # the rollout recomputes the network in the backward pass (jax.checkpoint): the
+    # benchmark counts the algorithm's work, not the recomputation
+    cfg = TrainConfig(game="linear_quadratic", algo="spg", hidden=(16,), num_envs=2)
+    trainer = make_train(cfg)
+    state = trainer.init(jax.random.key(0))
+    raw = matmul_flops(jax.make_jaxpr(trainer.iteration)(state, None))
+    useful = iteration_flops(trainer)
+    assert 0 < useful < raw
+    assert matmul_flops(jax.make_jaxpr(trainer.iteration)(state, None)) == raw  # caches restored
