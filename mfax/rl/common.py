@@ -55,7 +55,7 @@ from mfax.evaluation import evaluate_fn
 from mfax.games.base import Game
 from mfax.networks import MeanFieldNet, NetworkConfig, network_policy
 from mfax.rl.config import RLConfig
-from mfax.training.driver import ChunkedTrainer, policy_probs_finite
+from mfax.training.driver import ChunkedTrainer, all_finite, keep_if, policy_probs_finite
 from mfax.training.run import Metrics, metrics_of
 
 
@@ -179,15 +179,6 @@ def collect(
     return steps
 
 
-def all_finite(tree: Any) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(
-        jnp.stack(
-            [jnp.all(jnp.isfinite(x)) for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
-        )
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # the outer loop
 # --------------------------------------------------------------------------------------------
@@ -257,7 +248,7 @@ def build_trainer(config: RLConfig, game: Game, make_learner: Callable) -> RLTra
         ls, loss = learner.iteration(state.learner, freeze(traj, scale), k_learn)
         ok = (state.failed_at < 0) & jnp.isfinite(loss) & all_finite(ls)
         ok = ok & policy_probs_finite(policy, learner.mf_params(ls), traj.obs[:, 0])
-        ls = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), ls, state.learner)
+        ls = keep_if(ok, ls, state.learner)
         failed_at = jnp.where((state.failed_at < 0) & ~ok, state.step, state.failed_at)
         return RLState(ls, key, state.eval_key, scale, state.step + 1, failed_at), loss
 

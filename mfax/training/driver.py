@@ -114,6 +114,22 @@ def policy_probs_finite(policy: Any, params: Any, obs: jax.Array) -> jax.Array:
     return jnp.all(ok)
 
 
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every floating-point leaf of ``tree`` is finite: with `keep_if`, the
+    trainers' guard against a diverged step (parameters, gradients, optimiser state)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(
+        jnp.stack(
+            [jnp.all(jnp.isfinite(x)) for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+        )
+    )
+
+
+def keep_if(ok: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where ``ok``, else ``old``, leaf by leaf: a diverged step is not applied."""
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled_for(trainer: Any, shapes: Any, names: tuple[str, ...]):
     state = jax.tree_util.tree_unflatten(shapes[0], shapes[1])

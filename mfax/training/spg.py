@@ -57,7 +57,7 @@ from mfax.games.base import Game
 from mfax.networks import NetworkConfig, init_params, network_policy
 from mfax.noise_tree import paths_rollout_fn
 from mfax.training.config import TrainConfig
-from mfax.training.driver import ChunkedTrainer, policy_probs_finite
+from mfax.training.driver import ChunkedTrainer, all_finite, keep_if, policy_probs_finite
 from mfax.training.run import Metrics, metrics_of
 
 
@@ -129,11 +129,6 @@ def with_entropy(traj: Trajectory, beta: jax.Array) -> Trajectory:
     ``sum_t gamma^t <mu_t, sum_a pi_t R_t + beta H(pi_t)>``, the entropy-regularised one."""
     log_pi = jnp.log(jnp.maximum(traj.policy, jnp.finfo(jnp.float32).tiny))
     return traj._replace(reward=traj.reward - beta * log_pi)
-
-
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def make_train(
@@ -213,15 +208,12 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> T
             )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        ok = (state.failed_at < 0) & jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+        ok = (state.failed_at < 0) & jnp.isfinite(loss) & all_finite(grads) & all_finite(params)
         ok = ok & policy_probs_finite(policy, params, lax.stop_gradient(probe_obs))
-        keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
-            lambda n, o: jnp.where(ok, n, o), new, old
-        )
         failed_at = jnp.where((state.failed_at < 0) & ~ok, state.step, state.failed_at)
         new = TrainState(
-            keep(params, state.params),
-            keep(opt_state, state.opt_state),
+            keep_if(ok, params, state.params),
+            keep_if(ok, opt_state, state.opt_state),
             key,
             state.eval_key,
             state.step + 1,
