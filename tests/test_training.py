@@ -76,6 +76,23 @@ def test_nan_stops_training_keeping_last_good_agent(spg_run):
     assert info.value.result.diverged_at == 25
 
 
+def test_divergence_guard_reads_every_float_leaf_and_keeps_the_old_state():
+    from mfax.training.driver import all_finite, keep_if
+
+    jnp = jax.numpy
+    tree = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2), "step": jnp.asarray(7, jnp.int32)}
+    assert bool(all_finite(tree))
+    for leaf, bad in (("w", jnp.nan), ("b", jnp.inf), ("b", -jnp.inf)):
+        broken = {**tree, leaf: tree[leaf].at[0].set(bad)}
+        assert not bool(all_finite(broken)), (leaf, bad)
+    new = jax.tree_util.tree_map(lambda x: x + 1, tree)
+    for ok, want in ((True, new), (False, tree)):
+        kept = keep_if(jnp.asarray(ok), new, tree)
+        for k in tree:
+            np.testing.assert_array_equal(kept[k], want[k])
+            assert kept[k].dtype == tree[k].dtype
+
+
 def test_whole_run_is_one_computation_vmapped_over_seeds(spg_run):
     trainer = make_train(TrainConfig(algo="spg", **SMALL))
     assert trainer is spg_run.trainer  # cached: the same compiled pieces
