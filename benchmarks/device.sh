@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks in one prepared run, for a GPU machine lent for a few minutes
-# (docs/PERFORMANCE.md, "On a GPU"); on a CPU it runs the same with smaller budgets.
+# (docs/PERFORMANCE.md, "On a GPU"); it runs on a CPU too (longer limits: MFAX_BENCH_SECONDS).
 #
-#   bash benchmarks/device.sh [OUT_DIR]     # OUT_DIR defaults to $OUT, else benchmarks-out
+#   bash benchmarks/device.sh [OUT_DIR]     # default: $OUT, else benchmarks-out/ in the checkout
 #
 # Needs jax, flax, optax, numpy, pyyaml, typer and xarray in the Python it finds
 # ($PYTHON, else python3); mfax itself is read from this checkout (PYTHONPATH), so
@@ -11,9 +11,11 @@
 # as it goes, so a section stopped at its limit keeps the rows it printed; the run
 # goes on with the next section. OUT_DIR/device.txt says which machine and JAX ran.
 set -u
-cd "$(dirname "$0")/.."
-out=${1:-${OUT:-benchmarks-out}}
-mkdir -p -- "$out"
+out=${1:-${OUT:-}}
+[ -n "$out" ] && out=$(realpath -m -- "$out")  # relative to where it was started
+cd "$(dirname "$0")/.." || exit
+out=${out:-$PWD/benchmarks-out}
+mkdir -p -- "$out" || exit
 py=${PYTHON:-python3}
 scale=${MFAX_BENCH_SECONDS:-1}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
