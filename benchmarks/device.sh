@@ -18,11 +18,16 @@ out=${out:-$PWD/benchmarks-out}
 mkdir -p -- "$out" || exit
 py=${PYTHON:-python3}
 scale=${MFAX_BENCH_SECONDS:-1}
+if ! awk -v k="$scale" 'BEGIN { exit !(k ~ /^\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/ && k + 0 > 0) }'; then
+    echo "MFAX_BENCH_SECONDS = '$scale' is not allowed; expected a positive number (e.g. 2, 0.5, 1e1)" >&2
+    exit 2
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
 section() {  # section NAME SECONDS SCRIPT ARGS...
     local name=$1 limit
-    limit=$(awk -v s="$2" -v k="$scale" 'BEGIN { printf "%d", s * k }')
+    # at least 1 s: `timeout 0` would mean no limit at all
+    limit=$(awk -v s="$2" -v k="$scale" 'BEGIN { t = int(s * k); print (t < 1 ? 1 : t) }')
     shift 2
     echo "== $name (at most ${limit} s): $*"
     timeout --signal=INT --kill-after=20 "$limit" "$py" "$@" 2>&1 | tee -- "$out/$name.txt"
