@@ -52,6 +52,7 @@ def test_every_training_program_compiles_fast(compile_options):
     assert compile_options.count(FAST) >= 4, compile_options
 
 
+@pytest.mark.slow  # ~35 s (two default-option builds); CI runs it
 def test_init_and_evaluations_get_the_old_emitters_by_default(compile_options):
     # init and evaluate with them; advance, the parameters' conversion, eager calls without
     train_seeds(spg_config(num_iterations=2, eval_every=2), [0, 1], progress=False)
