@@ -219,6 +219,15 @@ def test_snakemake_reads_params_with_mfax_and_honours_config_overrides(tmp_path)
     assert "Using workflow specific profile workflow/profiles/default" in proc.stderr
 
 
+@pytest.mark.parametrize("profile", ["default", "local"])
+def test_profiles_run_the_configure_step_in_snakemakes_process(profile):
+    # a `run:` rule otherwise starts a whole Snakemake process per run (4-8 s of a core)
+    settings = P.read_yaml(REPO / "workflow" / "profiles" / profile / "config.yaml")
+    assert settings["force-use-threads"] is True
+    rules = "".join(f.read_text() for f in (REPO / "workflow" / "rules").glob("*.smk"))
+    assert rules.count("    run:") == 1  # the configure rule; everything else is `shell:`
+
+
 # ------------------------------------------------ training configs, at load time
 @pytest.mark.parametrize(
     "edit, match",
