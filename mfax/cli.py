@@ -21,6 +21,23 @@ from mfax.cli_common import SEED_MAX, make_game_from_cli, parse_assignments
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="mfax: mean-field games in JAX.")
 
 
+@app.callback()
+def options(
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="CPU threads for JAX's computations (default: one per core). The pipeline "
+        "gives each job its Snakemake threads (docs/PIPELINE.md).",
+    ),
+) -> None:
+    """Options for every command, given before it: ``mfax --threads 1 train ...``."""
+    if threads is not None:
+        from mfax.xla import limit_cpu_threads
+
+        limit_cpu_threads(threads)
+
+
 @app.command()
 def games() -> None:
     """List the games and their default parameters."""

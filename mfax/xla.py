@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 # What `fast_compile` turns off, for jobs where compiling is nearly all the work (smoke
@@ -36,3 +38,24 @@ def compiler_options(fast: bool, *, old_emitters: bool = False) -> dict[str, Any
     if fast:
         return dict(FAST_COMPILE_OPTIONS)
     return dict(OLD_EMITTERS) if old_emitters else None
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """Run XLA's CPU computations on ``threads`` threads instead of one per core.
+
+    XLA sizes its CPU thread pool when JAX's CPU backend starts: from ``PJRT_NPROC``,
+    else every core the process may use.  Jobs that share the cores (the pipeline's,
+    `snakemake --cores N`) each do best on the threads they were given: a pool as large
+    as the machine spends CPU on handing work between threads that the other jobs
+    needed (docs/PERFORMANCE.md, "One thread per job").  The pool's size also fixes how
+    XLA splits some sums, so results with a given ``threads`` do not depend on the
+    machine's core count.  Call it before JAX runs anything."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads = {threads!r} is not allowed; expected an integer >= 1")
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    if getattr(bridge, "_backends", None):
+        raise RuntimeError(
+            "limit_cpu_threads: JAX's backends have started already, with their own "
+            "thread pool; call it before JAX runs anything"
+        )
+    os.environ["PJRT_NPROC"] = str(threads)

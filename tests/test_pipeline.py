@@ -352,6 +352,25 @@ def test_dry_run_plans_the_whole_grid():
     assert counts.get("summary") == 1
 
 
+def test_jobs_compute_on_their_snakemake_threads():
+    # JAX's thread pool of each train / evaluate job is its Snakemake threads (JOB_THREADS,
+    # or --set-threads), and dvc.yaml's commands use the same number: one set of bits
+    def commands(*args):
+        out = sh(REPO, str(BIN / "snakemake"), "-n", "-p", *args).stdout
+        lines = [line.split("Shell command: ", 1)[-1] for line in out.splitlines()]
+        return [line for line in lines if line.startswith("mfax ")]
+
+    n = len(P.Pipeline.load(root=REPO).runs())
+    default = commands()
+    for job in ("train-seeds", "evaluate-run"):
+        assert sum(f"mfax --threads {P.JOB_THREADS} {job} " in c for c in default) == n
+    more = commands("--set-threads", "train=2")
+    assert sum("mfax --threads 2 train-seeds " in c for c in more) == n
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for stage, job in (("train", "train-seeds"), ("evaluate", "evaluate-run")):
+        assert stages[stage]["do"]["cmd"].startswith(f"mfax --threads {P.JOB_THREADS} {job} ")
+
+
 # ---------------------------------------------------------------------- reports
 def _fake_run(root: Path, game, run: str, scale: float) -> Path:
     """metrics.json, curve.csv and trajectory.nc of a uniform policy (no training)."""

@@ -40,6 +40,7 @@ from mfax.pipeline.params import (
 from mfax.pipeline.runs import (
     AGENT_FILES,
     CHECKPOINT,
+    JOB_THREADS,
     LOG,
     MAX_NAME,
     PATHS,
@@ -64,6 +65,7 @@ from mfax.pipeline.staging import remove_outputs, replace_dir, staging_dir
 __all__ = [
     "AGENT_FILES",
     "CHECKPOINT",
+    "JOB_THREADS",
     "CODE_DEPS",
     "DVC_HEADER",
     "EVALUATION_DEFAULTS",

@@ -46,6 +46,11 @@ SUMMARY_LOG = "logs/summary.log"
 TIMINGS = "data/{game}/{run}/timings/{stage}.json"
 #: where a training job keeps its state until its model is saved (`mfax.multiseed`)
 CHECKPOINT = "checkpoints/{game}/{run}"
+#: CPU threads of JAX's computations in a train or evaluate job (``mfax --threads``): the
+#: Snakemake rules' ``threads`` and dvc.yaml's commands.  Jobs that share the cores run
+#: faster on their share; and since the number of threads decides how XLA splits some
+#: of training's sums, both runners train the same bits on any machine (docs/PIPELINE.md)
+JOB_THREADS = 1
 #: the stages whose jobs write one, in pipeline order
 TIMED_STAGES = ("train", "evaluate", "report")
 SUMMARY_OUTPUTS = ("reports/summary.md", "reports/summary.csv", "reports/summary.png")

@@ -25,7 +25,7 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from mfax.pipeline import (
-    SUMMARY_LOG, SUMMARY_OUTPUTS, TIMED_STAGES, ParamsError, Pipeline, checkpoint_path,
+    JOB_THREADS, SUMMARY_LOG, SUMMARY_OUTPUTS, TIMED_STAGES, ParamsError, Pipeline, checkpoint_path,
     code_hash, log_path, model_files, path, timings_path, write_config,
 )
 

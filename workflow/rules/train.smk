@@ -31,8 +31,10 @@ rule train:
         # a retried, preempted or killed job continues from here (not an output)
         checkpoint=checkpoint_path(),
         code=code_hash(ROOT, "train"),
-    threads: 1
+    # JAX computes on this many threads (mfax --threads; JOB_THREADS says why); more
+    # per job, and other bits, with `snakemake --set-threads train=N`
+    threads: JOB_THREADS
     shell:
-        "mfax train-seeds --game {wildcards.game:q} --algo {params.algo:q} "
+        "mfax --threads {threads} train-seeds --game {wildcards.game:q} --algo {params.algo:q} "
         "--config {input.config:q} --out {params.out:q} --no-progress "
         "--timings {output.timings:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
