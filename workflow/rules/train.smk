@@ -34,6 +34,9 @@ rule train:
     # JAX computes on this many threads (mfax --threads; JOB_THREADS says why); more
     # per job, and other bits, with `snakemake --set-threads train=N`
     threads: JOB_THREADS
+    # every train job before the evaluate and report jobs: the long jobs first, the
+    # short ones then fill the cores to the end (docs/PERFORMANCE.md, "Train jobs first")
+    priority: 1
     shell:
         "mfax --threads {threads} train-seeds --game {wildcards.game:q} --algo {params.algo:q} "
         "--config {input.config:q} --out {params.out:q} --no-progress "
