@@ -1,4 +1,4 @@
-"""XLA compile settings shared by training and evaluation."""
+"""XLA settings shared by training and evaluation: compile options and CPU threads."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def limit_cpu_threads(threads: int) -> None:
     machine's core count.  Call it before JAX runs anything."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads = {threads!r} is not allowed; expected an integer >= 1")
+    # JAX has no public "has a backend started?"; its bridge's table of started backends
     bridge = sys.modules.get("jax._src.xla_bridge")
     if getattr(bridge, "_backends", None):
         raise RuntimeError(

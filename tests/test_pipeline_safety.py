@@ -228,6 +228,17 @@ def test_profiles_run_the_configure_step_in_snakemakes_process(profile):
     assert rules.count("    run:") == 1  # the configure rule; everything else is `shell:`
 
 
+def test_train_jobs_go_before_evaluate_and_report_jobs():
+    # the long jobs first, so that the short ones fill the cores to the end of a grid
+    text = "".join(f.read_text() for f in (REPO / "workflow" / "rules").glob("*.smk"))
+    blocks = dict(re.findall(r"^rule (\w+):\n((?:(?!^rule ).*\n?)*)", text, re.M))
+    priority = {
+        name: int(m.group(1)) if (m := re.search(r"^    priority: (\d+)", body, re.M)) else 0
+        for name, body in blocks.items()
+    }
+    assert priority["train"] > max(priority["evaluate"], priority["report"])
+
+
 # ------------------------------------------------ training configs, at load time
 @pytest.mark.parametrize(
     "edit, match",
