@@ -65,10 +65,10 @@ from mfax.pipeline.staging import remove_outputs, replace_dir, staging_dir
 __all__ = [
     "AGENT_FILES",
     "CHECKPOINT",
-    "JOB_THREADS",
     "CODE_DEPS",
     "DVC_HEADER",
     "EVALUATION_DEFAULTS",
+    "JOB_THREADS",
     "LAYER_SECTIONS",
     "LOG",
     "MAX_NAME",

@@ -49,7 +49,8 @@ CHECKPOINT = "checkpoints/{game}/{run}"
 #: CPU threads of JAX's computations in a train or evaluate job (``mfax --threads``): the
 #: Snakemake rules' ``threads`` and dvc.yaml's commands.  Jobs that share the cores run
 #: faster on their share; and since the number of threads decides how XLA splits some
-#: of training's sums, both runners train the same bits on any machine (docs/PIPELINE.md)
+#: of training's sums, both runners train the same bits on any number of cores
+#: (docs/PIPELINE.md)
 JOB_THREADS = 1
 #: the stages whose jobs write one, in pipeline order
 TIMED_STAGES = ("train", "evaluate", "report")
