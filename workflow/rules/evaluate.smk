@@ -18,7 +18,7 @@ rule evaluate:
         code=code_hash(ROOT, "evaluate"),
     threads: JOB_THREADS  # as train's
     shell:
-        "mfax --threads {threads} evaluate-run --agent {params.model:q} --num-envs {params.num_envs:q} "
+        "mfax --threads {threads:q} evaluate-run --agent {params.model:q} --num-envs {params.num_envs:q} "
         "--seed {params.seed:q} --episodes {params.episodes:q} --metrics {output.metrics:q} "
         "--curve {output.curve:q} --trajectory {output.trajectory:q} --report {params.report:q} "
         "--timings {output.timings:q} > {log:q} 2>&1"

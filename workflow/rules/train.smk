@@ -38,6 +38,6 @@ rule train:
     # short ones then fill the cores to the end (docs/PERFORMANCE.md, "Train jobs first")
     priority: 1
     shell:
-        "mfax --threads {threads} train-seeds --game {wildcards.game:q} --algo {params.algo:q} "
+        "mfax --threads {threads:q} train-seeds --game {wildcards.game:q} --algo {params.algo:q} "
         "--config {input.config:q} --out {params.out:q} --no-progress "
         "--timings {output.timings:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
