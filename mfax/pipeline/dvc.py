@@ -30,6 +30,10 @@ DVC_HEADER = """\
 """
 
 
+#: the start of a train or evaluate command: JAX on the Snakemake rules' threads
+JAX_JOB = ("mfax", "--threads", JOB_THREADS)
+
+
 def _deps(root: Path, stage: str) -> list[str]:
     """Code deps that exist (DVC refuses missing deps; new files need a regeneration)."""
     return [d for d in CODE_DEPS[stage] if (root / d).exists()]
@@ -64,9 +68,7 @@ def dvc_stages(pipe: Pipeline) -> dict:
             "foreach": items,
             "do": {
                 "cmd": command(
-                    "mfax",
-                    "--threads",
-                    JOB_THREADS,
+                    *JAX_JOB,
                     "train-seeds",
                     "--game",
                     "${item.game}",
@@ -90,9 +92,7 @@ def dvc_stages(pipe: Pipeline) -> dict:
             "foreach": items,
             "do": {
                 "cmd": command(
-                    "mfax",
-                    "--threads",
-                    JOB_THREADS,
+                    *JAX_JOB,
                     "evaluate-run",
                     "--agent",
                     item("model"),

@@ -25,8 +25,8 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from mfax.pipeline import (
-    JOB_THREADS, SUMMARY_LOG, SUMMARY_OUTPUTS, TIMED_STAGES, ParamsError, Pipeline, checkpoint_path,
-    code_hash, log_path, model_files, path, timings_path, write_config,
+    JOB_THREADS, SUMMARY_LOG, SUMMARY_OUTPUTS, TIMED_STAGES, ParamsError, Pipeline,
+    checkpoint_path, code_hash, log_path, model_files, path, timings_path, write_config,
 )
 
 # several jobs may share one GPU: do not let each JAX process grab 75% of its memory
