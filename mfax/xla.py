@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Any
@@ -32,12 +33,44 @@ FAST_COMPILE_OPTIONS: dict[str, Any] = {
 OLD_EMITTERS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 
 
-def compiler_options(fast: bool, *, old_emitters: bool = False) -> dict[str, Any] | None:
+# XLA:CPU hands matrix products to its YNNPACK library, by default fused with the
+# elementwise operations and reductions around them into one library call. In the
+# structural learners' training step (SPG / RSPG: the push-forward through the network
+# and its gradient) those fused calls are slow on the elementwise parts and the short
+# reductions; handing over each product alone, the rest to XLA's own kernels, runs the
+# step in 0.71-0.95x the time (docs/PERFORMANCE.md, "Matrix products alone to the
+# library"). The model-free learners' steps run 1.07-1.25x slower so: they keep the
+# default. The option is experimental: an XLA that does not know it goes without.
+LIBRARY_DOTS_ONLY: dict[str, Any] = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+}
+
+
+@functools.cache
+def known_to_xla(option: str, value: Any) -> bool:
+    """Whether the installed XLA accepts compile option ``option=value`` (one tiny
+    compilation per process and option)."""
+    import jax
+
+    try:
+        jax.jit(lambda x: x).lower(0.0).compile(compiler_options={option: value})
+    except RuntimeError:  # "No such compile option", or not a valid value
+        return False
+    return True
+
+
+def compiler_options(
+    fast: bool, *, old_emitters: bool = False, library_dots_only: bool = False
+) -> dict[str, Any] | None:
     """``jax.jit(compiler_options=...)``: `FAST_COMPILE_OPTIONS` for a program compiled
-    with ``fast_compile``, otherwise `OLD_EMITTERS` where asked for, else XLA's defaults."""
+    with ``fast_compile``; otherwise `OLD_EMITTERS` and `LIBRARY_DOTS_ONLY` where asked
+    for (the latter where XLA knows it), else XLA's defaults (None)."""
     if fast:
         return dict(FAST_COMPILE_OPTIONS)
-    return dict(OLD_EMITTERS) if old_emitters else None
+    options = dict(OLD_EMITTERS) if old_emitters else {}
+    if library_dots_only:
+        options.update((k, v) for k, v in LIBRARY_DOTS_ONLY.items() if known_to_xla(k, v))
+    return options or None
 
 
 def limit_cpu_threads(threads: int) -> None:

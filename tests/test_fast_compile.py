@@ -2,9 +2,12 @@
 on CPU its MLIR fusion emitters) off, and the numbers stay those of the optimised build
 (float rounding apart). Without it a trainer's one-off `init` and its evaluations get
 XLA's older CPU emitters (`mfax.xla.OLD_EMITTERS`); for `init` they must give the very
-same bits."""
+same bits. SPG / RSPG's training step hands XLA's library its matrix products alone
+(`mfax.xla.LIBRARY_DOTS_ONLY`), with the same numbers up to rounding."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +18,9 @@ from test_resume import rl_config, spg_config
 import mfax
 from mfax.algorithms import get_algorithm
 from mfax.multiseed import init_seeds, train_seeds
+from mfax.rl import RLConfig
 from mfax.training import TrainConfig, run_training
-from mfax.xla import OLD_EMITTERS
+from mfax.xla import LIBRARY_DOTS_ONLY, OLD_EMITTERS, compiler_options, known_to_xla
 
 MACRO = {"num_wealth": 6, "num_income": 3, "num_actions": 4, "horizon": 4}
 FAST = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
@@ -58,9 +62,42 @@ def test_init_and_evaluations_get_the_old_emitters_by_default(compile_options):
     train_seeds(spg_config(num_iterations=2, eval_every=2), [0, 1], progress=False)
     assert compile_options.count(OLD_EMITTERS) == 2, compile_options
     compile_options.clear()
+    assert LIBRARY_DOTS_ONLY in compile_options  # the training step
+    compile_options.clear()
     run_training(rl_config("ippo", num_iterations=2, eval_every=2), seed=5, progress=False)
     assert compile_options.count(OLD_EMITTERS) == 2, compile_options
     assert FAST not in compile_options
+    assert LIBRARY_DOTS_ONLY not in compile_options  # slower for the model-free learners
+
+
+def test_which_programs_get_library_dots_only():
+    assert known_to_xla(*next(iter(LIBRARY_DOTS_ONLY.items())))  # the XLA mfax installs
+    assert TrainConfig().compiler_options() == LIBRARY_DOTS_ONLY
+    assert TrainConfig().compiler_options(old_emitters=True) == OLD_EMITTERS  # init, evaluate
+    assert TrainConfig(fast_compile=True).compiler_options() == FAST
+    assert RLConfig(algo="ippo").compiler_options() is None
+
+
+def test_options_unknown_to_xla_are_left_out(monkeypatch):
+    assert not known_to_xla("xla_cpu_no_such_option", True)
+    assert not known_to_xla(next(iter(LIBRARY_DOTS_ONLY)), "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE")
+    monkeypatch.setattr("mfax.xla.LIBRARY_DOTS_ONLY", {"xla_cpu_no_such_option": True})
+    assert compiler_options(False, library_dots_only=True) is None
+    assert compiler_options(False, old_emitters=True, library_dots_only=True) == OLD_EMITTERS
+
+
+@pytest.mark.parametrize("algo", ["spg", "rspg"])
+def test_library_dots_only_computes_the_same_step(algo):
+    cfg = dataclasses.replace(spg_config(), algo=algo)
+    trainer = get_algorithm(algo).make_train(cfg)
+    state = trainer.init(jax.random.key(4))
+    losses = []
+    for options in (None, LIBRARY_DOTS_ONLY):
+        step = jax.jit(trainer.iteration, compiler_options=options)
+        s, loss = step(state, None)
+        s, loss2 = step(s, None)
+        losses.append([float(loss), float(loss2)])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
 
 
 @pytest.mark.parametrize(

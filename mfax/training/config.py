@@ -149,6 +149,8 @@ class BaseTrainConfig(MappingConfig):
     _PREFIX = "training config"
     _ALGORITHMS = ALGORITHMS
     _RECURRENT_ALGO = "rspg"
+    #: the training step compiled with `mfax.xla.LIBRARY_DOTS_ONLY` (faster for SPG / RSPG)
+    _LIBRARY_DOTS_ONLY = False
 
     game: str = "linear_quadratic"
     #: game-parameter overrides (see `mfax.make_game`)
@@ -264,9 +266,14 @@ class BaseTrainConfig(MappingConfig):
         return float(game.default_discount if self.gamma is None else self.gamma)
 
     def compiler_options(self, *, old_emitters: bool = False) -> dict[str, Any] | None:
-        """XLA options for a program the trainer compiles (`jax.jit(compiler_options=)`);
-        ``old_emitters`` for its `init` and `evaluate` (`mfax.xla.OLD_EMITTERS`)."""
-        return compiler_options(self.fast_compile, old_emitters=old_emitters)
+        """XLA options for a program the trainer compiles (`jax.jit(compiler_options=)`):
+        ``old_emitters`` for its `init` and `evaluate` (`mfax.xla.OLD_EMITTERS`), else
+        the training step's."""
+        return compiler_options(
+            self.fast_compile,
+            old_emitters=old_emitters,
+            library_dots_only=self._LIBRARY_DOTS_ONLY and not old_emitters,
+        )
 
     def _beta_allowed(self) -> bool:
         """Whether ``head: auto`` may pick a beta head (games with actions in (0, 1))."""
@@ -319,6 +326,7 @@ class TrainConfig(BaseTrainConfig):
     ent_coef: float = 0.1
 
     __hash__ = BaseTrainConfig.__hash__
+    _LIBRARY_DOTS_ONLY = True
 
     def __post_init__(self):
         super().__post_init__()
