@@ -39,8 +39,8 @@ OLD_EMITTERS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 # and its gradient) those fused calls are slow on the elementwise parts and the short
 # reductions; handing over each product alone, the rest to XLA's own kernels, runs the
 # step in 0.71-0.95x the time (docs/PERFORMANCE.md, "Matrix products alone to the
-# library"). The model-free learners' steps run 1.07-1.25x slower so: they keep the
-# default. The option is experimental: an XLA that does not know it goes without.
+# library"). The model-free learners' steps run 1.07-1.25x slower with it, so they keep
+# XLA's default. The option is experimental: an XLA that does not know it goes without.
 LIBRARY_DOTS_ONLY: dict[str, Any] = {
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
 }
