@@ -61,7 +61,6 @@ def test_init_and_evaluations_get_the_old_emitters_by_default(compile_options):
     # init and evaluate with them; advance, the parameters' conversion, eager calls without
     train_seeds(spg_config(num_iterations=2, eval_every=2), [0, 1], progress=False)
     assert compile_options.count(OLD_EMITTERS) == 2, compile_options
-    compile_options.clear()
     assert LIBRARY_DOTS_ONLY in compile_options  # the training step
     compile_options.clear()
     run_training(rl_config("ippo", num_iterations=2, eval_every=2), seed=5, progress=False)
