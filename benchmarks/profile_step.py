@@ -11,8 +11,9 @@ iteration and prints the costliest operations with the JAX source operation each
 came from (the HLO instruction's ``op_name``: ``jvp(...)`` is the forward pass,
 ``transpose(jvp(...))`` the gradient) and how many times it ran (128 = once per
 step of a 128-step scan). On CPU every event is one XLA thunk, so the seconds add
-up to the iteration's. ``--compiler-option KEY=VALUE`` (repeatable) compiles with
-an XLA option, to compare. docs/PERFORMANCE.md, "Where a macro iteration goes".
+up to the iteration's. The step compiles with the options the trainer's own driver
+gives it (`TrainConfig.compiler_options`); ``--compiler-option KEY=VALUE``
+(repeatable) adds or overrides one, to compare. docs/PERFORMANCE.md, "Where a macro iteration goes".
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def _option(text: str) -> tuple[str, object]:
 def profile(config, options: dict | None, top: int) -> None:
     trainer = get_algorithm(config.algo).make_train(config)
     state = trainer.init(jax.random.key(0))
+    options = {**(config.compiler_options() or {}), **(options or {})} or None
     step = jax.jit(trainer.iteration).lower(state, None).compile(compiler_options=options)
     jax.block_until_ready(step(state, None))
     t0 = time.perf_counter()
@@ -81,7 +83,7 @@ def profile(config, options: dict | None, top: int) -> None:
     print(
         f"# {config.game} {config.algo}, {trainer.num_envs} environments: one iteration "
         f"{seconds:.3f} s untraced; operations traced {sum(total.values()):.3f} s "
-        f"(jax {jax.__version__}, {jax.devices()[0].device_kind})"
+        f"(jax {jax.__version__}, {jax.devices()[0].device_kind}; options {options})"
     )
     print(f"{'seconds':>8} {'share':>6} {'calls':>6}  {'operation':32} {'shape':26} from")
     whole = sum(total.values()) or 1.0

@@ -150,16 +150,15 @@ def rollout_fn(game: Game, policy: MeanFieldPolicy, num_envs: int, num_agents: i
         def step(state, key_t):
             agg, mu, carry, states = state
             pop = lax.stop_gradient(mu)  # the population: a constant for differentiation
-            obs, raw_obs, pi, carry, rows = policy_step(
-                game, policy, params, agg, pop, carry, dense=sampled
-            )
+            obs, raw_obs, pi, carry = policy_step(game, policy, params, agg, pop, carry)
             k_noise, k_agents = jax.random.split(key_t)
             agg_next = jax.vmap(game.next_aggregate)(jax.random.split(k_noise, num_envs), agg)
             if sampled:
+                rows = jax.vmap(game.kernel)(agg, pop)
                 states, _ = sample_successors(k_agents, states, lax.stop_gradient(pi), *rows)
                 mu_next = empirical(states, S)
             else:  # the agent's own distribution, differentiable in pi
-                mu_next = game.kernel_push(mu, pi, rows)
+                mu_next = next_mean_field(game, mu, pi, agg, pop)
             reward = jax.vmap(game.reward)(agg, pop, agg_next, lax.stop_gradient(mu_next))
             record = (mu, obs, raw_obs, agg.z, agg, pi, reward)
             return (agg_next, mu_next, carry, states), record
@@ -180,12 +179,9 @@ def policy_step(
     mu: jax.Array,
     carry: Any,
     params_axis: int | None = None,
-    dense: bool = False,
 ) -> tuple:
     """What every rollout step starts with, for a batch of environments: the normalised
-    and raw observations, the policy's probabilities ``[E, S, A]`` and new carry, and the
-    kernel: ``game.kernel_rows`` batched ``[E, ...]`` (for ``game.kernel_push``) or, with
-    ``dense``, the rows ``(idx, prob) [E, S, A, K]`` of ``game.kernel`` (to sample agents).
+    and raw observations, and the policy's probabilities ``[E, S, A]`` and new carry.
     ``params_axis=0``: ``params`` has one entry per environment on its leading axis (the
     tabular solvers' per-path tables)."""
     obs = jax.vmap(game.observation)(agg, mu)
@@ -195,8 +191,24 @@ def policy_step(
     # macro SPG's iteration 0.8x (docs/PERFORMANCE.md); no effect without a gradient
     apply = jax.checkpoint(jax.vmap(policy.apply, (params_axis, 0, 0, 0)))
     pi, carry = apply(params, carry, obs, agg.t)
-    rows = jax.vmap(game.kernel if dense else game.kernel_rows)(agg, mu)
-    return obs, raw_obs, pi, carry, rows
+    return obs, raw_obs, pi, carry
+
+
+def next_mean_field(game: Game, mu: jax.Array, pi: jax.Array, agg: Any, pop: jax.Array):
+    """The exact push-forward of ``mu[E, S]`` under ``pi[E, S, A]`` through the kernel
+    at ``(agg, pop)`` (``game.kernel_rows`` then ``game.kernel_push``).
+
+    Where the game asks for it (``game.recompute_kernel_rows``), a gradient recomputes
+    the kernel rows in its backward pass instead of the rollout scan storing them for
+    every step (``[T, E, S, A, K]`` indices and probabilities); no effect without a
+    gradient."""
+
+    def push(mu, pi, agg, pop):
+        return game.kernel_push(mu, pi, jax.vmap(game.kernel_rows)(agg, pop))
+
+    if game.recompute_kernel_rows:
+        push = jax.checkpoint(push)
+    return push(mu, pi, agg, pop)
 
 
 def trajectory_of(rec: tuple, mu_final: jax.Array) -> Trajectory:

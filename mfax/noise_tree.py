@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from mfax.dynamics import policy_step, trajectory_of
+from mfax.dynamics import next_mean_field, policy_step, trajectory_of
 from mfax.games.base import Game, NoiseDraw
 from mfax.policies import MeanFieldPolicy
 
@@ -174,13 +174,13 @@ def paths_rollout_fn(
         def step(state, _):
             agg, mu, carry = state
             pop = lax.stop_gradient(mu)  # differentiation as in rollout_fn
-            obs, raw_obs, pi, carry, rows = policy_step(
+            obs, raw_obs, pi, carry = policy_step(
                 game, policy, params, agg, pop, carry, 0 if per_path_params else None
             )
             agg_next = jax.vmap(lambda a, v: noise.set_later(game.next_aggregate(key0, a), v))(
                 agg, later
             )
-            mu_next = game.kernel_push(mu, pi, rows)
+            mu_next = next_mean_field(game, mu, pi, agg, pop)
             reward = jax.vmap(game.reward)(agg, pop, agg_next, lax.stop_gradient(mu_next))
             return (agg_next, mu_next, carry), (mu, obs, raw_obs, agg.z, agg, pi, reward)
 

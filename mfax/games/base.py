@@ -157,6 +157,12 @@ class Game(abc.ABC):
     obs_dim: int
     #: names of the entries of the shared observation (raw, unnormalised)
     obs_names: tuple[str, ...]
+    #: whether a gradient through the exact push-forward recomputes the kernel rows in
+    #: its backward pass rather than storing them for every step of the rollout
+    #: (`mfax.dynamics.next_mean_field`): faster where the rows are many and cheap to
+    #: compute, slower where they are dear (docs/PERFORMANCE.md, "The kernel rows
+    #: recomputed")
+    recompute_kernel_rows: ClassVar[bool] = False
 
     @property
     def horizon(self) -> int:

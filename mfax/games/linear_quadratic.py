@@ -25,6 +25,9 @@ class LinearQuadratic(Grid1DGame):
     obs_names = ("mean_state",)
 
     position_name = "individual state (position)"
+    # its rows (7 successors per state and action) are closed-form: recomputing them in
+    # the backward pass beats storing them (SPG / RSPG 0.89-0.92x per iteration)
+    recompute_kernel_rows = True
 
     def __init__(self, params: LinearQuadraticParams):
         self.params = params
