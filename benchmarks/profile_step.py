@@ -13,7 +13,8 @@ came from (the HLO instruction's ``op_name``: ``jvp(...)`` is the forward pass,
 step of a 128-step scan). On CPU every event is one XLA thunk, so the seconds add
 up to the iteration's. The step compiles with the options the trainer's own driver
 gives it (`TrainConfig.compiler_options`); ``--compiler-option KEY=VALUE``
-(repeatable) adds or overrides one, to compare. docs/PERFORMANCE.md, "Where a macro iteration goes".
+(repeatable) adds or overrides one, to compare. docs/PERFORMANCE.md, "Where a
+macro iteration goes".
 """
 
 from __future__ import annotations
