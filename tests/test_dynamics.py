@@ -11,6 +11,8 @@ import pytest
 from conftest import GAMES, agg_at, dense_kernel, np_random_policy, small_game
 
 import mfax
+from mfax.dynamics import rollout_fn
+from mfax.networks import NetworkConfig, init_params, network_policy
 from mfax.policies import random_policy
 
 # --------------------------------------------------------------------------
@@ -317,9 +319,6 @@ def test_bad_rollout_inputs_raise():
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", GAMES)
 def test_recomputed_kernel_rows_give_the_same_values_and_gradient(name, monkeypatch):
-    from mfax.dynamics import rollout_fn
-    from mfax.networks import NetworkConfig, init_params, network_policy
-
     game = small_game(name)
     cfg = NetworkConfig(hidden=(16, 16), embed_dim=8)
     policy = network_policy(cfg, game)
