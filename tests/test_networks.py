@@ -14,6 +14,7 @@ from mfax.networks import (
     NetworkApply,
     NetworkConfig,
     _halving_sum,
+    _narrow_product,
     build_module,
     init_params,
     initial_carry_fn,
@@ -74,6 +75,58 @@ def test_first_layer_gradient_over_environments(envs):
     got, ref = grads(params, obs, False), grads(params, obs, True)
     for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("width", [1, 2, 7, 8])
+def test_narrow_product_gradient_is_the_products(width):
+    """`_narrow_product` (the head's product, its tangent in ``x`` written as
+    multiply-sums) against ``x @ kernel``: values, reverse-mode gradients under a vmap
+    over environments and one over seeds with per-seed kernels, and forward mode."""
+    x = jax.random.normal(jax.random.key(0), (2, 5, 30, 16))  # [seeds, envs, rows, K]
+    kernel = jax.random.normal(jax.random.key(1), (2, 16, width))
+    weights = jax.random.normal(jax.random.key(2), (5, 30, width))
+
+    def loss(x, k, narrow):
+        out = jax.vmap(lambda xe: _narrow_product(xe, k) if narrow else xe @ k)(x)
+        return jnp.sum(jnp.tanh(out) * weights)
+
+    def grads(narrow):
+        return jax.jit(jax.vmap(jax.value_and_grad(lambda x, k: loss(x, k, narrow), (0, 1))))
+
+    got, ref = grads(True)(x, kernel), grads(False)(x, kernel)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    tangents = (jnp.ones_like(x[0]), jnp.full_like(kernel[0], 0.5))
+    _, narrow_dot = jax.jvp(_narrow_product, (x[0], kernel[0]), tangents)
+    _, plain_dot = jax.jvp(jnp.matmul, (x[0], kernel[0]), tangents)
+    np.testing.assert_allclose(narrow_dot, plain_dot, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("head", ["categorical", "beta"])
+def test_network_gradient_with_the_narrow_head(lq, macro, head, monkeypatch):
+    """A rollout's gradient in the policy's parameters with the narrow head's product
+    and with XLA's own (`_NARROW_MAX` = 0)."""
+    game = lq if head == "categorical" else macro
+    cfg = NetworkConfig(head=head, hidden=(16, 16), embed_dim=8)
+    params = init_params(cfg, game, jax.random.key(0))
+
+    def grad():
+        build_module.cache_clear()
+        run = rollout_fn(game, network_policy(cfg, game), num_envs=3)
+
+        def loss(p):  # the policies and the agent's (differentiable) mean fields
+            t = run(p, jax.random.key(1))
+            return jnp.sum(jnp.sin(3.0 * t.policy)) + jnp.sum(jnp.cos(t.mu))
+
+        return jax.jit(jax.grad(loss))(params)
+
+    narrow = grad()
+    monkeypatch.setattr(mfax.networks, "_NARROW_MAX", 0)
+    plain = grad()
+    build_module.cache_clear()
+    for a, b in zip(jax.tree_util.tree_leaves(narrow), jax.tree_util.tree_leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree_util.tree_leaves(narrow)) > 0
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
