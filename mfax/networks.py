@@ -109,7 +109,7 @@ def _add_rows_vmap(axis_size, in_batched, table, row):
 # The head maps [rows, H] to a few outputs (the actions, or the Beta head's two
 # concentrations). XLA computes its input gradient ``g @ kernel.T`` as a matrix product
 # with an inner size of A, a pass over [rows, H] at a few GFLOP/s, followed by a second
-# pass for the activation's gradient. `_narrow_dot` states the tangent in ``x`` as one
+# pass for the activation's gradient. `_narrow_product` states the tangent in ``x`` as one
 # multiply-sum per output instead, so the gradient is A multiply-adds that XLA fuses
 # with what follows (SPG / RSPG about 0.97x per iteration; docs/PERFORMANCE.md).
 _NARROW_MAX = 8  # outputs up to which the head is narrow
