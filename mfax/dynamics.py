@@ -61,7 +61,13 @@ def push_forward(mu: jax.Array, pi: jax.Array, idx: jax.Array, prob: jax.Array) 
     E, S = mu.shape
     weights = mu[:, :, None, None] * pi[..., None] * prob
     flat = idx + (jnp.arange(E, dtype=jnp.int32) * S)[:, None, None, None]
-    return jnp.zeros(E * S, mu.dtype).at[flat.reshape(-1)].add(weights.reshape(-1)).reshape(E, S)
+    # The rows' indices lie in [0, S) by construction. Unsigned, JAX skips its wrap of
+    # negative indices (a select over every index, each step), and the promise spares the
+    # gradient's gather its bounds mask: linear-quadratic SPG / RSPG 0.94-0.96x per
+    # iteration (docs/PERFORMANCE.md). The sums are the same, bit for bit.
+    flat = flat.astype(jnp.uint32).reshape(-1)
+    out = jnp.zeros(E * S, mu.dtype).at[flat].add(weights.reshape(-1), mode="promise_in_bounds")
+    return out.reshape(E, S)
 
 
 def expectation(values: jax.Array, idx: jax.Array, prob: jax.Array) -> jax.Array:
