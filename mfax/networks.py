@@ -90,6 +90,28 @@ def _spread_bwd(n, _, g):
 _spread.defvjp(_spread_fwd, _spread_bwd)
 
 
+# Each environment's row is added to every state.  Its gradient is the sum over states,
+# [E, S, H] -> [E, H], and the bias's the sum of that over environments; XLA folds the
+# two sums into one over [E, S, H] and so reads the whole gradient a second time.  The
+# barrier keeps the per-environment sums apart, so the bias sums those (linear-quadratic
+# and beach-bar SPG about 0.95x per iteration; docs/PERFORMANCE.md).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _over_states(row: jax.Array, n: int) -> jax.Array:
+    """``row[E, H]`` repeated over ``n`` states: ``[E, n, H]``."""
+    return jnp.broadcast_to(row[:, None, :], (row.shape[0], n, row.shape[1]))
+
+
+def _over_states_fwd(row, n):
+    return _over_states(row, n), None
+
+
+def _over_states_bwd(n, _, g):
+    return (jax.lax.optimization_barrier(g.sum(1)),)
+
+
+_over_states.defvjp(_over_states_fwd, _over_states_bwd)
+
+
 @jax.custom_batching.custom_vmap
 def _add_rows(table: jax.Array, row: jax.Array) -> jax.Array:
     """``table[S, H] + row[H]`` for every row of the table."""
@@ -103,7 +125,7 @@ def _add_rows_vmap(axis_size, in_batched, table, row):
         table = _spread(table, axis_size)
     if not row_batched:
         row = jnp.broadcast_to(row, (axis_size,) + row.shape)
-    return table + row[:, None, :], True
+    return table + _over_states(row, table.shape[1]), True
 
 
 # The head maps [rows, H] to a few outputs (the actions, or the Beta head's two
