@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +12,7 @@ import mfax
 from mfax.dynamics import rollout_fn
 from mfax.networks import (
     FirstLayer,
+    HiddenDense,
     NetworkApply,
     NetworkConfig,
     _halving_sum,
@@ -75,6 +77,31 @@ def test_first_layer_gradient_over_environments(envs):
     got, ref = grads(params, obs, False), grads(params, obs, True)
     for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("envs", [1, 3, 20])
+def test_hidden_dense_is_flax_dense(envs):
+    """`HiddenDense` against `nn.Dense`: the same parameters at initialisation, the same
+    outputs, and the same gradients under a vmap over environments and one over seeds."""
+    x = jax.random.normal(jax.random.key(0), (2, envs, 30, 16))  # [seeds, envs, rows, K]
+    weights = jax.random.normal(jax.random.key(1), (envs, 30, 8))
+    ours = HiddenDense(8).init(jax.random.key(2), x[0, 0])
+    ref = nn.Dense(8).init(jax.random.key(2), x[0, 0])
+    assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(ref)
+    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
+        np.testing.assert_array_equal(a, b)
+    params = jax.tree_util.tree_map(lambda p: p + 0.1, ref)  # a non-zero bias
+
+    def loss(p, xs, layer):
+        out = jax.vmap(lambda xe: layer.apply(p, xe))(xs)
+        return jnp.sum(jnp.tanh(out) * weights)
+
+    def grads(layer):
+        return jax.jit(jax.vmap(jax.value_and_grad(lambda p, xs: loss(p, xs, layer)), (None, 0)))
+
+    got, want = grads(HiddenDense(8))(params, x), grads(nn.Dense(8))(params, x)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("width", [1, 2, 7, 8])
