@@ -17,6 +17,7 @@ from mfax.networks import (
     NetworkConfig,
     _halving_sum,
     _narrow_product,
+    _row_product,
     build_module,
     init_params,
     initial_carry_fn,
@@ -102,6 +103,35 @@ def test_hidden_dense_is_flax_dense(envs):
     got, want = grads(HiddenDense(8))(params, x), grads(nn.Dense(8))(params, x)
     for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("envs", [1, 3, 4, 20])  # 30 * envs rows: blocked when envs is even
+@pytest.mark.parametrize("per_seed_kernel", [False, True])
+def test_row_product_gradient_is_the_products(envs, per_seed_kernel):
+    """`_row_product` (the hidden layers' product, its weight gradient summed over
+    blocks of rows) against ``x @ kernel``: values and gradients in both arguments
+    under a vmap over environments and one over seeds, the kernel shared or per seed,
+    and its values called on rows directly."""
+    x = jax.random.normal(jax.random.key(0), (2, envs, 30, 16))  # [seeds, envs, rows, K]
+    kernel = jax.random.normal(jax.random.key(1), (2, 16, 8))
+    weights = jax.random.normal(jax.random.key(2), (envs, 30, 8))
+
+    def loss(x, k, product):
+        return jnp.sum(jnp.tanh(jax.vmap(product, (0, None))(x, k)) * weights)
+
+    def grads(product):
+        grad = jax.value_and_grad(lambda x, k: loss(x, k, product), (0, 1))
+        return jax.jit(jax.vmap(grad, (0, 0 if per_seed_kernel else None)))
+
+    k = kernel if per_seed_kernel else kernel[0]
+    got, ref = grads(_row_product)(x, k), grads(jnp.matmul)(x, k)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+    # on [envs, rows, K] without a vmap, and per seed directly
+    np.testing.assert_allclose(_row_product(x[0], kernel[0]), x[0] @ kernel[0], rtol=1e-6)
+    per_seed = jax.vmap(_row_product)(x[:, 0], kernel)
+    np.testing.assert_allclose(per_seed, x[:, 0] @ kernel, rtol=1e-6)
 
 
 @pytest.mark.parametrize("width", [1, 2, 7, 8])
