@@ -81,9 +81,11 @@ def test_first_layer_gradient_over_environments(envs):
 
 
 @pytest.mark.parametrize("envs", [1, 3, 20])
-def test_hidden_dense_is_flax_dense(envs):
+@pytest.mark.parametrize("vmapped", [False, True])
+def test_hidden_dense_is_flax_dense(envs, vmapped):
     """`HiddenDense` against `nn.Dense`: the same parameters at initialisation, the same
-    outputs, and the same gradients under a vmap over environments and one over seeds."""
+    outputs, and the same gradients under a vmap over environments (called as on the
+    grid's pass or not) and one over seeds."""
     x = jax.random.normal(jax.random.key(0), (2, envs, 30, 16))  # [seeds, envs, rows, K]
     weights = jax.random.normal(jax.random.key(1), (envs, 30, 8))
     ours = HiddenDense(8).init(jax.random.key(2), x[0, 0])
@@ -93,14 +95,14 @@ def test_hidden_dense_is_flax_dense(envs):
         np.testing.assert_array_equal(a, b)
     params = jax.tree_util.tree_map(lambda p: p + 0.1, ref)  # a non-zero bias
 
-    def loss(p, xs, layer):
-        out = jax.vmap(lambda xe: layer.apply(p, xe))(xs)
-        return jnp.sum(jnp.tanh(out) * weights)
+    def loss(p, xs, apply):
+        return jnp.sum(jnp.tanh(jax.vmap(lambda xe: apply(p, xe))(xs)) * weights)
 
-    def grads(layer):
-        return jax.jit(jax.vmap(jax.value_and_grad(lambda p, xs: loss(p, xs, layer)), (None, 0)))
+    def grads(apply):
+        return jax.jit(jax.vmap(jax.value_and_grad(lambda p, xs: loss(p, xs, apply)), (None, 0)))
 
-    got, want = grads(HiddenDense(8))(params, x), grads(nn.Dense(8))(params, x)
+    got = grads(lambda p, xe: HiddenDense(8).apply(p, xe, vmapped))(params, x)
+    want = grads(nn.Dense(8).apply)(params, x)
     for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
@@ -160,16 +162,17 @@ def test_narrow_product_gradient_is_the_products(width):
 
 
 @pytest.mark.parametrize("head", ["categorical", "beta"])
-def test_network_gradient_with_the_narrow_head(lq, macro, head, monkeypatch):
-    """A rollout's gradient in the policy's parameters with the narrow head's product
-    and with XLA's own (`_NARROW_MAX` = 0)."""
+def test_network_gradient_with_the_grid_products(lq, macro, head, monkeypatch):
+    """A rollout's gradient in the policy's parameters with the grid's products (the
+    narrow head, the weight gradients in row blocks) and with XLA's own
+    (`_NARROW_MAX` = 0, `_WEIGHT_GRAD_BLOCKS` = 0)."""
     game = lq if head == "categorical" else macro
     cfg = NetworkConfig(head=head, hidden=(16, 16), embed_dim=8)
     params = init_params(cfg, game, jax.random.key(0))
 
     def grad():
         build_module.cache_clear()
-        run = rollout_fn(game, network_policy(cfg, game), num_envs=3)
+        run = rollout_fn(game, network_policy(cfg, game), num_envs=4)  # 4 S rows: blocked
 
         def loss(p):  # the policies and the agent's (differentiable) mean fields
             t = run(p, jax.random.key(1))
@@ -179,6 +182,7 @@ def test_network_gradient_with_the_narrow_head(lq, macro, head, monkeypatch):
 
     narrow = grad()
     monkeypatch.setattr(mfax.networks, "_NARROW_MAX", 0)
+    monkeypatch.setattr(mfax.networks, "_WEIGHT_GRAD_BLOCKS", 0)
     plain = grad()
     build_module.cache_clear()
     for a, b in zip(jax.tree_util.tree_leaves(narrow), jax.tree_util.tree_leaves(plain)):
