@@ -11,6 +11,7 @@ import pytest
 from conftest import GAMES, agg_at, dense_kernel, np_random_policy, small_game
 
 import mfax
+import mfax.dynamics as dyn
 from mfax.dynamics import rollout_fn
 from mfax.networks import NetworkConfig, init_params, network_policy
 from mfax.policies import random_policy
@@ -346,3 +347,37 @@ def test_recomputed_kernel_rows_give_the_same_values_and_gradient(name, monkeypa
     for a, b in zip(flat0, flat1):  # float rounding, relative to the leaf's scale
         a, b = np.asarray(a), np.asarray(b)
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * np.abs(a).max())
+
+
+# --------------------------------------------------------------------------
+# the push-forward's flat indices: 16 bits where E * S fits, else 32
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("E, S", [(3, 500), (2, 2**15 + 1)])  # 1500 and 65538 flat states
+def test_push_forward_index_types_agree(E, S, monkeypatch):
+    """`push_forward` against `np.add.at`, and with 32-bit indices everywhere
+    (`_NARROW_INDICES` = 0): the same sums and gradients, bit for bit."""
+    A, K = 3, 2
+    keys = jax.random.split(jax.random.key(0), 4)
+    mu = jax.random.dirichlet(keys[0], jnp.ones(S), (E,))
+    pi = jax.random.dirichlet(keys[1], jnp.ones(A), (E, S))
+    idx = jax.random.randint(keys[2], (E, S, A, K), 0, S)
+    prob = jax.random.dirichlet(keys[3], jnp.ones(K), (E, S, A))
+    weights = np.asarray(mu)[:, :, None, None] * np.asarray(pi)[..., None] * np.asarray(prob)
+    want = np.zeros((E, S), np.float32)
+    for e in range(E):
+        np.add.at(want[e], np.asarray(idx[e]).reshape(-1), weights[e].reshape(-1))
+
+    def run():
+        def loss(mu, pi, prob):
+            return jnp.sum(jnp.sin(dyn.push_forward(mu, pi, idx, prob)) * jnp.arange(S))
+
+        out = jax.jit(dyn.push_forward)(mu, pi, idx, prob)
+        return out, jax.jit(jax.grad(loss, (0, 1, 2)))(mu, pi, prob)
+
+    out, grads = run()
+    np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5, atol=1e-7)
+    monkeypatch.setattr(dyn, "_NARROW_INDICES", 0)
+    out32, grads32 = run()
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(out32))
+    for a, b in zip(grads, grads32):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
