@@ -214,14 +214,15 @@ def _flat_product_bwd(res, g):
 _flat_product.defvjp(_flat_product_fwd, _flat_product_bwd)
 
 
-def _rows_product(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _on_flat_rows(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``x[..., K] @ kernel`` as one `_flat_product` over all of ``x``'s rows."""
     rows = _flat_product(x.reshape(-1, x.shape[-1]), kernel)
     return rows.reshape(x.shape[:-1] + (kernel.shape[-1],))
 
 
 @jax.custom_batching.custom_vmap
 def _row_product(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return _rows_product(x, kernel)
+    return _on_flat_rows(x, kernel)
 
 
 @_row_product.def_vmap
@@ -230,7 +231,7 @@ def _row_product_vmap(axis_size, in_batched, x, kernel):
     if kernel_batched:  # per-seed kernels: a plain batched product
         in_axes = (0 if x_batched else None, 0)
         return jax.vmap(jnp.matmul, in_axes)(x, kernel), True
-    return _rows_product(x, kernel), True
+    return _on_flat_rows(x, kernel), True
 
 
 class HiddenDense(nn.Module):
