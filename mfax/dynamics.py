@@ -67,7 +67,10 @@ def push_forward(mu: jax.Array, pi: jax.Array, idx: jax.Array, prob: jax.Array) 
     # iteration. 16 bits where E * S fits: the rollout scan stores these indices for the
     # gradient every step, and half the bytes to zero-fill and write is macro SPG /
     # RSPG 0.93 / 0.97x (docs/PERFORMANCE.md). The sums are the same, bit for bit.
-    index_type = jnp.uint16 if _NARROW_INDICES and E * S <= 2**16 else jnp.uint32
+    # Only on one CPU device: XLA's SPMD partitioner aborts on 16-bit scatter indices,
+    # and other backends are unmeasured.
+    narrow = _NARROW_INDICES and E * S <= 2**16 and _one_cpu_device()
+    index_type = jnp.uint16 if narrow else jnp.uint32
     flat = flat.astype(index_type).reshape(-1, 1)
     out = lax.scatter_add(
         jnp.zeros(E * S, mu.dtype),
@@ -80,6 +83,12 @@ def push_forward(mu: jax.Array, pi: jax.Array, idx: jax.Array, prob: jax.Array) 
 
 
 _NARROW_INDICES = 1  # 0: 32-bit indices everywhere (the tests' reference)
+
+
+def _one_cpu_device() -> bool:
+    return jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
 _SCATTER_ROWS = lax.ScatterDimensionNumbers(
     update_window_dims=(), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0,)
 )
