@@ -8,7 +8,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from mfax.dynamics import expectation, push_forward
 from mfax.games.base import CommonNoise, NoiseDraw, deterministic_row
 from mfax.games.grid1d import Grid1DGame
 from mfax.games.params import LinearQuadraticParams
@@ -58,20 +60,60 @@ class LinearQuadratic(Grid1DGame):
         )
         return sign * p.push_size * agg.z
 
-    def kernel(self, agg, mu):
+    def moves(self, agg: LQAggregate) -> jax.Array:
+        """``[S, A]`` int32: the position after the move and the common-noise push, before
+        the idiosyncratic noise."""
         p = self.params
-        hi = p.num_states - 1
         x = jnp.arange(p.num_states, dtype=jnp.float32)[:, None]
         a = jnp.asarray(self.action_values(), jnp.float32)[None, :]
         # clip to [0, hi] then int() truncates, which is floor on non-negatives
-        d = jnp.floor(jnp.clip(x + a + p.sigma * p.rho * self.push(agg), 0, hi))
-        if not p.idio_noise:
-            return deterministic_row(d.astype(jnp.int32))
-        delta = jnp.asarray(p.noise_atoms, jnp.float32)
-        scale = p.sigma * math.sqrt(1.0 - p.rho**2)
-        nxt = jnp.clip(jnp.round(d[..., None] + scale * delta), 0, hi).astype(jnp.int32)
-        probs = jnp.broadcast_to(jnp.asarray(p.noise_probs, jnp.float32), nxt.shape)
-        return nxt, probs
+        d = jnp.floor(jnp.clip(x + a + p.sigma * p.rho * self.push(agg), 0, p.num_states - 1))
+        return d.astype(jnp.int32)
+
+    @functools.cached_property
+    def noise_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The idiosyncratic noise's rows from each position, ``(idx, prob)[S, K]``: it
+        depends on the position alone, so it is one table for every step."""
+        p = self.params
+        d = np.arange(p.num_states, dtype=np.float32)[:, None]
+        delta = np.asarray(p.noise_atoms, np.float32)
+        scale = np.float32(p.sigma * math.sqrt(1.0 - p.rho**2))
+        idx = np.clip(np.round(d + scale * delta), 0, p.num_states - 1).astype(np.int32)
+        prob = np.broadcast_to(np.asarray(p.noise_probs, np.float32), idx.shape)
+        return idx, prob
+
+    def kernel(self, agg, mu):
+        d = self.moves(agg)
+        if not self.params.idio_noise:
+            return deterministic_row(d)
+        idx, prob = self.noise_rows
+        return jnp.asarray(idx)[d], jnp.asarray(prob)[d]
+
+    # The factored kernel: the move (``[S, A]``), then the noise from the position it
+    # reaches, one static ``[S, K]`` table: the recursions gather and scatter-add
+    # ``E S A + E S K`` entries per step instead of the rows' ``E S A K``
+    # (docs/PERFORMANCE.md, "Linear-quadratic's kernel factored").
+    def kernel_rows(self, agg, mu):
+        return self.moves(agg)
+
+    def _noise_batch(self, batch: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+        """`noise_rows` as kernel rows of one action, ``[*batch, S, 1, K]``."""
+        return tuple(
+            jnp.broadcast_to(jnp.asarray(x)[:, None], batch + (self.num_states, 1, x.shape[-1]))
+            for x in self.noise_rows
+        )
+
+    def kernel_expectation(self, values, moves):
+        if self.params.idio_noise:  # E[V(noise(d))] for every position d, then the moves
+            values = expectation(values, *self._noise_batch(moves.shape[:-2]))[..., 0]
+        return expectation(values, *deterministic_row(moves))
+
+    def kernel_push(self, mu, pi, moves):
+        moved = push_forward(mu, pi, *deterministic_row(moves))
+        if not self.params.idio_noise:
+            return moved
+        one = jnp.ones(moved.shape + (1,), moved.dtype)
+        return push_forward(moved, one, *self._noise_batch(moved.shape[:-1]))
 
     def next_aggregate(self, key, agg):
         return self.noise.advance(key, agg._replace(t=agg.t + 1))  # no later draws

@@ -1,6 +1,7 @@
-"""Macro's factored kernel (wealth rows, then the income transition) against its dense
-kernel: the expectation, the push-forward, the training loss and gradient, and the
-exploitability agree to float rounding."""
+"""The factored kernels (macro: wealth rows, then the income transition; linear-quadratic:
+the move, then the noise table) against the games' dense kernel rows: the expectation,
+the push-forward, the training loss and gradient, and the exploitability agree to float
+rounding."""
 
 from __future__ import annotations
 
@@ -14,23 +15,41 @@ import mfax
 from mfax.dynamics import expectation, push_forward, rollout_fn
 from mfax.evaluation import evaluate_policy, expected_return
 from mfax.games.base import Game
-from mfax.games.macro import Macro
+from mfax.games.linear_quadratic import LQAggregate
 from mfax.policies import MeanFieldPolicy, _table_apply
 
+SMALL = {
+    "macro": dict(num_wealth=10, num_income=3, num_actions=4),
+    "linear_quadratic": dict(
+        num_states=15, max_action=2, horizon=12, push_early_end=4, push_late_start=8
+    ),
+}
+FACTORED = sorted(SMALL)
 
-class DenseMacro(Macro):
-    """Macro with the base class's dense `kernel_*` (the path before factoring)."""
 
-    kernel_rows = Game.kernel_rows
-    kernel_expectation = Game.kernel_expectation
-    kernel_push = Game.kernel_push
+def dense(game: Game) -> Game:
+    """``game`` with the base class's dense `kernel_*` (the path before factoring)."""
+    methods = ("kernel_rows", "kernel_expectation", "kernel_push")
+    cls = type("Dense" + type(game).__name__, (type(game),), {m: getattr(Game, m) for m in methods})
+    return cls(game.params)
 
 
-def games(idio_noise: bool, **kw):
-    g = mfax.make_game(
-        "macro", num_wealth=10, num_income=3, num_actions=4, idio_noise=idio_noise, **kw
-    )
-    return g, DenseMacro(g.params)
+def games(name: str, idio_noise: bool, **kw):
+    g = mfax.make_game(name, idio_noise=idio_noise, **{**SMALL[name], **kw})
+    return g, dense(g)
+
+
+def aggregate(name: str, t: int, z: float):
+    if name == "macro":
+        return macro_agg(t, z)
+    return LQAggregate(t=jnp.asarray(t, jnp.int32), z=jnp.asarray(z, jnp.float32))
+
+
+# (t, z) of each environment: linear-quadratic's push is -z before step 4, +z after 8
+AGGREGATES = {
+    "macro": ((3, -0.2), (3, 0.25), (3, 0.0)),
+    "linear_quadratic": ((2, 1.0), (9, -1.0), (5, 1.0)),
+}
 
 
 def batched(game, seed: int, E: int = 2):
@@ -39,18 +58,18 @@ def batched(game, seed: int, E: int = 2):
     S, A = game.num_states, game.num_actions
     mu = jnp.asarray(rng.dirichlet(np.ones(S), size=E), jnp.float32)
     pi = jnp.asarray(rng.dirichlet(np.ones(A), size=(E, S)), jnp.float32)
-    aggs = [macro_agg(3, z) for z in (-0.2, 0.25, 0.0)[:E]]
+    aggs = [aggregate(game.name, t, z) for t, z in AGGREGATES[game.name][:E]]
     agg = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *aggs)
     return agg, mu, pi, rng
 
 
+@pytest.mark.parametrize("name", FACTORED)
 @pytest.mark.parametrize("idio_noise", [True, False])
-def test_factored_expectation_and_push_equal_dense(idio_noise):
-    game, _ = games(idio_noise)
-    agg, mu, pi, rng = batched(game, 0)
+def test_factored_expectation_and_push_equal_dense(name, idio_noise):
+    game, _ = games(name, idio_noise)
+    agg, mu, pi, rng = batched(game, 0, E=3)
     idx, prob = jax.vmap(game.kernel)(agg, mu)
     rows = jax.vmap(game.kernel_rows)(agg, mu)
-    assert rows[0].shape[-1] == 2  # two wealth points, whatever the income shocks
     for lead in ((), (3,), (2, 3)):
         values = jnp.asarray(rng.normal(size=lead + mu.shape) * 10 + 5, jnp.float32)
         got = game.kernel_expectation(values, rows)
@@ -65,7 +84,7 @@ def test_factored_expectation_and_push_equal_dense(idio_noise):
 
 def test_income_transition_is_the_kernels():
     """`income_transition` is the income part of the dense rows (clipped at both ends)."""
-    game, _ = games(True, income_atoms=(-1, 0, 2), income_probs=(0.2, 0.5, 0.3))
+    game, _ = games("macro", True, income_atoms=(-1, 0, 2), income_probs=(0.2, 0.5, 0.3))
     np.testing.assert_allclose(
         game.income_transition,
         [[0.7, 0.0, 0.3], [0.2, 0.5, 0.3], [0.0, 0.2, 0.8]],
@@ -88,11 +107,16 @@ def table_policy():
 
 
 @pytest.mark.parametrize(
-    "idio_noise",
-    [pytest.param(True, marks=pytest.mark.slow), False],  # True: ~14 s; CI runs it
+    "name, idio_noise",
+    [
+        pytest.param("macro", True, marks=pytest.mark.slow),  # ~14 s; CI runs it
+        ("macro", False),
+        ("linear_quadratic", True),
+        ("linear_quadratic", False),
+    ],
 )
-def test_training_loss_gradient_and_exploitability_equal_dense(idio_noise):
-    factored, dense = games(idio_noise, horizon=6)
+def test_training_loss_gradient_and_exploitability_equal_dense(name, idio_noise):
+    factored, plain = games(name, idio_noise, horizon=12 if name != "macro" else 6)
     table = mfax.policies.random_policy(factored, jax.random.PRNGKey(3))
     key = jax.random.PRNGKey(4)
 
@@ -100,12 +124,12 @@ def test_training_loss_gradient_and_exploitability_equal_dense(idio_noise):
         run = rollout_fn(game, table_policy(), 3)
         return jax.jit(jax.value_and_grad(lambda p: expected_return(run(p, key), 0.95)))
 
-    (lf, gf), (ld, gd) = loss(factored)(table), loss(dense)(table)
+    (lf, gf), (ld, gd) = loss(factored)(table), loss(plain)(table)
     np.testing.assert_allclose(lf, ld, rtol=1e-6)
     np.testing.assert_allclose(gf, gd, rtol=1e-5, atol=1e-6 * float(jnp.max(jnp.abs(gd))))
 
     rf = evaluate_policy(factored, table, key, num_envs=3)
-    rd = evaluate_policy(dense, table, key, num_envs=3)
+    rd = evaluate_policy(plain, table, key, num_envs=3)
     np.testing.assert_allclose(rf.trajectory.mu, rd.trajectory.mu, rtol=1e-5, atol=1e-8)
     for name in ("exploitability", "policy_return", "best_response_return"):
         np.testing.assert_allclose(getattr(rf, name), getattr(rd, name), rtol=1e-5, err_msg=name)
