@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mfax.games.base import Game
+from mfax.games.base import Game, deterministic_row
 from mfax.policies import MeanFieldPolicy, as_policy
 from mfax.sharding import shard_envs
 
@@ -53,12 +53,17 @@ def _flat_offsets(idx: jax.Array, batch: int, num_states: int) -> jax.Array:
     return jnp.moveaxis(idx, -1, 0)[:, None] + base
 
 
-def push_forward(mu: jax.Array, pi: jax.Array, idx: jax.Array, prob: jax.Array) -> jax.Array:
+def push_forward(
+    mu: jax.Array, pi: jax.Array, idx: jax.Array, prob: jax.Array, num_out: int | None = None
+) -> jax.Array:
     """Exact update ``mu'[s'] = sum_{s,a,k: idx[s,a,k]=s'} mu[s] pi[s,a] prob[s,a,k]``.
 
-    Shapes: ``mu[E, S]``, ``pi[E, S, A]``, ``idx, prob[E, S, A, K]`` -> ``[E, S]``.
+    Shapes: ``mu[E, S]``, ``pi[E, S, A]``, ``idx, prob[E, S, A, K]`` -> ``[E, num_out]``
+    (``num_out`` defaults to ``S``: a factored kernel's first stage may push onto
+    another set of states).
     """
-    E, S = mu.shape
+    E = mu.shape[0]
+    S = mu.shape[1] if num_out is None else num_out
     weights = mu[:, :, None, None] * pi[..., None] * prob
     flat = idx + (jnp.arange(E, dtype=jnp.int32) * S)[:, None, None, None]
     # The rows' indices lie in [0, S) by construction. Unsigned, no wrap of negative
@@ -104,6 +109,33 @@ def expectation(values: jax.Array, idx: jax.Array, prob: jax.Array) -> jax.Array
     prob_k = jnp.moveaxis(prob, -1, 0)
     out = sum(prob_k[k] * gathered[k] for k in range(idx.shape[-1]))
     return out.reshape(lead + out.shape[1:])
+
+
+def push_forward_two_stage(
+    mu: jax.Array, pi: jax.Array, moves: jax.Array, noise_idx: jax.Array, noise_prob: jax.Array
+) -> jax.Array:
+    """`push_forward` through a kernel in two stages: each (state, action) moves to one
+    of ``M`` intermediate states, ``moves[E, S, A]``, and each intermediate state has a
+    row of ``K`` successors, ``noise_idx[E, M, K]`` with probabilities ``noise_prob``
+    (broadcast to it). The rows ``noise_idx[moves]`` to float rounding, in
+    ``E S A + E M K`` scatter-adds instead of ``E S A K``."""
+    moved = push_forward(mu, pi, *deterministic_row(moves), num_out=noise_idx.shape[-2])
+    one = jnp.ones(moved.shape + (1,), moved.dtype)
+    return push_forward(moved, one, *_one_action(noise_idx, noise_prob), num_out=mu.shape[-1])
+
+
+def expectation_two_stage(
+    values: jax.Array, moves: jax.Array, noise_idx: jax.Array, noise_prob: jax.Array
+) -> jax.Array:
+    """`expectation` through the two stages of `push_forward_two_stage`:
+    ``values[..., E, S]`` -> ``[..., E, S, A]``."""
+    after_move = expectation(values, *_one_action(noise_idx, noise_prob))[..., 0]
+    return expectation(after_move, *deterministic_row(moves))
+
+
+def _one_action(noise_idx: jax.Array, noise_prob: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Rows ``[E, M, K]`` as the kernel rows ``[E, M, 1, K]`` of a one-action game."""
+    return noise_idx[..., None, :], jnp.broadcast_to(noise_prob, noise_idx.shape)[..., None, :]
 
 
 def _inverse_cdf(key: jax.Array, rows: jax.Array) -> jax.Array:

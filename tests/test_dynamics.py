@@ -381,3 +381,44 @@ def test_push_forward_index_types_agree(E, S, monkeypatch):
     np.testing.assert_array_equal(np.asarray(out), np.asarray(out32))
     for a, b in zip(grads, grads32):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# --------------------------------------------------------------------------
+# a kernel in two stages: a move to an intermediate state, then its row
+# --------------------------------------------------------------------------
+def test_two_stage_kernel_is_its_composed_rows():
+    """`push_forward_two_stage` and `expectation_two_stage` against `push_forward` and
+    `expectation` on the composed rows ``noise_idx[moves]``, with more intermediate
+    states than states (M = S + 3), values with leading axes, and the gradients."""
+    E, S, A, M, K = 2, 7, 3, 10, 4
+    keys = jax.random.split(jax.random.key(1), 6)
+    mu = jax.random.dirichlet(keys[0], jnp.ones(S), (E,))
+    pi = jax.random.dirichlet(keys[1], jnp.ones(A), (E, S))
+    moves = jax.random.randint(keys[2], (E, S, A), 0, M)
+    noise_idx = jax.random.randint(keys[3], (E, M, K), 0, S)
+    noise_prob = jax.random.dirichlet(keys[4], jnp.ones(K))  # one row for all, [K]
+    idx = jnp.take_along_axis(noise_idx, moves.reshape(E, S * A, 1), 1).reshape(E, S, A, K)
+    prob = jnp.broadcast_to(noise_prob, idx.shape)
+    np.testing.assert_allclose(
+        dyn.push_forward_two_stage(mu, pi, moves, noise_idx, noise_prob),
+        dyn.push_forward(mu, pi, idx, prob),
+        rtol=1e-6,
+        atol=1e-8,
+    )
+    values = jax.random.normal(keys[5], (2, 3, E, S))
+    np.testing.assert_allclose(
+        dyn.expectation_two_stage(values, moves, noise_idx, noise_prob),
+        dyn.expectation(values, idx, prob),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+    def loss(push, mu, pi):
+        return jnp.sum(jnp.sin(push(mu, pi)) * jnp.arange(S))
+
+    two = jax.grad(loss, (1, 2))(
+        lambda m, p: dyn.push_forward_two_stage(m, p, moves, noise_idx, noise_prob), mu, pi
+    )
+    one = jax.grad(loss, (1, 2))(lambda m, p: dyn.push_forward(m, p, idx, prob), mu, pi)
+    for a, b in zip(two, one):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -1,5 +1,5 @@
-"""The factored kernels (macro: wealth rows, then the income transition; linear-quadratic:
-the move, then the noise table) against the games' dense kernel rows: the expectation,
+"""The factored kernels (macro: wealth rows, then the income transition; linear-quadratic
+and the beach bar: the move, then the noise from where it ends) against the games' dense kernel rows: the expectation,
 the push-forward, the training loss and gradient, and the exploitability agree to float
 rounding."""
 
@@ -15,6 +15,7 @@ import mfax
 from mfax.dynamics import expectation, push_forward, rollout_fn
 from mfax.evaluation import evaluate_policy, expected_return
 from mfax.games.base import Game
+from mfax.games.beach_bar import BarAggregate
 from mfax.games.linear_quadratic import LQAggregate
 from mfax.policies import MeanFieldPolicy, _table_apply
 
@@ -23,6 +24,7 @@ SMALL = {
     "linear_quadratic": dict(
         num_states=15, max_action=2, horizon=12, push_early_end=4, push_late_start=8
     ),
+    "beach_bar_1d": dict(num_states=12, max_action=3, horizon=12),
 }
 FACTORED = sorted(SMALL)
 
@@ -39,16 +41,21 @@ def games(name: str, idio_noise: bool, **kw):
     return g, dense(g)
 
 
-def aggregate(name: str, t: int, z: float):
+def aggregate(name: str, t: int, z: float, bar: int = 0):
     if name == "macro":
         return macro_agg(t, z)
-    return LQAggregate(t=jnp.asarray(t, jnp.int32), z=jnp.asarray(z, jnp.float32))
+    t, z = jnp.asarray(t, jnp.int32), jnp.asarray(z, jnp.float32)
+    if name == "beach_bar_1d":
+        return BarAggregate(t=t, z=z, bar=jnp.asarray(bar, jnp.int32))
+    return LQAggregate(t=t, z=z)
 
 
-# (t, z) of each environment: linear-quadratic's push is -z before step 4, +z after 8
+# (t, z[, bar]) of each environment: linear-quadratic's push is -z before step 4, +z
+# after 8; the bar 2 and 3 places from the beach's ends, where moves are clipped too
 AGGREGATES = {
     "macro": ((3, -0.2), (3, 0.25), (3, 0.0)),
     "linear_quadratic": ((2, 1.0), (9, -1.0), (5, 1.0)),
+    "beach_bar_1d": ((2, 1.0, 2), (7, 0.0, 9), (5, 1.0, 6)),
 }
 
 
@@ -58,7 +65,7 @@ def batched(game, seed: int, E: int = 2):
     S, A = game.num_states, game.num_actions
     mu = jnp.asarray(rng.dirichlet(np.ones(S), size=E), jnp.float32)
     pi = jnp.asarray(rng.dirichlet(np.ones(A), size=(E, S)), jnp.float32)
-    aggs = [aggregate(game.name, t, z) for t, z in AGGREGATES[game.name][:E]]
+    aggs = [aggregate(game.name, *args) for args in AGGREGATES[game.name][:E]]
     agg = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *aggs)
     return agg, mu, pi, rng
 
@@ -113,6 +120,8 @@ def table_policy():
         ("macro", False),
         ("linear_quadratic", True),
         ("linear_quadratic", False),
+        ("beach_bar_1d", True),
+        ("beach_bar_1d", False),
     ],
 )
 def test_training_loss_gradient_and_exploitability_equal_dense(name, idio_noise):

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfax.dynamics import expectation, push_forward
-from mfax.games.base import CommonNoise, NoiseDraw, deterministic_row
+from mfax.dynamics import expectation_two_stage, push_forward_two_stage
+from mfax.games.base import CommonNoise, NoiseDraw
 from mfax.games.grid1d import Grid1DGame
 from mfax.games.params import LinearQuadraticParams
 
@@ -72,10 +72,13 @@ class LinearQuadratic(Grid1DGame):
 
     @functools.cached_property
     def noise_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """The idiosyncratic noise's rows from each position, ``(idx, prob)[S, K]``: it
-        depends on the position alone, so it is one table for every step."""
+        """The idiosyncratic noise's rows from each position, ``(idx, prob)[S, K]`` (the
+        position itself, with probability 1, without noise): it depends on the position
+        alone, so it is one table for every step."""
         p = self.params
         d = np.arange(p.num_states, dtype=np.float32)[:, None]
+        if not p.idio_noise:
+            return d.astype(np.int32), np.ones_like(d)
         delta = np.asarray(p.noise_atoms, np.float32)
         scale = np.float32(p.sigma * math.sqrt(1.0 - p.rho**2))
         idx = np.clip(np.round(d + scale * delta), 0, p.num_states - 1).astype(np.int32)
@@ -83,37 +86,26 @@ class LinearQuadratic(Grid1DGame):
         return idx, prob
 
     def kernel(self, agg, mu):
-        d = self.moves(agg)
-        if not self.params.idio_noise:
-            return deterministic_row(d)
         idx, prob = self.noise_rows
+        d = self.moves(agg)
         return jnp.asarray(idx)[d], jnp.asarray(prob)[d]
 
     # The factored kernel: the move (``[S, A]``), then the noise from the position it
-    # reaches, one static ``[S, K]`` table: the recursions gather and scatter-add
-    # ``E S A + E S K`` entries per step instead of the rows' ``E S A K``
-    # (docs/PERFORMANCE.md, "Linear-quadratic's kernel factored").
+    # reaches (`noise_rows`): the recursions gather and scatter-add ``E S A + E S K``
+    # entries per step instead of the rows' ``E S A K`` (docs/PERFORMANCE.md,
+    # "The grid games' kernels factored").
     def kernel_rows(self, agg, mu):
         return self.moves(agg)
 
-    def _noise_batch(self, batch: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-        """`noise_rows` as kernel rows of one action, ``[*batch, S, 1, K]``."""
-        return tuple(
-            jnp.broadcast_to(jnp.asarray(x)[:, None], batch + (self.num_states, 1, x.shape[-1]))
-            for x in self.noise_rows
-        )
+    def _noise(self, moves: jax.Array) -> tuple[jax.Array, jax.Array]:
+        idx, prob = self.noise_rows
+        return jnp.broadcast_to(idx, moves.shape[:1] + idx.shape), jnp.asarray(prob)
 
     def kernel_expectation(self, values, moves):
-        if self.params.idio_noise:  # E[V(noise(d))] for every position d, then the moves
-            values = expectation(values, *self._noise_batch(moves.shape[:-2]))[..., 0]
-        return expectation(values, *deterministic_row(moves))
+        return expectation_two_stage(values, moves, *self._noise(moves))
 
     def kernel_push(self, mu, pi, moves):
-        moved = push_forward(mu, pi, *deterministic_row(moves))
-        if not self.params.idio_noise:
-            return moved
-        one = jnp.ones(moved.shape + (1,), moved.dtype)
-        return push_forward(moved, one, *self._noise_batch(moved.shape[:-1]))
+        return push_forward_two_stage(mu, pi, moves, *self._noise(moves))
 
     def next_aggregate(self, key, agg):
         return self.noise.advance(key, agg._replace(t=agg.t + 1))  # no later draws
