@@ -1,7 +1,7 @@
 """The factored kernels (macro: wealth rows, then the income transition; linear-quadratic
-and the beach bar: the move, then the noise from where it ends) against the games' dense kernel rows: the expectation,
-the push-forward, the training loss and gradient, and the exploitability agree to float
-rounding."""
+and the beach bar: the move, then the noise from where it ends) against the games' dense
+kernel rows: the expectation, the push-forward, the training loss and gradient, and the
+exploitability agree to float rounding."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def aggregate(name: str, t: int, z: float, bar: int = 0):
 
 
 # (t, z[, bar]) of each environment: linear-quadratic's push is -z before step 4, +z
-# after 8; the bar 2 and 3 places from the beach's ends, where moves are clipped too
+# after 8; the bar 2 places from either end of the beach (where moves of 3 are clipped
+# too) and in the middle
 AGGREGATES = {
     "macro": ((3, -0.2), (3, 0.25), (3, 0.0)),
     "linear_quadratic": ((2, 1.0), (9, -1.0), (5, 1.0)),
@@ -77,6 +78,9 @@ def test_factored_expectation_and_push_equal_dense(name, idio_noise):
     agg, mu, pi, rng = batched(game, 0, E=3)
     idx, prob = jax.vmap(game.kernel)(agg, mu)
     rows = jax.vmap(game.kernel_rows)(agg, mu)
+    moves = rows if name == "linear_quadratic" else rows[0]
+    # macro: two wealth points whatever the income shocks; the grid games: one move
+    assert moves.shape == (3, game.num_states, game.num_actions) + ((2,) if name == "macro" else ())
     for lead in ((), (3,), (2, 3)):
         values = jnp.asarray(rng.normal(size=lead + mu.shape) * 10 + 5, jnp.float32)
         got = game.kernel_expectation(values, rows)
@@ -140,7 +144,9 @@ def test_training_loss_gradient_and_exploitability_equal_dense(name, idio_noise)
     rf = evaluate_policy(factored, table, key, num_envs=3)
     rd = evaluate_policy(plain, table, key, num_envs=3)
     np.testing.assert_allclose(rf.trajectory.mu, rd.trajectory.mu, rtol=1e-5, atol=1e-8)
-    for name in ("exploitability", "policy_return", "best_response_return"):
-        np.testing.assert_allclose(getattr(rf, name), getattr(rd, name), rtol=1e-5, err_msg=name)
+    for metric in ("exploitability", "policy_return", "best_response_return"):
+        np.testing.assert_allclose(
+            getattr(rf, metric), getattr(rd, metric), rtol=1e-5, err_msg=metric
+        )
     np.testing.assert_allclose(rf.policy_value, rd.policy_value, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(rf.best_response_actions, rd.best_response_actions)
