@@ -1,5 +1,6 @@
-"""The factored kernels (macro: wealth rows, then the income transition; linear-quadratic
-and the beach bar: the move, then the noise from where it ends) against the games' dense
+"""The factored kernels (macro: wealth rows, then the income transition; the grid games
+-- linear-quadratic, the beach bar, the crowd ring: the move, then the noise from where
+it ends) against the games' dense
 kernel rows: the expectation, the push-forward, the training loss and gradient, and the
 exploitability agree to float rounding."""
 
@@ -14,7 +15,7 @@ from conftest import macro_agg
 import mfax
 from mfax.dynamics import expectation, push_forward, rollout_fn
 from mfax.evaluation import evaluate_policy, expected_return
-from mfax.games.base import Game
+from mfax.games.base import ClockAggregate, Game
 from mfax.games.beach_bar import BarAggregate
 from mfax.games.linear_quadratic import LQAggregate
 from mfax.policies import MeanFieldPolicy, _table_apply
@@ -25,6 +26,13 @@ SMALL = {
         num_states=15, max_action=2, horizon=12, push_early_end=4, push_late_start=8
     ),
     "beach_bar_1d": dict(num_states=12, max_action=3, horizon=12),
+    "crowd_ring": dict(
+        num_states=9,
+        max_action=2,
+        horizon=12,
+        noise_atoms=(-2, 0, 1, 3),
+        noise_probs=(0.1, 0.4, 0.3, 0.2),
+    ),
 }
 FACTORED = sorted(SMALL)
 
@@ -47,6 +55,8 @@ def aggregate(name: str, t: int, z: float, bar: int = 0):
     t, z = jnp.asarray(t, jnp.int32), jnp.asarray(z, jnp.float32)
     if name == "beach_bar_1d":
         return BarAggregate(t=t, z=z, bar=jnp.asarray(bar, jnp.int32))
+    if name == "crowd_ring":
+        return ClockAggregate(t=t, z=z * 0)
     return LQAggregate(t=t, z=z)
 
 
@@ -57,6 +67,7 @@ AGGREGATES = {
     "macro": ((3, -0.2), (3, 0.25), (3, 0.0)),
     "linear_quadratic": ((2, 1.0), (9, -1.0), (5, 1.0)),
     "beach_bar_1d": ((2, 1.0, 2), (7, 0.0, 9), (5, 1.0, 6)),
+    "crowd_ring": ((0, 0.0), (4, 0.0), (11, 0.0)),
 }
 
 
@@ -78,7 +89,7 @@ def test_factored_expectation_and_push_equal_dense(name, idio_noise):
     agg, mu, pi, rng = batched(game, 0, E=3)
     idx, prob = jax.vmap(game.kernel)(agg, mu)
     rows = jax.vmap(game.kernel_rows)(agg, mu)
-    moves = rows if name == "linear_quadratic" else rows[0]
+    moves = rows[0]
     # macro: two wealth points whatever the income shocks; the grid games: one move
     assert moves.shape == (3, game.num_states, game.num_actions) + ((2,) if name == "macro" else ())
     for lead in ((), (3,), (2, 3)):
@@ -126,6 +137,8 @@ def table_policy():
         ("linear_quadratic", False),
         ("beach_bar_1d", True),
         ("beach_bar_1d", False),
+        ("crowd_ring", True),
+        ("crowd_ring", False),
     ],
 )
 def test_training_loss_gradient_and_exploitability_equal_dense(name, idio_noise):
@@ -150,3 +163,19 @@ def test_training_loss_gradient_and_exploitability_equal_dense(name, idio_noise)
         )
     np.testing.assert_allclose(rf.policy_value, rd.policy_value, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(rf.best_response_actions, rd.best_response_actions)
+
+
+@pytest.mark.parametrize("idio_noise", [True, False])
+def test_crowd_ring_kernel_wraps_around(idio_noise):
+    """The ring's composed rows are ``(x + a + delta) mod S`` with the noise's
+    probabilities (OpenSpiel's crowd_modelling)."""
+    game, _ = games("crowd_ring", idio_noise)
+    p = game.params
+    S = p.num_states
+    idx, prob = game.kernel(aggregate("crowd_ring", 3, 0.0), jnp.full((S,), 1.0 / S))
+    x = np.arange(S)[:, None, None]
+    a = np.arange(-p.max_action, p.max_action + 1)[None, :, None]
+    delta = np.asarray(p.noise_atoms if idio_noise else (0,))
+    np.testing.assert_array_equal(idx, (x + a + delta) % S)
+    want = np.broadcast_to(p.noise_probs if idio_noise else (1.0,), idx.shape)
+    np.testing.assert_allclose(prob, want, rtol=1e-7)

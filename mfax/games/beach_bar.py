@@ -8,7 +8,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mfax.dynamics import expectation_two_stage, push_forward_two_stage
 from mfax.games.base import CommonNoise, NoiseDraw
 from mfax.games.grid1d import Grid1DGame
 from mfax.games.params import BeachBarParams
@@ -77,20 +76,12 @@ class BeachBar1D(Grid1DGame):
             (x < bar) & (bar <= y), bar - 1, jnp.where((x > bar) & (bar >= y), bar + 1, y)
         )
 
-    # The factored kernel. Off the bar, a move stops on the same side of it as it
-    # started, so the noise after it depends on the position reached alone; from the
-    # bar itself (no mass there from mu_0 on, but the recursions cover every state)
-    # neither the move nor the noise is stopped. So the move goes to one of S + A
-    # intermediate states -- the S positions, then the A positions reached from the
-    # bar -- and the noise is a row of K successors per intermediate state: the
-    # recursions gather and scatter-add E S A + E (S + A) K entries per step instead of
-    # the rows' E S A K (docs/PERFORMANCE.md, "The grid games' kernels factored").
-    def kernel_rows(self, agg, mu):
-        return self._factors(agg)
-
-    def _factors(self, agg: BarAggregate) -> tuple[jax.Array, jax.Array]:
-        """``(moves[S, A], noise[S + A, K])``: each (state, action)'s intermediate state,
-        and each intermediate state's successors (with `noise_probs`)."""
+    # Off the bar, a move stops on the same side of it as it started, so the noise after
+    # it depends on the position reached alone; from the bar itself (no mass there from
+    # mu_0 on, but the recursions cover every state) neither the move nor the noise is
+    # stopped. So the move goes to one of S + A intermediate states: the S positions,
+    # then the A positions reached from the bar.
+    def move_and_noise(self, agg):
         p = self.params
         S, hi = p.num_states, p.num_states - 1
         x = jnp.arange(S, dtype=jnp.int32)
@@ -103,22 +94,6 @@ class BeachBar1D(Grid1DGame):
             return moves, at[:, None]
         delta = jnp.asarray(p.noise_atoms, jnp.int32)
         return moves, self._legal(side[:, None], jnp.clip(at[:, None] + delta, 0, hi), agg.bar)
-
-    def kernel(self, agg, mu):
-        moves, noise = self._factors(agg)
-        return noise[moves], jnp.broadcast_to(self._noise_probs, moves.shape + noise.shape[-1:])
-
-    @property
-    def _noise_probs(self) -> jax.Array:
-        return jnp.asarray(
-            self.params.noise_probs if self.params.idio_noise else (1.0,), jnp.float32
-        )
-
-    def kernel_expectation(self, values, rows):
-        return expectation_two_stage(values, *rows, self._noise_probs)
-
-    def kernel_push(self, mu, pi, rows):
-        return push_forward_two_stage(mu, pi, *rows, self._noise_probs)
 
     def next_aggregate(self, key, agg):
         # the closure coin is sampled at every step and kept at t + 1 = T // 2 only

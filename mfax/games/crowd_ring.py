@@ -33,18 +33,14 @@ class CrowdRing(Grid1DGame):
         agg = ClockAggregate.start()
         return agg, jnp.full((S,), 1.0 / S, jnp.float32)
 
-    def kernel(self, agg, mu):
+    def move_and_noise(self, agg):
+        # the ring's moves and noise both wrap around, so the noise after a move depends
+        # on the point it reaches alone
         p = self.params
-        x = jnp.arange(p.num_states, dtype=jnp.int32)[:, None]
-        a = jnp.asarray(self.action_values(), jnp.int32)[None, :]
-        delta = (
-            jnp.asarray(p.noise_atoms, jnp.int32) if p.idio_noise else jnp.zeros((1,), jnp.int32)
-        )
-        nxt = jnp.mod(x[..., None] + a[..., None] + delta, p.num_states)
-        probs = (
-            jnp.asarray(p.noise_probs, jnp.float32) if p.idio_noise else jnp.ones((1,), jnp.float32)
-        )
-        return nxt.astype(jnp.int32), jnp.broadcast_to(probs, nxt.shape)
+        x = jnp.arange(p.num_states, dtype=jnp.int32)
+        a = jnp.asarray(self.action_values(), jnp.int32)
+        delta = jnp.asarray(p.noise_atoms if p.idio_noise else (0,), jnp.int32)
+        return jnp.mod(x[:, None] + a, p.num_states), jnp.mod(x[:, None] + delta, p.num_states)
 
     def next_aggregate(self, key, agg):
         return agg._replace(t=agg.t + 1)

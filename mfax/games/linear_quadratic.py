@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfax.dynamics import expectation_two_stage, push_forward_two_stage
 from mfax.games.base import CommonNoise, NoiseDraw
 from mfax.games.grid1d import Grid1DGame
 from mfax.games.params import LinearQuadraticParams
@@ -60,7 +59,11 @@ class LinearQuadratic(Grid1DGame):
         )
         return sign * p.push_size * agg.z
 
-    def moves(self, agg: LQAggregate) -> jax.Array:
+    def move_and_noise(self, agg):
+        # the noise from each position is one table for every step (`noise_rows`)
+        return self._moves(agg), jnp.asarray(self.noise_rows)
+
+    def _moves(self, agg: LQAggregate) -> jax.Array:
         """``[S, A]`` int32: the position after the move and the common-noise push, before
         the idiosyncratic noise."""
         p = self.params
@@ -71,41 +74,17 @@ class LinearQuadratic(Grid1DGame):
         return d.astype(jnp.int32)
 
     @functools.cached_property
-    def noise_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """The idiosyncratic noise's rows from each position, ``(idx, prob)[S, K]`` (the
-        position itself, with probability 1, without noise): it depends on the position
-        alone, so it is one table for every step."""
+    def noise_rows(self) -> np.ndarray:
+        """``[S, K]``: the idiosyncratic noise's successors from each position (the
+        position itself without noise), computed once with the same float32 operations
+        as the specification's."""
         p = self.params
         d = np.arange(p.num_states, dtype=np.float32)[:, None]
         if not p.idio_noise:
-            return d.astype(np.int32), np.ones_like(d)
+            return d.astype(np.int32)
         delta = np.asarray(p.noise_atoms, np.float32)
         scale = np.float32(p.sigma * math.sqrt(1.0 - p.rho**2))
-        idx = np.clip(np.round(d + scale * delta), 0, p.num_states - 1).astype(np.int32)
-        prob = np.broadcast_to(np.asarray(p.noise_probs, np.float32), idx.shape)
-        return idx, prob
-
-    def kernel(self, agg, mu):
-        idx, prob = self.noise_rows
-        d = self.moves(agg)
-        return jnp.asarray(idx)[d], jnp.asarray(prob)[d]
-
-    # The factored kernel: the move (``[S, A]``), then the noise from the position it
-    # reaches (`noise_rows`): the recursions gather and scatter-add ``E S A + E S K``
-    # entries per step instead of the rows' ``E S A K`` (docs/PERFORMANCE.md,
-    # "The grid games' kernels factored").
-    def kernel_rows(self, agg, mu):
-        return self.moves(agg)
-
-    def _noise(self, moves: jax.Array) -> tuple[jax.Array, jax.Array]:
-        idx, prob = self.noise_rows
-        return jnp.broadcast_to(idx, moves.shape[:1] + idx.shape), jnp.asarray(prob)
-
-    def kernel_expectation(self, values, moves):
-        return expectation_two_stage(values, moves, *self._noise(moves))
-
-    def kernel_push(self, mu, pi, moves):
-        return push_forward_two_stage(mu, pi, moves, *self._noise(moves))
+        return np.clip(np.round(d + scale * delta), 0, p.num_states - 1).astype(np.int32)
 
     def next_aggregate(self, key, agg):
         return self.noise.advance(key, agg._replace(t=agg.t + 1))  # no later draws
