@@ -174,8 +174,11 @@ def _make_train(config: TrainConfig, game: Game, inject_nan_at: int | None) -> T
         traj = rollout(params, key)
         if config.ent_coef:
             # the first batch's scale, then fixed: one ent_coef is as strong relative to
-            # the rewards in every game
-            scale = jnp.where(step == 0, lax.stop_gradient(reward_scale(traj, weight)), scale)
+            # the rewards in every game (a cond, so later iterations skip its pass over the
+            # [T, E, S, A] arrays: macro SPG about 0.95x per iteration)
+            scale = lax.cond(
+                step == 0, lambda: lax.stop_gradient(reward_scale(traj, weight)), lambda: scale
+            )
             traj = with_entropy(traj, ent_schedule(step) * scale)
         return -returns(traj), (traj.obs[:, 0], scale)
 
