@@ -11,7 +11,10 @@ iteration and prints the costliest operations with the JAX source operation each
 came from (the HLO instruction's ``op_name``: ``jvp(...)`` is the forward pass,
 ``transpose(jvp(...))`` the gradient) and how many times it ran (128 = once per
 step of a 128-step scan). On CPU every event is one XLA thunk, so the seconds add
-up to the iteration's. The step compiles with the options the trainer's own driver
+up to the iteration's. ``--iterations N`` runs N iterations in one compiled scan
+(as the trainer's chunks do) and prints the per-iteration means: a single iteration
+also pays for first touching its fresh buffers (macro SPG's zero fills of the stored
+residuals take 0.079 s alone, 0.023 s per iteration within a scan of four). The step compiles with the options the trainer's own driver
 gives it (`TrainConfig.compiler_options`); ``--compiler-option KEY=VALUE``
 (repeatable) adds or overrides one, to compare. docs/PERFORMANCE.md, "Where a
 macro iteration goes".
@@ -59,18 +62,22 @@ def _option(text: str) -> tuple[str, object]:
     return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
-def profile(config, options: dict | None, top: int) -> None:
+def profile(config, options: dict | None, top: int, iterations: int = 1) -> None:
     trainer = get_algorithm(config.algo).make_train(config)
     state = trainer.init(jax.random.key(0))
     options = {**(config.compiler_options() or {}), **(options or {})} or None
-    step = jax.jit(trainer.iteration).lower(state, None).compile(compiler_options=options)
-    jax.block_until_ready(step(state, None))
+
+    def run(state):
+        return jax.lax.scan(trainer.iteration, state, None, length=iterations)
+
+    step = jax.jit(run).lower(state).compile(compiler_options=options)
+    jax.block_until_ready(step(state))
     t0 = time.perf_counter()
-    jax.block_until_ready(step(state, None))
-    seconds = time.perf_counter() - t0
+    jax.block_until_ready(step(state))
+    seconds = (time.perf_counter() - t0) / iterations
     with tempfile.TemporaryDirectory() as folder:
         with jax.profiler.trace(folder, create_perfetto_trace=True):
-            jax.block_until_ready(step(state, None))
+            jax.block_until_ready(step(state))
         (trace,) = glob.glob(f"{folder}/**/perfetto_trace.json.gz", recursive=True)
         with gzip.open(trace) as f:
             events = json.load(f)
@@ -78,12 +85,13 @@ def profile(config, options: dict | None, top: int) -> None:
     total, calls = collections.Counter(), collections.Counter()
     for e in events:
         if e.get("ph") == "X" and not e["name"].startswith(_RUNTIME):
-            total[e["name"]] += e.get("dur", 0) / 1e6
-            calls[e["name"]] += 1
+            total[e["name"]] += e.get("dur", 0) / 1e6 / iterations
+            calls[e["name"]] += 1 / iterations
     names = _op_names(step.as_text())
     print(
         f"# {config.game} {config.algo}, {trainer.num_envs} environments: one iteration "
-        f"{seconds:.3f} s untraced; operations traced {sum(total.values()):.3f} s "
+        f"{seconds:.3f} s untraced (mean of {iterations} in one scan); operations traced "
+        f"{sum(total.values()):.3f} s per iteration "
         f"(jax {jax.__version__}, {jax.devices()[0].device_kind}; options {options})"
     )
     print(f"{'seconds':>8} {'share':>6} {'calls':>6}  {'operation':32} {'shape':26} from")
@@ -92,7 +100,7 @@ def profile(config, options: dict | None, top: int) -> None:
         shape, op = names.get(name, ("", ""))
         op = op.replace("jit(iteration)/", "").replace("while/body/closed_call/", "")
         print(
-            f"{secs:8.3f} {secs / whole:6.1%} {calls[name]:6d}  {name[:32]:32} "
+            f"{secs:8.3f} {secs / whole:6.1%} {calls[name]:6.0f}  {name[:32]:32} "
             f"{shape[:26]:26} {op[-100:]}"
         )
 
@@ -107,6 +115,9 @@ def main(argv=None) -> None:
         "--config", default=None, help="a run's config file (data/<game>/<run>/config.yaml)"
     )
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument(
+        "--iterations", type=int, default=1, help="iterations in one compiled scan (means)"
+    )
     ap.add_argument("--compiler-option", type=_option, action="append", default=[])
     a = ap.parse_args(argv)
     if a.config:
@@ -118,7 +129,9 @@ def main(argv=None) -> None:
     else:
         extra = {"state_input": a.state_input} if a.state_input else {}
         config = TrainConfig(game=a.game, algo=a.algo, num_envs=a.num_envs, **extra)
-    profile(config, dict(a.compiler_option) or None, a.top)
+    if a.iterations < 1:
+        ap.error(f"--iterations {a.iterations}: expected an integer >= 1")
+    profile(config, dict(a.compiler_option) or None, a.top, a.iterations)
 
 
 if __name__ == "__main__":
