@@ -14,10 +14,10 @@ step of a 128-step scan). On CPU every event is one XLA thunk, so the seconds ad
 up to the iteration's. ``--iterations N`` runs N iterations in one compiled scan
 (as the trainer's chunks do) and prints the per-iteration means: a single iteration
 also pays for first touching its fresh buffers (macro SPG's zero fills of the stored
-residuals take 0.079 s alone, 0.023 s per iteration within a scan of four). The step compiles with the options the trainer's own driver
-gives it (`TrainConfig.compiler_options`); ``--compiler-option KEY=VALUE``
-(repeatable) adds or overrides one, to compare. docs/PERFORMANCE.md, "Where a
-macro iteration goes".
+residuals take 0.079 s alone, 0.023 s per iteration within a scan of four). The step
+compiles with the options the trainer's own driver gives it
+(`TrainConfig.compiler_options`); ``--compiler-option KEY=VALUE`` (repeatable) adds or
+overrides one, to compare. docs/PERFORMANCE.md, "Where a macro iteration goes".
 """
 
 from __future__ import annotations

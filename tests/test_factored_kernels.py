@@ -1,8 +1,7 @@
 """The factored kernels (macro: wealth rows, then the income transition; the grid games
 -- linear-quadratic, the beach bar, the crowd ring: the move, then the noise from where
-it ends) against the games' dense
-kernel rows: the expectation, the push-forward, the training loss and gradient, and the
-exploitability agree to float rounding."""
+it ends) against the games' dense kernel rows: the expectation, the push-forward, the
+training loss and gradient, and the exploitability agree to float rounding."""
 
 from __future__ import annotations
 
@@ -56,7 +55,7 @@ def aggregate(name: str, t: int, z: float, bar: int = 0):
     if name == "beach_bar_1d":
         return BarAggregate(t=t, z=z, bar=jnp.asarray(bar, jnp.int32))
     if name == "crowd_ring":
-        return ClockAggregate(t=t, z=z * 0)
+        return ClockAggregate(t=t, z=z)
     return LQAggregate(t=t, z=z)
 
 
