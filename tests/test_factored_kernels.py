@@ -81,26 +81,36 @@ def batched(game, seed: int, E: int = 2):
     return agg, mu, pi, rng
 
 
+def factored_and_dense(game):
+    """One compiled program (eager, each of these small operations compiles on its own):
+    ``(agg, mu, pi, values) -> ((expectation, push) factored, (expectation, push) dense)``."""
+
+    @jax.jit
+    def run(agg, mu, pi, values):
+        rows = jax.vmap(game.kernel_rows)(agg, mu)
+        idx, prob = jax.vmap(game.kernel)(agg, mu)
+        factored = (game.kernel_expectation(values, rows), game.kernel_push(mu, pi, rows))
+        return factored, (expectation(values, idx, prob), push_forward(mu, pi, idx, prob))
+
+    return run
+
+
 @pytest.mark.parametrize("name", FACTORED)
 @pytest.mark.parametrize("idio_noise", [True, False])
 def test_factored_expectation_and_push_equal_dense(name, idio_noise):
     game, _ = games(name, idio_noise)
     agg, mu, pi, rng = batched(game, 0, E=3)
-    idx, prob = jax.vmap(game.kernel)(agg, mu)
-    rows = jax.vmap(game.kernel_rows)(agg, mu)
-    moves = rows[0]
+    moves = jax.eval_shape(jax.vmap(game.kernel_rows), agg, mu)[0]
     # macro: two wealth points whatever the income shocks; the grid games: one move
     assert moves.shape == (3, game.num_states, game.num_actions) + ((2,) if name == "macro" else ())
+    run = factored_and_dense(game)
     for lead in ((), (3,), (2, 3)):
         values = jnp.asarray(rng.normal(size=lead + mu.shape) * 10 + 5, jnp.float32)
-        got = game.kernel_expectation(values, rows)
-        want = expectation(values, idx, prob)
+        (got, push), (want, push_want) = run(agg, mu, pi, values)
         assert got.shape == want.shape == lead + pi.shape
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
-    got = game.kernel_push(mu, pi, rows)
-    want = push_forward(mu, pi, idx, prob)
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(jnp.sum(got, -1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(push, push_want, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(jnp.sum(push, -1), 1.0, rtol=1e-6)
 
 
 def test_income_transition_is_the_kernels():
@@ -113,14 +123,9 @@ def test_income_transition_is_the_kernels():
     )
     agg, mu, pi, rng = batched(game, 1)
     values = jnp.asarray(rng.normal(size=mu.shape), jnp.float32)
-    rows = jax.vmap(game.kernel_rows)(agg, mu)
-    idx, prob = jax.vmap(game.kernel)(agg, mu)
-    np.testing.assert_allclose(
-        game.kernel_expectation(values, rows), expectation(values, idx, prob), atol=1e-6
-    )
-    np.testing.assert_allclose(
-        game.kernel_push(mu, pi, rows), push_forward(mu, pi, idx, prob), atol=1e-7
-    )
+    (got, push), (want, push_want) = factored_and_dense(game)(agg, mu, pi, values)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(push, push_want, atol=1e-7)
 
 
 def table_policy():
