@@ -399,26 +399,30 @@ def test_two_stage_kernel_is_its_composed_rows():
     noise_prob = jax.random.dirichlet(keys[4], jnp.ones(K))  # one row for all, [K]
     idx = jnp.take_along_axis(noise_idx, moves.reshape(E, S * A, 1), 1).reshape(E, S, A, K)
     prob = jnp.broadcast_to(noise_prob, idx.shape)
-    np.testing.assert_allclose(
-        dyn.push_forward_two_stage(mu, pi, moves, noise_idx, noise_prob),
-        dyn.push_forward(mu, pi, idx, prob),
-        rtol=1e-6,
-        atol=1e-8,
-    )
     values = jax.random.normal(keys[5], (2, 3, E, S))
-    np.testing.assert_allclose(
-        dyn.expectation_two_stage(values, moves, noise_idx, noise_prob),
-        dyn.expectation(values, idx, prob),
-        rtol=1e-6,
-        atol=1e-6,
-    )
 
     def loss(push, mu, pi):
         return jnp.sum(jnp.sin(push(mu, pi)) * jnp.arange(S))
 
-    two = jax.grad(loss, (1, 2))(
-        lambda m, p: dyn.push_forward_two_stage(m, p, moves, noise_idx, noise_prob), mu, pi
-    )
-    one = jax.grad(loss, (1, 2))(lambda m, p: dyn.push_forward(m, p, idx, prob), mu, pi)
+    def two_stage(m, p):
+        return dyn.push_forward_two_stage(m, p, moves, noise_idx, noise_prob)
+
+    def composed(m, p):
+        return dyn.push_forward(m, p, idx, prob)
+
+    @jax.jit  # one program: eager, each small operation compiles on its own
+    def both():
+        return (
+            (two_stage(mu, pi), composed(mu, pi)),
+            (
+                dyn.expectation_two_stage(values, moves, noise_idx, noise_prob),
+                dyn.expectation(values, idx, prob),
+            ),
+            (jax.grad(loss, (1, 2))(two_stage, mu, pi), jax.grad(loss, (1, 2))(composed, mu, pi)),
+        )
+
+    (push_two, push_one), (exp_two, exp_one), (two, one) = both()
+    np.testing.assert_allclose(push_two, push_one, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(exp_two, exp_one, rtol=1e-6, atol=1e-6)
     for a, b in zip(two, one):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
