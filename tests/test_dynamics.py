@@ -410,7 +410,7 @@ def test_two_stage_kernel_is_its_composed_rows():
     def composed(m, p):
         return dyn.push_forward(m, p, idx, prob)
 
-    @jax.jit  # one program: eager, each small operation compiles on its own
+    @jax.jit  # one program (run eagerly, each small operation would compile on its own)
     def both():
         return (
             (two_stage(mu, pi), composed(mu, pi)),

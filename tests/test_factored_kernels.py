@@ -82,8 +82,8 @@ def batched(game, seed: int, E: int = 2):
 
 
 def factored_and_dense(game):
-    """One compiled program (eager, each of these small operations compiles on its own):
-    ``(agg, mu, pi, values) -> ((expectation, push) factored, (expectation, push) dense)``."""
+    """``(agg, mu, pi, values) -> ((expectation, push) factored, (expectation, push) dense)``
+    as one compiled program (run eagerly, each small operation would compile on its own)."""
 
     @jax.jit
     def run(agg, mu, pi, values):
