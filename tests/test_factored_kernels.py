@@ -109,8 +109,9 @@ def test_factored_expectation_and_push_equal_dense(name, idio_noise):
         (got, push), (want, push_want) = run(agg, mu, pi, values)
         assert got.shape == want.shape == lead + pi.shape
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
-        np.testing.assert_allclose(push, push_want, rtol=1e-6, atol=1e-8)
-        np.testing.assert_allclose(jnp.sum(push, -1), 1.0, rtol=1e-6)
+    # the push does not depend on the values: the last call's
+    np.testing.assert_allclose(push, push_want, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(jnp.sum(push, -1), 1.0, rtol=1e-6)
 
 
 def test_income_transition_is_the_kernels():
