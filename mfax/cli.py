@@ -10,6 +10,7 @@ Importing this module imports no JAX (commands import what they run).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -130,12 +131,22 @@ app.add_typer(cli_train.commands)
 app.add_typer(cli_pipeline.app)
 
 
+#: CPython's cyclic garbage collector, for the ``mfax`` process only: tracing and compiling
+#: a JAX program allocates Python objects by the million, and at the default threshold (700)
+#: the collector ran about 600 times in a tiny train job, scanning the whole heap (JAX, flax,
+#: NumPy) in four or five of them: 0.25-0.55 s of a 4-10 s pipeline job. At 20,000 it runs
+#: about 20 times, none of them over the whole heap (docs/PERFORMANCE.md, "The garbage
+#: collector in the pipeline's jobs"). Cycles are still collected; only less often.
+GC_THRESHOLD = (20_000, 10, 10)
+
+
 def main() -> None:
     """The ``mfax`` script: run the command, then end the process without the interpreter's
     teardown (freeing JAX's backends, compiled programs and modules: 0.15-0.5 s a process,
     paid by every job of the pipeline).  Every file a command writes is closed before it
     returns (`mfax.io.atomic_write`), so nothing is left to flush but the standard streams.
     An exception that escapes the command exits the usual way, with its traceback."""
+    gc.set_threshold(*GC_THRESHOLD)
     try:
         app()
         code = 0

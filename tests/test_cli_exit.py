@@ -3,6 +3,7 @@ exit status and everything it printed must come out exactly as with a normal exi
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 
@@ -11,6 +12,14 @@ from conftest import mfax_command
 from typer.testing import CliRunner
 
 import mfax.cli as cli
+
+
+@pytest.fixture(autouse=True)
+def _keep_gc_threshold():
+    """`cli.main` sets the collector's threshold for its process; not for the test session."""
+    before = gc.get_threshold()
+    yield
+    gc.set_threshold(*before)
 
 
 def test_output_redirected_to_a_file_is_complete(tmp_path):
@@ -48,3 +57,13 @@ def test_main_maps_system_exit_to_the_status(monkeypatch, capsys, stop, code, me
     cli.main()
     assert exits == [code]
     assert capsys.readouterr().err == message
+
+
+def test_main_runs_the_command_with_the_collectors_threshold_raised(monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "app", lambda: seen.append(gc.get_threshold()))
+    monkeypatch.setattr(os, "_exit", lambda status: seen.append(status))
+    gc.set_threshold(700, 10, 10)  # CPython's default
+    cli.main()
+    assert seen == [cli.GC_THRESHOLD, 0]
+    assert cli.GC_THRESHOLD[0] >= 10_000 and gc.isenabled()
