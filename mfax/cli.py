@@ -133,7 +133,7 @@ app.add_typer(cli_pipeline.app)
 
 #: CPython's cyclic garbage collector, for the ``mfax`` process only: tracing and compiling
 #: a JAX program allocates Python objects by the million, and at the default threshold (700)
-#: the collector ran about 600 times in a tiny train job, scanning the whole heap (JAX, flax,
+#: the collector ran 500-700 times in a tiny train job, scanning the whole heap (JAX, flax,
 #: NumPy) in four or five of them: 0.12-0.55 s of a 1.3-10 s pipeline job. At 20,000 it runs
 #: about 20 times, none of them over the whole heap, and peak memory stays the same
 #: (docs/PERFORMANCE.md, "The garbage collector in the pipeline's jobs"). Cycles are still
