@@ -22,8 +22,9 @@ published code planned for 300 s and mfax planned for 100 s (``--budgets 30,100`
     python benchmarks/time_to_eq.py --sides published --budgets 30,100,300 ... &
     python benchmarks/time_to_eq.py --sides mfax --budgets 30,100 --lr 1e-2
 
-``--num-envs`` changes mfax's training batch (environments per iteration); the
-exploitability is still measured on the published batch's size, so the rows compare.
+``--num-envs`` changes mfax's training batch (environments per iteration), ``--noise
+exact`` trains it on every common-noise path instead; the exploitability is still
+measured on the published batch's size, so the rows compare.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 from _common import add_ent_coef, ent_kwargs
 
 from mfax.training import TrainConfig, make_train
+from mfax.training.config import NOISE_CHOICES
 from mfax.training.driver import compiled, drive
 from mfax.training.interrupt import interrupt_guard
 
@@ -48,8 +50,9 @@ ENVS = {"linear_quadratic": 8, "beach_bar_1d": 128, "macro": 8}
 CALIBRATE = {"linear_quadratic": 40, "beach_bar_1d": 4, "macro": 2}
 
 
-def _config(game, algo, lr, iterations, eval_every, ent_coef=None, num_envs=None):
-    # the training batch may change (--num-envs); the evaluation stays the published one's
+def _config(game, algo, lr, iterations, eval_every, ent_coef=None, num_envs=None, noise="sampled"):
+    # the training batch may change (--num-envs, --noise); the evaluation stays the
+    # published one's
     return TrainConfig(
         game=game,
         algo=algo,
@@ -59,6 +62,7 @@ def _config(game, algo, lr, iterations, eval_every, ent_coef=None, num_envs=None
         num_envs=num_envs or ENVS[game],
         eval_num_envs=ENVS[game],
         state_input="values" if game == "macro" else "index",
+        noise=noise,
         **ent_kwargs(ent_coef),
     )
 
@@ -70,11 +74,10 @@ def _plan(budget, compile_s, per_iter, calibrated):
     return n - n % every, every
 
 
-def _mfax_run(
-    game, algo, lr, seed, iterations, eval_every, stop_after=None, ent_coef=None, num_envs=None
-):
-    """``(curve [(seconds, exploitability)], compile seconds, seconds per iteration)``."""
-    cfg = _config(game, algo, lr, iterations, eval_every, ent_coef, num_envs)
+def _mfax_run(game, algo, lr, seed, iterations, eval_every, stop_after=None, **settings):
+    """``(curve [(seconds, exploitability)], compile seconds, seconds per iteration)``;
+    ``settings``: `_config`'s ``ent_coef``, ``num_envs`` and ``noise``."""
+    cfg = _config(game, algo, lr, iterations, eval_every, **settings)
     trainer = make_train(cfg)
     t0 = time.perf_counter()
     init = jax.jit(trainer.init, compiler_options=cfg.compiler_options())
@@ -104,9 +107,9 @@ def _mfax_run(
     return curve, compile_s, run.train_seconds / max(iters, 1), iters
 
 
-def mfax_side(game, algo, lr, seed, budget, ent_coef=None, num_envs=None):
+def mfax_side(game, algo, lr, seed, budget, ent_coef=None, num_envs=None, noise="sampled"):
     n_cal = CALIBRATE[game]
-    settings = dict(ent_coef=ent_coef, num_envs=num_envs)
+    settings = dict(ent_coef=ent_coef, num_envs=num_envs, noise=noise)
     _, compile_s, per_iter, _ = _mfax_run(game, algo, lr, seed, n_cal, n_cal, **settings)
     n, every = _plan(budget, compile_s, per_iter, n_cal)
     curve, _, per_iter, iters = _mfax_run(
@@ -156,6 +159,7 @@ def time_to_equilibrium(
     ent_coef=None,
     sides=None,
     num_envs=None,
+    noise="sampled",
 ):
     from _common import print_table
 
@@ -165,6 +169,7 @@ def time_to_equilibrium(
         f"(compile + training calls, evaluations excluded), each run planned for {budget:g} s "
         f"at its own speed; median [min, max] over seeds {list(seeds)}; lr {lr:g}"
         + (f"; mfax trains on {num_envs} environments per iteration" if num_envs else "")
+        + ("; mfax trains on every common-noise path (noise: exact)" if noise == "exact" else "")
     )
     rows = []
     for game in games:
@@ -174,7 +179,7 @@ def time_to_equilibrium(
                 results = []
                 for seed in seeds:
                     if label == SIDES["mfax"]:
-                        r = mfax_side(game, algo, lr, seed, budget, ent_coef, num_envs)
+                        r = mfax_side(game, algo, lr, seed, budget, ent_coef, num_envs, noise)
                     else:
                         r = published_side(published, game, algo, lr, seed, budget)
                     results.append(r)
@@ -193,6 +198,7 @@ def time_to_equilibrium(
                 out.setdefault("time", []).append(
                     dict(game=game, algo=algo, side=label, lr=lr, seeds=list(seeds), runs=results)
                     | ({"num_envs": num_envs} if num_envs and label == SIDES["mfax"] else {})
+                    | ({"noise": noise} if label == SIDES["mfax"] else {})
                 )
     print_table(["game", "algo", "code"] + [f"{b:g} s" for b in budgets] + ["s / iteration"], rows)
 
@@ -215,6 +221,13 @@ def main(argv=None):
         "the exploitability is still measured on the published batch's size",
     )
     add_ent_coef(ap)
+    ap.add_argument(
+        "--noise",
+        default="sampled",
+        choices=sorted(NOISE_CHOICES),
+        help="mfax's training batch: sampled environments, or every common-noise path "
+        "weighted by its probability (exact); the evaluation is the same either way",
+    )
     ap.add_argument("--published-python", default=None)
     ap.add_argument("--published-repo", default=None)
     ap.add_argument(
@@ -251,6 +264,7 @@ def main(argv=None):
         a.ent_coef,
         sides,
         a.num_envs,
+        a.noise,
     )
     if a.json:
         with open(a.json, "w") as f:
