@@ -129,11 +129,15 @@ def _run(code: str) -> None:
         "import mfax.io",
         "import mfax.pipeline; from mfax.pipeline import *",  # the Snakefile's imports
         # `mfax configure` validates every run's settings and game parameters without JAX
+        # (runs with noise: exact build their game to count its noise paths, so JAX: the
+        # tiny preset has none; the quick preset's linear-quadratic SPG / RSPG do)
         "import os, shutil, tempfile; from typer.testing import CliRunner; from mfax.cli import app; "
         "d = tempfile.mkdtemp(); shutil.copytree('mfax/../params', d + '/params'); os.chdir(d); "
-        "r = CliRunner().invoke(app, ['configure']); assert r.exit_code == 0, r.output; "
+        "r = CliRunner().invoke(app, ['configure', '--set', 'preset=tiny']); "
+        "assert r.exit_code == 0, r.output; "
         "assert os.path.isfile('data/macro/m_omd/config.yaml'); "
-        "r = CliRunner().invoke(app, ['configure', '--set', 'games.macro.game.num_wealth=1']); "
+        "r = CliRunner().invoke(app, ['configure', '--set', 'preset=tiny', "
+        "'--set', 'games.macro.game.num_wealth=1']); "
         "assert r.exit_code == 2 and 'num_wealth' in r.output, r.output",
         "from mfax.training.config import TrainConfig; from mfax.rl.config import RLConfig; "
         "TrainConfig.from_mapping({'game': {'num_states': 21}}, game='beach_bar_1d', algo='rspg'); "
