@@ -107,9 +107,9 @@ def _mfax_run(game, algo, lr, seed, iterations, eval_every, stop_after=None, **s
     return curve, compile_s, run.train_seconds / max(iters, 1), iters
 
 
-def mfax_side(game, algo, lr, seed, budget, ent_coef=None, num_envs=None, noise="sampled"):
+def mfax_side(game, algo, lr, seed, budget, **settings):
+    """One mfax run planned for ``budget`` s; ``settings`` as `_mfax_run`'s."""
     n_cal = CALIBRATE[game]
-    settings = dict(ent_coef=ent_coef, num_envs=num_envs, noise=noise)
     _, compile_s, per_iter, _ = _mfax_run(game, algo, lr, seed, n_cal, n_cal, **settings)
     n, every = _plan(budget, compile_s, per_iter, n_cal)
     curve, _, per_iter, iters = _mfax_run(
@@ -179,7 +179,16 @@ def time_to_equilibrium(
                 results = []
                 for seed in seeds:
                     if label == SIDES["mfax"]:
-                        r = mfax_side(game, algo, lr, seed, budget, ent_coef, num_envs, noise)
+                        r = mfax_side(
+                            game,
+                            algo,
+                            lr,
+                            seed,
+                            budget,
+                            ent_coef=ent_coef,
+                            num_envs=num_envs,
+                            noise=noise,
+                        )
                     else:
                         r = published_side(published, game, algo, lr, seed, budget)
                     results.append(r)
@@ -260,11 +269,11 @@ def main(argv=None):
         [float(b) for b in a.budgets.split(",")],
         (a.published_python, a.published_repo) if a.published_python else None,
         out,
-        a.lr,
-        a.ent_coef,
-        sides,
-        a.num_envs,
-        a.noise,
+        lr=a.lr,
+        ent_coef=a.ent_coef,
+        sides=sides,
+        num_envs=a.num_envs,
+        noise=a.noise,
     )
     if a.json:
         with open(a.json, "w") as f:
