@@ -28,7 +28,7 @@ import numpy as np
 from _common import print_table
 
 import mfax
-from mfax.noise_tree import count_paths, enumerate_paths
+from mfax.noise_tree import enumerate_paths
 from mfax.solvers import get_solver, list_solvers, solve_fn
 
 #: the settings used for each algorithm (the defaults where none are listed)
@@ -139,7 +139,7 @@ def main() -> None:
         print(
             f"## {name}: S = {game.num_states}, A = {game.num_actions}, K = "
             f"{game.kernel_size}, T = {game.horizon}, gamma = {game.default_discount}"
-            + (f", {count_paths(game)} noise paths" if game.has_random_reset else ""),
+            + (f", {game.noise.num_paths} noise paths" if game.has_random_reset else ""),
             flush=True,
         )
         rows = []

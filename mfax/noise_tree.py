@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 
 from mfax.dynamics import next_mean_field, policy_step, trajectory_of
-from mfax.games.base import Game, NoiseDraw
+from mfax.games.base import Game
 from mfax.policies import MeanFieldPolicy
 
 #: the default `max_paths` of `mfax.evaluate_policy(noise="exact")`
@@ -36,12 +36,6 @@ class NoisePaths(NamedTuple):
     node: np.ndarray  # [T, P] int32: paths with equal ids know the same draws at t
 
 
-def _support(draw: NoiseDraw) -> list[tuple[object, float]]:
-    """The atoms of positive probability (a zero-probability branch would be a node of
-    weight 0, whose conditional mean is undefined)."""
-    return [(a, p) for a, p in zip(draw.atoms, draw.probs) if p > 0]
-
-
 def _finite_noise(game: Game, what: str, instead: str):
     noise = game.noise
     if not noise.finite:
@@ -54,7 +48,7 @@ def _finite_noise(game: Game, what: str, instead: str):
 
 def _product(draws, values, weights):
     """Every combination of the draws' atoms: ``values[field]`` lists and ``weights``."""
-    for combo in itertools.product(*(_support(d) for d in draws)):
+    for combo in itertools.product(*(d.support for d in draws)):
         for d, (atom, _) in zip(draws, combo):
             values[d.field].append(atom)
         weights.append(math.prod(p for _, p in combo))
@@ -82,9 +76,8 @@ def _as_paths(game: Game, values: dict, weights, env) -> NoisePaths:
 
 
 def _too_many(game: Game, n: int, max_paths: int, what: str) -> ValueError:
-    sizes = " x ".join(f"{len(_support(d))} ({d.field} at t = {d.time})" for d in game.noise.draws)
     return ValueError(
-        f"{what}: {game.name} has {n} common-noise paths ({sizes}), more than "
+        f"{what}: {game.name} has {n} common-noise paths ({game.noise.describe()}), more than "
         f"max_paths = {max_paths}; raise max_paths (time and memory grow with the number of "
         "paths) or use noise='sampled' with best_response='hindsight'"
     )
@@ -98,7 +91,7 @@ def enumerate_paths(game: Game, max_paths: int = DEFAULT_MAX_PATHS) -> NoisePath
         "use noise='sampled' (a Monte-Carlo mean "
         "over num_envs sampled paths), or common_noise=False",
     )
-    n = math.prod(len(_support(d)) for d in noise.draws)
+    n = noise.num_paths
     if n > max_paths:
         raise _too_many(game, n, max_paths, "noise='exact'")
     values: dict = {d.field: [] for d in noise.draws}
@@ -121,7 +114,7 @@ def sample_paths(
         "instead (mfax.noise_bracket)",
     )
     later = noise.later_draws
-    n_later = math.prod(len(_support(d)) for d in later)
+    n_later = noise.count(later)
     if num_envs * n_later > max_paths:
         raise _too_many(
             game,
@@ -188,17 +181,3 @@ def paths_rollout_fn(
         return trajectory_of(rec, mu_final)
 
     return run
-
-
-def count_paths(game: Game) -> int:
-    """How many paths `enumerate_paths` gives for ``game`` (1 without common noise); the
-    game's noise must be finite (``game.noise.finite``)."""
-    return math.prod(len(_support(d)) for d in game.noise.draws)
-
-
-def describe_paths(game: Game) -> str:
-    """``"51 (bar at t = 0) x 2 (z at t = 4)"``: the atoms of each draw (finite noise)."""
-    return (
-        " x ".join(f"{len(_support(d))} ({d.field} at t = {d.time})" for d in game.noise.draws)
-        or "no common noise"
-    )

@@ -11,6 +11,7 @@ import pytest
 from conftest import np_random_policy, ref_bb_kernel, ref_bb_reward
 
 import mfax
+from mfax.games import make_params
 from mfax.noise_tree import enumerate_paths
 
 KEY = jax.random.PRNGKey(0)
@@ -273,6 +274,30 @@ def test_noise_declaration_drives_sampling_and_enumeration():
         assert (abs(closed - 0.5) < 0.03) if changes else closed == 0.0
     assert len(enumerate_paths(mfax.make_game("linear_quadratic")).weight) == 2
     assert len(enumerate_paths(mfax.make_game("beach_bar_1d")).weight) == 102
+
+
+@pytest.mark.parametrize(
+    "name, overrides, paths, described",
+    [
+        ("beach_bar_1d", BAR, 10, "5 (bar at t = 0) x 2 (z at t = 3)"),
+        ("beach_bar_1d", {}, 102, "51 (bar at t = 0) x 2 (z at t = 15)"),
+        ("beach_bar_1d", {"bar_location": 40, "common_noise": False}, 1, "no common noise"),
+        ("linear_quadratic", {}, 2, "2 (z at t = 0)"),
+        ("macro", {"common_noise": False}, 1, "no common noise"),
+        ("macro", {}, None, None),
+    ],
+)
+def test_parameters_declare_the_noise_the_game_uses(name, overrides, paths, described):
+    """The declaration lives in the game's parameters (no JAX: configs are checked with
+    it) and is the very noise the built game samples and the tree enumerates."""
+    params = make_params(name, **overrides)
+    noise = params.noise()
+    assert noise == mfax.make_game(name, **overrides).noise
+    if paths is None:
+        assert not noise.finite and "continuous" in noise.continuous
+        return
+    assert noise.num_paths == paths and noise.describe() == described
+    assert len(enumerate_paths(mfax.make_game(name, **overrides)).weight) == paths
 
 
 def test_bad_arguments_are_named():

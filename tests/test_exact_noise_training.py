@@ -179,8 +179,8 @@ def test_without_common_noise_exact_is_one_path_and_equals_sampled():
 def test_unequal_path_probabilities_weight_the_loss():
     """Every built-in tree has equally likely paths; a linear-quadratic whose z is +1 with
     probability 0.8 checks that the loss weights each path's return by its probability."""
-    from mfax.games.base import CommonNoise, NoiseDraw
     from mfax.games.linear_quadratic import LinearQuadratic
+    from mfax.games.noise import CommonNoise, NoiseDraw
 
     class Skewed(LinearQuadratic):
         noise = CommonNoise((NoiseDraw("z", 0, (1.0, -1.0), (0.8, 0.2)),))

@@ -128,17 +128,23 @@ def _run(code: str) -> None:
         "from mfax.algorithms import list_algorithms; assert list_algorithms()",
         "import mfax.io",
         "import mfax.pipeline; from mfax.pipeline import *",  # the Snakefile's imports
-        # `mfax configure` validates every run's settings and game parameters without JAX
-        # (runs with noise: exact build their game to count its noise paths, so JAX: the
-        # tiny preset has none; the quick preset's linear-quadratic SPG / RSPG do)
+        # `mfax configure` validates every run's settings and game parameters without JAX,
+        # also the quick preset's runs with noise: exact (their noise paths are counted
+        # from the game's parameters)
         "import os, shutil, tempfile; from typer.testing import CliRunner; from mfax.cli import app; "
         "d = tempfile.mkdtemp(); shutil.copytree('mfax/../params', d + '/params'); os.chdir(d); "
-        "r = CliRunner().invoke(app, ['configure', '--set', 'preset=tiny']); "
+        "r = CliRunner().invoke(app, ['configure', '--set', 'preset=quick']); "
         "assert r.exit_code == 0, r.output; "
+        "from mfax.io import read_yaml; "
+        "assert read_yaml('data/linear_quadratic/spg/config.yaml')['noise'] == 'exact'; "
         "assert os.path.isfile('data/macro/m_omd/config.yaml'); "
         "r = CliRunner().invoke(app, ['configure', '--set', 'preset=tiny', "
         "'--set', 'games.macro.game.num_wealth=1']); "
         "assert r.exit_code == 2 and 'num_wealth' in r.output, r.output",
+        # a refused noise: exact is refused without JAX too
+        "from mfax.training.config import TrainConfig; import pytest; "
+        "pytest.raises(ValueError, TrainConfig, game='macro', algo='spg', noise='exact'); "
+        "TrainConfig(game='beach_bar_1d', algo='rspg', noise='exact')",
         "from mfax.training.config import TrainConfig; from mfax.rl.config import RLConfig; "
         "TrainConfig.from_mapping({'game': {'num_states': 21}}, game='beach_bar_1d', algo='rspg'); "
         "RLConfig.from_mapping({}, game='macro', algo='ippo')",

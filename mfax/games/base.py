@@ -10,7 +10,6 @@ push-forward update and the sampled one from it.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import functools
 from typing import Any, ClassVar, NamedTuple
 
@@ -19,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import mfax.threefry  # noqa: F401  (before any program is traced: random bits unrolled on CPU)
+from mfax.games.noise import CommonNoise
 from mfax.games.params import GameParams
 
 
@@ -32,111 +32,6 @@ class ClockAggregate(NamedTuple):
     @classmethod
     def start(cls) -> ClockAggregate:
         return cls(t=jnp.zeros((), jnp.int32), z=jnp.zeros((), jnp.float32))
-
-
-@dataclasses.dataclass(frozen=True)
-class NoiseDraw:
-    """One finitely supported common-noise draw: the aggregate field ``field`` takes the
-    value ``atoms[i]`` with probability ``probs[i]`` from time ``time`` on (0 = at reset;
-    ``time = t > 0``: drawn by the step from ``t - 1`` to ``t``, so the reward of that step
-    already reads it, but an agent acting at ``t - 1`` does not know it).
-
-    ``sampler`` is how a key becomes a value, chosen so that sampling reproduces the
-    published draws bit for bit: ``"cdf"`` draws ``u ~ U[0, 1)`` and takes the first atom
-    whose cumulative probability exceeds ``u`` (for two atoms of 1/2, the same as
-    ``jax.random.bernoulli(key)`` picking the first); ``"randint"`` is
-    ``jax.random.randint`` over consecutive integer atoms of equal probability.
-    """
-
-    field: str
-    time: int
-    atoms: tuple
-    probs: tuple[float, ...]
-    dtype: str = "float32"
-    sampler: str = "cdf"
-
-    def __post_init__(self):
-        if len(self.atoms) != len(self.probs) or not self.atoms:
-            raise ValueError(
-                f"NoiseDraw {self.field!r}: {len(self.atoms)} atoms, "
-                f"{len(self.probs)} probabilities; expected one per atom"
-            )
-        if self.sampler == "randint" and (
-            list(self.atoms) != list(range(self.atoms[0], self.atoms[0] + len(self.atoms)))
-            or len(set(self.probs)) != 1
-        ):
-            raise ValueError(
-                f"NoiseDraw {self.field!r}: sampler 'randint' needs consecutive "
-                "integer atoms of equal probability"
-            )
-        if self.sampler not in ("cdf", "randint"):
-            raise ValueError(
-                f"NoiseDraw {self.field!r}: sampler = {self.sampler!r} is not "
-                "allowed; expected 'cdf' or 'randint'"
-            )
-
-    def sample(self, key: jax.Array) -> jax.Array:
-        if self.sampler == "randint":
-            return jax.random.randint(
-                key, (), self.atoms[0], self.atoms[-1] + 1, dtype=jnp.dtype(self.dtype)
-            )
-        cdf = jnp.cumsum(jnp.asarray(self.probs, jnp.float32))
-        u = jax.random.uniform(key, (), jnp.float32)
-        i = jnp.minimum(jnp.sum(cdf <= u), len(self.atoms) - 1)
-        return jnp.asarray(self.atoms, jnp.dtype(self.dtype))[i]
-
-
-@dataclasses.dataclass(frozen=True)
-class CommonNoise:
-    """A game's common noise, declared once: `reset`/`next_aggregate` sample it and
-    `mfax.noise_tree` enumerates it, so the two cannot disagree.
-
-    ``draws`` are finitely supported (an empty tuple: no common noise, one path);
-    ``continuous`` (a phrase saying what the noise is) marks noise that cannot be
-    enumerated, ``draws`` being then ignored.
-    """
-
-    draws: tuple[NoiseDraw, ...] = ()
-    continuous: str | None = None
-
-    @property
-    def finite(self) -> bool:
-        return self.continuous is None
-
-    @property
-    def reset_draws(self) -> tuple[NoiseDraw, ...]:
-        return tuple(d for d in self.draws if d.time == 0)
-
-    @property
-    def later_draws(self) -> tuple[NoiseDraw, ...]:
-        return tuple(d for d in self.draws if d.time > 0)
-
-    def sample_reset(self, key: jax.Array) -> dict[str, jax.Array]:
-        """The values of the reset draws (one draw uses ``key`` itself, several split it)."""
-        draws = self.reset_draws
-        keys = [key] if len(draws) == 1 else list(jax.random.split(key, len(draws)))
-        return {d.field: d.sample(k) for d, k in zip(draws, keys)}
-
-    def set_later(self, agg: Any, values: dict[str, jax.Array]) -> Any:
-        """``agg`` (already at its new time) with each later draw's field set to its value
-        when ``agg.t`` is that draw's time."""
-        for d in self.later_draws:
-            agg = agg._replace(
-                **{
-                    d.field: jnp.where(
-                        agg.t == d.time,
-                        jnp.asarray(values[d.field], jnp.dtype(d.dtype)),
-                        getattr(agg, d.field),
-                    )
-                }
-            )
-        return agg
-
-    def advance(self, key: jax.Array, agg: Any) -> Any:
-        """`set_later` with freshly sampled values (one later draw uses ``key`` itself)."""
-        draws = self.later_draws
-        keys = [key] if len(draws) == 1 else list(jax.random.split(key, len(draws)))
-        return self.set_later(agg, {d.field: d.sample(k) for d, k in zip(draws, keys)})
 
 
 class Game(abc.ABC):
@@ -243,13 +138,9 @@ class Game(abc.ABC):
 
     @functools.cached_property
     def noise(self) -> CommonNoise:
-        """The game's common noise (`CommonNoise`).  The default knows only games without
-        any: a game with common noise must declare it to be enumerated."""
-        if self.params.common_noise or self.has_random_reset:
-            return CommonNoise(
-                continuous=f"{self.name} does not declare its common noise (Game.noise)"
-            )
-        return CommonNoise()
+        """The game's common noise (`CommonNoise`), as its parameters declare it
+        (`GameParams.noise`)."""
+        return self.params.noise()
 
     def initial_state(self, values: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
         """`reset` given the values of the reset draws of `noise` (a dict by field).  The

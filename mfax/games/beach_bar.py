@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from mfax.games.base import CommonNoise, NoiseDraw
 from mfax.games.grid1d import Grid1DGame
 from mfax.games.params import BeachBarParams
 
@@ -34,30 +32,6 @@ class BeachBar1D(Grid1DGame):
     @property
     def has_random_reset(self) -> bool:
         return bool(self.params.common_noise) or self.params.bar_location is None
-
-    @functools.cached_property
-    def noise(self) -> CommonNoise:
-        """The bar location, uniform on `bar_range` at reset when `bar_location` is None;
-        with common noise, the closure coin: z = 1 (open) or 0 (closed) with probability
-        1/2 each, drawn by the step to t = T // 2 (no coin when T // 2 = 0)."""
-        p = self.params
-        draws = []
-        if p.bar_location is None:
-            lo, hi = p.bar_range()
-            n = hi - lo + 1
-            draws.append(
-                NoiseDraw(
-                    "bar",
-                    0,
-                    tuple(range(lo, hi + 1)),
-                    (1.0 / n,) * n,
-                    dtype="int32",
-                    sampler="randint",
-                )
-            )
-        if p.common_noise and p.horizon // 2 > 0:
-            draws.append(NoiseDraw("z", p.horizon // 2, (1.0, 0.0), (0.5, 0.5)))
-        return CommonNoise(tuple(draws))
 
     def reset(self, key):
         return self.initial_state(self.noise.sample_reset(key))

@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfax.games.base import CommonNoise, NoiseDraw
 from mfax.games.grid1d import Grid1DGame
 from mfax.games.params import LinearQuadraticParams
 
@@ -34,13 +33,6 @@ class LinearQuadratic(Grid1DGame):
         self.params = params
         self.num_states, self.num_actions, self.kernel_size = params.sizes()
         self.obs_dim = 1
-
-    @functools.cached_property
-    def noise(self) -> CommonNoise:
-        """The sign z in {+1, -1}, each with probability 1/2, drawn at reset."""
-        if not self.params.common_noise:
-            return CommonNoise()
-        return CommonNoise((NoiseDraw("z", 0, (1.0, -1.0), (0.5, 0.5)),))
 
     def reset(self, key):
         return self.initial_state(self.noise.sample_reset(key))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mfax.dynamics import expectation, push_forward
-from mfax.games.base import CommonNoise, Game
+from mfax.games.base import Game
 from mfax.games.params import MacroParams
 
 
@@ -120,17 +120,6 @@ class Macro(Game):
         r, w = self.prices(agg, mu)
         k, y = self._state_values()
         return (1 + r) * k + w * y
-
-    @functools.cached_property
-    def noise(self) -> CommonNoise:
-        """A Gaussian innovation at every step: continuous, so it cannot be enumerated."""
-        p = self.params
-        if p.common_noise and p.nu > 0:
-            return CommonNoise(
-                continuous=f"continuous: the productivity shock z' = rho z + "
-                f"nu eps, eps ~ N(0, 1), at every step (nu = {p.nu})"
-            )
-        return CommonNoise()  # z stays 0
 
     def reset(self, key):
         S = self.num_states

@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mfax.games.noise import CommonNoise, NoiseDraw
+
 
 class GameParams:
     """Base for the frozen parameter dataclass of a game.
@@ -63,6 +65,16 @@ class GameParams:
             f"{self.game_name}: parameter {name!r} = {getattr(self, name)!r} is not allowed; "
             f"expected {allowed}"
         )
+
+    def noise(self) -> CommonNoise:
+        """The game's common noise (`mfax.games.noise`), declared from the parameters alone,
+        so that it can be checked without building the game (JAX).  The default knows only
+        games without any: a game with common noise declares it to be enumerated."""
+        if getattr(self, "common_noise", False):
+            return CommonNoise(
+                continuous=f"{self.game_name} does not declare its common noise (GameParams.noise)"
+            )
+        return CommonNoise()
 
     def deterministic_hint(self) -> dict[str, str]:
         """The settings (name -> value to give) that make reset and every step deterministic,
@@ -299,6 +311,12 @@ class LinearQuadraticParams(Grid1DParams):
                 self.fail(name, "a number >= 0")
         check_probabilities(self, "noise_atoms", "noise_probs")
 
+    def noise(self) -> CommonNoise:
+        """The sign z in {+1, -1}, each with probability 1/2, drawn at reset."""
+        if not self.common_noise:
+            return CommonNoise()
+        return CommonNoise((NoiseDraw("z", 0, (1.0, -1.0), (0.5, 0.5)),))
+
 
 @dataclasses.dataclass(frozen=True)
 class BeachBarParams(Grid1DParams):
@@ -335,6 +353,28 @@ class BeachBarParams(Grid1DParams):
         if self.crowd_aversion < 0:
             self.fail("crowd_aversion", "a number >= 0")
         check_probabilities(self, "noise_atoms", "noise_probs")
+
+    def noise(self) -> CommonNoise:
+        """The bar location, uniform on `bar_range` at reset when `bar_location` is None;
+        with common noise, the closure coin: z = 1 (open) or 0 (closed) with probability
+        1/2 each, drawn by the step to t = T // 2 (no coin when T // 2 = 0)."""
+        draws = []
+        if self.bar_location is None:
+            lo, hi = self.bar_range()
+            n = hi - lo + 1
+            draws.append(
+                NoiseDraw(
+                    "bar",
+                    0,
+                    tuple(range(lo, hi + 1)),
+                    (1.0 / n,) * n,
+                    dtype="int32",
+                    sampler="randint",
+                )
+            )
+        if self.common_noise and self.horizon // 2 > 0:
+            draws.append(NoiseDraw("z", self.horizon // 2, (1.0, 0.0), (0.5, 0.5)))
+        return CommonNoise(tuple(draws))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,6 +426,15 @@ class MacroParams(GameParams):
         if self.income_bounds[0] <= 0:
             self.fail("income_bounds", "[lo, hi] with 0 < lo < hi (income must be positive)")
         check_probabilities(self, "income_atoms", "income_probs")
+
+    def noise(self) -> CommonNoise:
+        """A Gaussian innovation at every step: continuous, so it cannot be enumerated."""
+        if self.common_noise and self.nu > 0:
+            return CommonNoise(
+                continuous=f"continuous: the productivity shock z' = rho z + "
+                f"nu eps, eps ~ N(0, 1), at every step (nu = {self.nu})"
+            )
+        return CommonNoise()  # z stays 0
 
 
 @dataclasses.dataclass(frozen=True)

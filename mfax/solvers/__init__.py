@@ -38,8 +38,6 @@ from mfax.games.base import Game
 from mfax.noise_tree import (
     DEFAULT_MAX_PATHS,
     NoisePaths,
-    count_paths,
-    describe_paths,
     enumerate_paths,
 )
 from mfax.solvers._core import Context, Setting, Solver
@@ -89,8 +87,8 @@ def deterministic_error(game: Game) -> ValueError:
     noise = game.noise
     if noise.finite:
         tree = (
-            f", or solve it on its exact noise tree with noise='exact' ({count_paths(game)} "
-            f"paths: {describe_paths(game)}; the policy then reacts to the noise drawn so far)"
+            f", or solve it on its exact noise tree with noise='exact' ({noise.num_paths} "
+            f"paths: {noise.describe()}; the policy then reacts to the noise drawn so far)"
         )
     else:
         tree = f" (its common noise cannot be enumerated, so noise='exact' is not possible: {noise.continuous})"
@@ -112,11 +110,11 @@ def _check_tree(game: Game, max_paths: int) -> None:
             f"solve_tabular(noise='exact') is not possible for {game.name!r}: its common noise "
             f"cannot be enumerated ({game.noise.continuous})" + (f"; {instead}" if fix else "")
         )
-    n = count_paths(game)
+    n = game.noise.num_paths
     if n > max_paths:
         raise ValueError(
             f"solve_tabular(noise='exact'): {game.name!r} has {n} common-noise paths "
-            f"({describe_paths(game)}), more than max_paths = {max_paths}; raise max_paths "
+            f"({game.noise.describe()}), more than max_paths = {max_paths}; raise max_paths "
             f"(the tables grow as T x paths x S x A, each iteration as the paths)"
             + (f", or {instead}" if fix else "")
         )

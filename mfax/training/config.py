@@ -32,6 +32,7 @@ from mfax.xla import compiler_options
 
 if TYPE_CHECKING:
     from mfax.games.base import Game
+    from mfax.games.noise import CommonNoise
     from mfax.games.params import GameParams
 
 ALGORITHMS = tuple(list_algorithms("structural"))  # ("spg", "rspg")
@@ -336,34 +337,39 @@ class TrainConfig(BaseTrainConfig):
             raise self._bad(
                 "noise", self.noise, " or ".join(f"{k!r} ({v})" for k, v in NOISE_CHOICES.items())
             )
-        if self.noise == "exact":  # refused here rather than when the run starts
-            self.exact_noise_paths()
+        if self.noise == "exact":  # refused here rather than when the run starts (no JAX)
+            params = self.game_parameters()
+            self._count_exact_paths(params.noise(), params, self.game)
 
     def exact_noise_paths(self, game: Game | None = None):
         """The common-noise paths of ``noise: exact`` (`mfax.noise_tree.NoisePaths`) for
-        ``game`` (default: the config's).  A ValueError naming the key if the game's noise
-        cannot be enumerated (macro's is continuous) or has more than `MAX_EXACT_PATHS`
-        paths.  It builds the game, so it imports JAX: configs with ``noise: sampled``
-        (the default) stay JAX-free."""
-        from mfax.games import check_game_size
-        from mfax.noise_tree import count_paths, describe_paths, enumerate_paths
+        ``game`` (default: the config's), refused as the config itself is (a ValueError
+        naming the key) if they cannot be enumerated or are too many."""
+        from mfax.noise_tree import enumerate_paths
 
         game = self.make_game() if game is None else game
-        bad = f"{self._PREFIX}: 'noise' = 'exact' is not allowed for {game.name}"
+        return enumerate_paths(game, self._count_exact_paths(game.noise, game.params, game.name))
+
+    def _count_exact_paths(self, noise: CommonNoise, params: GameParams, name: str) -> int:
+        """The number of paths of ``noise``; a ValueError naming the key if that noise
+        cannot be enumerated (macro's is continuous) or has more than `MAX_EXACT_PATHS`
+        paths, or if the game is too large for one environment per path.  No JAX: the
+        game's parameters declare its noise (`mfax.games.params.GameParams.noise`)."""
+        bad = f"{self._PREFIX}: 'noise' = 'exact' is not allowed for {name}"
         instead = "; use noise: sampled (num_envs sampled environments per iteration)"
-        if not game.noise.finite:
+        if not noise.finite:
             raise ValueError(
-                f"{bad}: its common noise cannot be enumerated ({game.noise.continuous}){instead}"
+                f"{bad}: its common noise cannot be enumerated ({noise.continuous}){instead}"
             )
-        n = count_paths(game)
+        n = noise.num_paths
         if n > MAX_EXACT_PATHS:
             raise ValueError(
-                f"{bad}: it has {n} common-noise paths ({describe_paths(game)}), "
+                f"{bad}: it has {n} common-noise paths ({noise.describe()}), "
                 f"more than {MAX_EXACT_PATHS}, each one environment of every "
                 f"iteration{instead}"
             )
-        check_game_size(game, n, "the number of common-noise paths (noise: exact)")
-        return enumerate_paths(game, n)
+        params.check_size(n, "the number of common-noise paths (noise: exact)")
+        return n
 
 
 def merge_mappings(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
