@@ -123,11 +123,7 @@ class CommonNoise:
 
     def sample_reset(self, key: jax.Array) -> dict[str, jax.Array]:
         """The values of the reset draws (one draw uses ``key`` itself, several split it)."""
-        import jax
-
-        draws = self.reset_draws
-        keys = [key] if len(draws) == 1 else list(jax.random.split(key, len(draws)))
-        return {d.field: d.sample(k) for d, k in zip(draws, keys)}
+        return _sample_all(self.reset_draws, key)
 
     def set_later(self, agg: Any, values: dict[str, jax.Array]) -> Any:
         """``agg`` (already at its new time) with each later draw's field set to its value
@@ -148,8 +144,13 @@ class CommonNoise:
 
     def advance(self, key: jax.Array, agg: Any) -> Any:
         """`set_later` with freshly sampled values (one later draw uses ``key`` itself)."""
-        import jax
+        return self.set_later(agg, _sample_all(self.later_draws, key))
 
-        draws = self.later_draws
-        keys = [key] if len(draws) == 1 else list(jax.random.split(key, len(draws)))
-        return self.set_later(agg, {d.field: d.sample(k) for d, k in zip(draws, keys)})
+
+def _sample_all(draws: tuple[NoiseDraw, ...], key: jax.Array) -> dict[str, jax.Array]:
+    """Each draw's value by field: one draw uses ``key`` itself (the published draws), several
+    split it."""
+    import jax
+
+    keys = [key] if len(draws) == 1 else list(jax.random.split(key, len(draws)))
+    return {d.field: d.sample(k) for d, k in zip(draws, keys)}
